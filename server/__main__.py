@@ -1,0 +1,56 @@
+"""`qwen3-tts-server` (or `python -m server`): serve, or build a dev checkpoint.
+
+qwen3-tts-server                      start the HTTP server (settings from the environment)
+qwen3-tts-server devmodel DIR [...]   build a small random checkpoint for tests and smoke tests
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def serve() -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.config import SettingsError, load_settings
+    from server.logs import configure_logging
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"qwen3-tts-server: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_keep_alive=65,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        log_config=None,  # keep the handlers configure_logging installed
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "devmodel":
+        from server.engine.devmodel import main as devmodel_main
+
+        return devmodel_main(args[1:])
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if args:
+        print(f"qwen3-tts-server: unknown command {args[0]!r}\n{__doc__}", file=sys.stderr)
+        return 2
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Health and model listing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from server.api.catalog import ModelCatalog
+from server.engine.scheduler import Engine
+
+router = APIRouter()
+v1_router = APIRouter()
+
+_CREATED = int(time.time())
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    engine: Engine = request.app.state.engine
+    report = engine.health()
+    errors = [slot["last_error"] for slot in report["models"].values() if slot["last_error"]]
+    status = "shutting_down" if not engine.accepting else ("degraded" if errors else "ok")
+    return {"status": status, **report}
+
+
+@v1_router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    catalog: ModelCatalog = request.app.state.models
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": _CREATED, "owned_by": "qwen3-tts-server"}
+            for name in catalog.listed()
+        ],
+    }

@@ -1,0 +1,118 @@
+"""create_app(settings): routes, error handlers, and the lifespan that starts and stops
+the engine. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.api import speech, system
+from server.api.auth import require_api_key
+from server.api.catalog import ModelCatalog
+from server.api.middleware import RequestIdMiddleware
+from server.api.responses import OrjsonResponse
+from server.api.synthesis import SpeechService
+from server.config import Settings
+from server.engine.models import ModelSlot
+from server.engine.qwen import resolve_device, timed_load
+from server.engine.scheduler import Engine, EngineLimits
+from server.errors import APIError, invalid_request, to_api_error
+
+log = logging.getLogger("qwen3-tts")
+
+
+def build_engine(settings: Settings) -> Engine:
+    device = resolve_device(settings.device)
+
+    def loader(model_id: str) -> Any:
+        return timed_load(model_id, device, settings.warmup)
+
+    slots = {
+        "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
+        "base": ModelSlot("base", settings.clone_model_id, device, loader),
+    }
+    limits = EngineLimits(settings.max_queue_depth, settings.request_timeout, settings.idle_timeout)
+    return Engine(slots, limits)  # type: ignore[arg-type]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = build_engine(settings)
+        app.state.engine = engine
+        app.state.speech = SpeechService(engine, app.state.models, settings.max_new_tokens)
+        await engine.start(preload=("custom_voice",) if settings.preload_model else ())
+        log.info("server ready", extra={"settings": settings.public_view()})
+        try:
+            yield
+        finally:
+            await engine.stop(settings.shutdown_grace)
+
+    app = FastAPI(
+        title="Qwen3-TTS server",
+        description="OpenAI-compatible text-to-speech on Qwen3-TTS",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.settings = settings
+    app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
+    app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(system.router)
+    v1 = [Depends(require_api_key)]
+    app.include_router(system.v1_router, dependencies=v1)
+    app.include_router(speech.router, dependencies=v1)
+    return app
+
+
+def _error_response(error: APIError) -> OrjsonResponse:
+    return OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
+
+
+def _validation_error(errors: Sequence[Any]) -> APIError:
+    """FastAPI's validation errors as one OpenAI-shaped 400 naming the first bad field."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    if first.get("type") == "json_invalid":
+        return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
+    # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
+    param = loc[0] if loc else None
+    message = first.get("msg", "invalid request")
+    if param is not None:
+        message = f"{'.'.join(loc)}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return invalid_request(message, param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> OrjsonResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> OrjsonResponse:
+        return _error_response(_validation_error(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
+        return _error_response(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+        error = to_api_error(exc)
+        if error.status >= 500 and error.code == "internal_error":
+            log.exception("unhandled error", exc_info=exc)
+        return _error_response(error)

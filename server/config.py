@@ -1,0 +1,98 @@
+"""Every setting of the server, read once from the environment into one typed object.
+
+Invalid values stop startup with a message naming the variable; nothing else in the
+server reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_ID = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
+DEFAULT_CLONE_MODEL_ID = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+
+
+class Settings(BaseSettings):
+    """Server settings; each field is the environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    model_id: str = DEFAULT_MODEL_ID
+    clone_model_id: str = DEFAULT_CLONE_MODEL_ID
+    device: str = "auto"
+    idle_timeout: float = Field(default=120.0, ge=0)
+    preload_model: bool = False
+    warmup: bool = True
+
+    max_queue_depth: int = Field(default=16, ge=1)
+    request_timeout: float = Field(default=300.0, gt=0)
+    max_new_tokens: int = Field(default=2048, ge=2)
+
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+
+    voices_dir: Path = Path("voices")
+    voice_cache_max: int = Field(default=32, ge=0)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    min_reference_seconds: float = Field(default=1.0, ge=0)
+    max_reference_seconds: float = Field(default=30.0, gt=0)
+
+    metrics_enabled: bool = True
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    shutdown_grace: float = Field(default=30.0, ge=0)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu", "cuda", "mps") or value.startswith("cuda:"):
+            return value
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        return _split_csv(value)
+
+    def public_view(self) -> dict[str, object]:
+        """The settings as loggable values, secrets masked."""
+        view = self.model_dump(mode="json")
+        view["api_keys"] = [f"***({len(k.get_secret_value())} chars)" for k in self.api_keys]
+        return view
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds an invalid setting; the message names each one."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) or raise SettingsError with a clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from exc

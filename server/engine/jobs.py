@@ -1,0 +1,59 @@
+"""Typed, immutable messages that cross the boundary between the web side and the
+inference thread. Nothing here holds a request object or a model tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+SlotName = Literal["custom_voice", "base"]
+
+# The 12 Hz codec: 24 kHz audio, 1920 samples per codec frame.
+SAMPLE_RATE = 24_000
+SAMPLES_PER_FRAME = 1920
+
+
+@dataclass(frozen=True)
+class CloneVoice:
+    """A cloned voice for the base slot: either a prompt computed earlier by the model
+    (cached, opaque to everything but the adapter) or the reference to compute it from."""
+
+    prompt: Any = None
+    reference: tuple[np.ndarray, int] | None = None
+    ref_text: str | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    """One request's synthesis: its text already split into segments (sentences).
+
+    `token_cap` bounds max_new_tokens for every segment; the engine sizes each segment's
+    budget to its text below that cap. `seed`, when given, makes generation repeatable:
+    segment i is seeded with seed + i, so the same request yields the same audio whether
+    its segments are streamed or collected.
+    """
+
+    slot: SlotName
+    segments: tuple[str, ...]
+    language: str
+    token_cap: int
+    speaker: str | None = None
+    instruct: str | None = None
+    clone: CloneVoice | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SegmentAudio:
+    """What the inference thread hands back for one segment."""
+
+    pcm: np.ndarray  # float32, mono, SAMPLE_RATE; an owned copy, never a view of model memory
+    index: int
+    input_tokens: int
+    output_frames: int
+    max_new_tokens: int
+    queued_ms: float  # from submission to the start of work on the inference thread
+    inference_ms: float
+    load_ms: float  # time spent loading the model for this segment (0 when already loaded)

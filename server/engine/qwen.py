@@ -1,0 +1,231 @@
+"""The adapter over `qwen_tts`: the only module that imports or calls the model package.
+
+Everything here runs on the inference thread, except `resolve_device`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from server.engine.errors import InvalidSynthesisInput, JobCancelledError, SynthesisError
+from server.engine.jobs import SAMPLES_PER_FRAME, CloneVoice
+
+log = logging.getLogger("qwen3-tts.engine")
+
+# Texts of a few lengths, so a GPU's kernels and allocator are warm for short and long inputs.
+WARMUP_TEXTS = (
+    "Hello.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Warming up the speech model with a longer sentence lets the GPU pick its kernels "
+    "and size its caches before the first real request arrives, so that request is fast.",
+)
+WARMUP_MAX_NEW_TOKENS = 48
+
+
+def resolve_device(setting: str) -> str:
+    """`auto` means cuda when a GPU is visible, else cpu."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def _dtype_for(device: str) -> torch.dtype:
+    # bf16 halves memory and doubles throughput on GPUs; CPUs run bf16 slowly, so fp32 there.
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+@dataclass(frozen=True)
+class Generated:
+    pcm: np.ndarray
+    input_tokens: int
+    output_frames: int
+
+
+class _FrameWatch:
+    """A forward pre-hook on the talker: it runs once per generated frame, so it is where a
+    cancelled job stops (the package's generate() takes no stopping criteria) and where
+    the caller learns that work is progressing (to keep the model from idling out)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def arm(self, should_stop: Callable[[], bool], on_frame: Callable[[], None]) -> None:
+        self._local.should_stop = should_stop
+        self._local.on_frame = on_frame
+
+    def disarm(self) -> None:
+        self._local.should_stop = None
+        self._local.on_frame = None
+
+    def __call__(self, module: torch.nn.Module, args: Any) -> None:
+        should_stop = getattr(self._local, "should_stop", None)
+        if should_stop is not None and should_stop():
+            raise JobCancelledError("job cancelled")
+        on_frame = getattr(self._local, "on_frame", None)
+        if on_frame is not None:
+            on_frame()
+
+
+class QwenBackend:
+    """A loaded Qwen3-TTS model and what the server needs to know about it."""
+
+    def __init__(self, model: Any, model_id: str, device: str) -> None:
+        self._model = model
+        self.model_id = model_id
+        self.device = device
+        inner = model.model
+        self.kind: str = str(inner.tts_model_type)
+        self.size: str = str(inner.tts_model_size)
+        speakers = model.get_supported_speakers() or []
+        self.speakers: tuple[str, ...] = tuple(sorted(speakers))
+        self.languages: tuple[str, ...] = tuple(model.get_supported_languages() or ())
+        # The package drops `instruct` when tts_model_size is a substring of "0b6" (the 0.6B models).
+        self.honours_instruct: bool = self.kind == "custom_voice" and self.size not in "0b6"
+        self._watch = _FrameWatch()
+        self._hook = inner.talker.register_forward_pre_hook(self._watch)
+
+    @classmethod
+    def load(cls, model_id: str, device: str) -> QwenBackend:
+        from qwen_tts import Qwen3TTSModel  # imported lazily: costs ~10 s of CPU
+
+        if device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        model = Qwen3TTSModel.from_pretrained(
+            model_id,
+            device_map=device,
+            dtype=_dtype_for(device),
+            attn_implementation="sdpa",
+            low_cpu_mem_usage=True,
+        )
+        return cls(model, model_id, device)
+
+    def warmup(self) -> None:
+        """Run a few short generations so the first real request does not pay for kernel selection."""
+        speaker = self.speakers[0] if self.speakers else None
+        for text in WARMUP_TEXTS:
+            if self.kind == "custom_voice" and speaker is not None:
+                self._model.generate_custom_voice(
+                    text=text, speaker=speaker, language="Auto", max_new_tokens=WARMUP_MAX_NEW_TOKENS
+                )
+
+    def count_input_tokens(self, text: str) -> int:
+        encoded = self._model.processor(text=text, return_tensors="pt")
+        return int(encoded["input_ids"].shape[-1])
+
+    def generate(
+        self,
+        text: str,
+        *,
+        language: str,
+        max_new_tokens: int,
+        speaker: str | None,
+        instruct: str | None,
+        clone: CloneVoice | None,
+        seed: int | None,
+        should_stop: Callable[[], bool],
+        on_frame: Callable[[], None],
+    ) -> Generated:
+        if seed is not None:
+            torch.manual_seed(seed)
+        self._watch.arm(should_stop, on_frame)
+        try:
+            with torch.inference_mode():
+                wavs, _ = self._call_model(text, language, max_new_tokens, speaker, instruct, clone)
+        except JobCancelledError:
+            raise
+        except ValueError as exc:  # the package validates speakers and languages with ValueError
+            raise InvalidSynthesisInput(str(exc)) from exc
+        except Exception as exc:
+            raise SynthesisError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._watch.disarm()
+        # Copy: the returned array may view a buffer the model frees or reuses, which once
+        # cut the tail off the audio while it was being encoded.
+        pcm = np.array(wavs[0], dtype=np.float32, copy=True).reshape(-1)
+        frames = round(pcm.shape[0] / SAMPLES_PER_FRAME)
+        return Generated(pcm=pcm, input_tokens=self.count_input_tokens(text), output_frames=frames)
+
+    def _call_model(
+        self,
+        text: str,
+        language: str,
+        max_new_tokens: int,
+        speaker: str | None,
+        instruct: str | None,
+        clone: CloneVoice | None,
+    ) -> tuple[list[np.ndarray], int]:
+        if self.kind == "custom_voice":
+            if speaker is None:
+                raise InvalidSynthesisInput("a preset speaker is required by this model")
+            result: tuple[list[np.ndarray], int] = self._model.generate_custom_voice(
+                text=text,
+                speaker=speaker,
+                language=language,
+                instruct=instruct or None,
+                max_new_tokens=max_new_tokens,
+            )
+            return result
+        if self.kind == "base":
+            if clone is None:
+                raise InvalidSynthesisInput("a cloned voice is required by this model")
+            prompt = clone.prompt if clone.prompt is not None else self.clone_prompt(clone)
+            result = self._model.generate_voice_clone(
+                text=text, language=language, voice_clone_prompt=prompt, max_new_tokens=max_new_tokens
+            )
+            return result
+        raise SynthesisError(f"model kind {self.kind!r} is not served")
+
+    def clone_prompt(self, clone: CloneVoice) -> Any:
+        """Compute the reusable clone prompt from a decoded reference (never a path or URL)."""
+        if clone.reference is None:
+            raise InvalidSynthesisInput("a reference recording is required to clone a voice")
+        audio, rate = clone.reference
+        with torch.inference_mode():
+            return self._model.create_voice_clone_prompt(
+                ref_audio=(audio, rate),
+                ref_text=clone.ref_text or None,
+                x_vector_only_mode=not clone.ref_text,
+            )
+
+    def release(self) -> None:
+        """Drop the model and give its memory back (only at unload, never per request)."""
+        import gc
+
+        self._hook.remove()
+        self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
+
+
+def gpu_memory() -> dict[str, Any] | None:
+    """GPU name and memory in MiB, or None without a GPU."""
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return {
+        "name": torch.cuda.get_device_name(),
+        "allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1),
+        "reserved_mib": round(torch.cuda.memory_reserved() / 2**20, 1),
+        "free_mib": round(free / 2**20, 1),
+        "total_mib": round(total / 2**20, 1),
+    }
+
+
+def timed_load(model_id: str, device: str, warmup: bool) -> tuple[QwenBackend, float]:
+    started = time.perf_counter()
+    backend = QwenBackend.load(model_id, device)
+    if warmup and device.startswith("cuda"):
+        backend.warmup()
+    return backend, time.perf_counter() - started

@@ -1,0 +1,99 @@
+"""One error type for every HTTP failure, serialised in OpenAI's shape, and the one place
+that decides which status an exception becomes.
+
+    {"error": {"message": str, "type": str, "param": str | null, "code": str | null}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.engine.errors import (
+    EngineError,
+    EngineStoppedError,
+    InvalidSynthesisInput,
+    JobTimeoutError,
+    ModelLoadError,
+    QueueFullError,
+)
+
+RETRY_AFTER_SECONDS = 1
+
+
+@dataclass
+class APIError(Exception):
+    """An error answered to the client: status, OpenAI error fields and extra headers."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def not_found(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(404, message, "invalid_request_error", param, code)
+
+
+def conflict(message: str, param: str | None = None) -> APIError:
+    return APIError(409, message, "invalid_request_error", param, "conflict")
+
+
+def payload_too_large(message: str, param: str | None = None) -> APIError:
+    return APIError(413, message, "invalid_request_error", param, "payload_too_large")
+
+
+def unauthorized(message: str) -> APIError:
+    return APIError(
+        401,
+        message,
+        "invalid_request_error",
+        None,
+        "invalid_api_key",
+        {"WWW-Authenticate": "Bearer"},
+    )
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """Map any exception to the error the client receives. Unknown ones become a 500
+    without internals in the message (they are logged with their traceback by the caller)."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, QueueFullError):
+        return APIError(
+            503,
+            str(exc),
+            "server_error",
+            None,
+            "server_busy",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, ModelLoadError):
+        return APIError(503, str(exc), "server_error", "model", "model_unavailable")
+    if isinstance(exc, EngineStoppedError):
+        return APIError(503, str(exc), "server_error", None, "shutting_down")
+    if isinstance(exc, JobTimeoutError):
+        return APIError(504, str(exc), "server_error", None, "timeout")
+    if isinstance(exc, InvalidSynthesisInput):
+        return invalid_request(str(exc))
+    if isinstance(exc, EngineError):
+        return APIError(500, f"speech synthesis failed: {exc}", "server_error", None, "synthesis_failed")
+    return APIError(500, "internal server error", "server_error", None, "internal_error")

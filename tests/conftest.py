@@ -1,0 +1,49 @@
+"""Session fixtures: dev checkpoints built once, and a shared live server on them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.engine.devmodel import build_dev_checkpoint
+from tests.support.live_server import LiveServer, RecordCollector, live_server
+
+
+@pytest.fixture(scope="session")
+def custom_voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "custom_voice", "custom_voice", seed=0)
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "base", "base", seed=0)
+
+
+@pytest.fixture(scope="session")
+def server(custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The shared server most API tests use: both dev checkpoints, no idle unload."""
+    with live_server(
+        model_id=str(custom_voice_dir),
+        clone_model_id=str(base_dir),
+        idle_timeout=0,
+        voices_dir=tmp_path_factory.mktemp("voices"),
+        max_new_tokens=256,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def request_log() -> Iterator[RecordCollector]:
+    collector = RecordCollector()
+    logger = logging.getLogger("qwen3-tts")
+    logger.addHandler(collector)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield collector
+    finally:
+        logger.removeHandler(collector)
+        logger.setLevel(previous)

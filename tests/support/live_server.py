@@ -1,0 +1,104 @@
+"""A real uvicorn server on 127.0.0.1 and a free port, running the app in a background
+thread of the test process (so the model package is imported once per test session),
+reached by real HTTP clients."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from server.app import create_app
+from server.config import Settings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.engine
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 120.0), **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        with self.client() as client:
+            response = client.get("/health")
+            response.raise_for_status()
+            result: dict[str, Any] = response.json()
+            return result
+
+
+@contextmanager
+def live_server(**overrides: Any) -> Iterator[LiveServer]:
+    """Start a server with these settings (on top of the environment's), stop it after."""
+    overrides.setdefault("warmup", False)
+    server = LiveServer(load_settings(**overrides)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RecordCollector(logging.Handler):
+    """Keeps the log records of the server's request logger, for assertions on fields."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """The per-request log lines' fields, in order."""
+        found = []
+        for record in self.records:
+            if record.name == "qwen3-tts" and record.getMessage() == "speech request":
+                fields = dict(vars(record))
+                if endpoint is None or fields.get("endpoint") == endpoint:
+                    found.append(fields)
+        return found
