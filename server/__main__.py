@@ -6,7 +6,14 @@ qwen3-tts-server devmodel DIR [...]   build a small random checkpoint for tests 
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
+from types import FrameType
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def serve() -> int:
@@ -23,6 +30,10 @@ def serve() -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
+    # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal once its own
+    # handler is gone; with the default handler that kills the process (exit 143) after a
+    # clean shutdown. This handler turns that re-raise into exit status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         app,
         host=settings.host,
@@ -31,7 +42,9 @@ def serve() -> int:
         http="httptools",
         access_log=False,
         timeout_keep_alive=65,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        # In-flight requests and streams get SHUTDOWN_GRACE to finish (uvicorn cancels what
+        # is left); the lifespan then unloads the models, by then with nothing in flight.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         log_config=None,  # keep the handlers configure_logging installed
     )
     return 0

@@ -12,9 +12,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.api import speech, system
+from server.api import clone, speech, system, voices
 from server.api.auth import require_api_key
 from server.api.catalog import ModelCatalog
+from server.api.cloning import CloneService, PromptCache
+from server.api.cors import install_cors
+from server.api.library import LibraryVoices, VoiceLibrary
+from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
@@ -46,7 +50,22 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
         app.state.engine = engine
-        app.state.speech = SpeechService(engine, app.state.models, settings.max_new_tokens)
+        if app.state.metrics is not None:
+            app.state.metrics.bind_engine(engine)  # before start: a preload is a load to count
+        clones = CloneService(
+            engine,
+            PromptCache(settings.voice_cache_max),
+            settings.min_reference_seconds,
+            settings.max_reference_seconds,
+        )
+        library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+        app.state.clones = clones
+        app.state.voice_library = library
+        app.state.health_sections = {
+            "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
+        }
+        voice_resolver = LibraryVoices(library)
+        app.state.speech = SpeechService(engine, app.state.models, settings.max_new_tokens, voice_resolver)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         log.info("server ready", extra={"settings": settings.public_view()})
         try:
@@ -67,11 +86,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app, settings.metrics_enabled)
+    install_cors(app, settings.cors_origins)  # last added = outermost
 
     app.include_router(system.router)
     v1 = [Depends(require_api_key)]
     app.include_router(system.v1_router, dependencies=v1)
     app.include_router(speech.router, dependencies=v1)
+    app.include_router(clone.router, dependencies=v1)
+    app.include_router(voices.router, dependencies=v1)
     return app
 
 

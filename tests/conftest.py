@@ -41,7 +41,7 @@ def request_log() -> Iterator[RecordCollector]:
     logger = logging.getLogger("qwen3-tts")
     logger.addHandler(collector)
     previous = logger.level
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     try:
         yield collector
     finally:

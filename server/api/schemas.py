@@ -37,6 +37,8 @@ class SpeechRequest(BaseModel):
     # Extensions beyond OpenAI's schema.
     language: str | None = Field(default=None, max_length=32)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # False answers one whole file with exact headers and length instead of a chunked stream.
+    stream: bool = True
 
     @field_validator("input")
     @classmethod

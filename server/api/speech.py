@@ -1,4 +1,4 @@
-"""POST /v1/audio/speech: OpenAI's speech endpoint."""
+"""POST /v1/audio/speech (OpenAI's endpoint) and POST /v1/audio/speech/stream (sentence SSE)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.api.schemas import SpeechRequest
+from server.api.streaming import (
+    SegmentStream,
+    audio_response,
+    openai_events,
+    sentence_events,
+    sse_response,
+)
 from server.api.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
 from server.audio.encoders import encode_whole
 from server.errors import to_api_error
@@ -41,5 +48,18 @@ async def render_whole(service: SpeechService, plan: SpeechPlan) -> Response:
 @router.post("/v1/audio/speech")
 async def create_speech(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
-    plan = service.plan_preset(body, endpoint="/v1/audio/speech")
-    return await render_whole(service, plan)
+    plan = await service.plan_request(body, endpoint="/v1/audio/speech")
+    if body.stream_format == "sse":
+        stream = await SegmentStream(service, plan).open()
+        return sse_response(openai_events(stream), stream)
+    if not body.stream:
+        return await render_whole(service, plan)
+    return audio_response(await SegmentStream(service, plan).open())
+
+
+@router.post("/v1/audio/speech/stream")
+async def stream_sentences(body: SpeechRequest, request: Request) -> Response:
+    service: SpeechService = request.app.state.speech
+    plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream")
+    stream = await SegmentStream(service, plan).open()
+    return sse_response(sentence_events(stream), stream)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -16,13 +17,14 @@ from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
 from server.api.schemas import SpeechRequest
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
-from server.engine.jobs import SAMPLE_RATE, SegmentAudio, SynthesisJob
+from server.engine.jobs import SAMPLE_RATE, CloneVoice, SegmentAudio, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var
 from server.text import UnsupportedLanguageError, detect_language, normalize_language, split_sentences
 
 request_log = logging.getLogger("qwen3-tts")
+segment_log = logging.getLogger("qwen3-tts.segments")
 
 INSTRUCTIONS_IGNORED_HEADER = "X-Instructions-Ignored"
 
@@ -96,45 +98,104 @@ def segments_of(text: str) -> tuple[str, ...]:
     return tuple(split_sentences(text)) or (text.strip(),)
 
 
+@dataclass(frozen=True)
+class ResolvedVoice:
+    """A request's voice, resolved to the model slot that speaks it."""
+
+    slot: SlotName
+    label: str
+    speaker: str | None = None
+    clone: CloneVoice | None = None
+
+
+class VoiceResolver(Protocol):
+    async def resolve(self, name: str) -> ResolvedVoice:
+        """The voice for a request's `voice` value; raises APIError (400) when unknown."""
+        ...
+
+
+class PresetVoices:
+    """Resolves the preset speakers and OpenAI's names for them."""
+
+    async def resolve(self, name: str) -> ResolvedVoice:
+        preset = resolve_preset_voice(name)
+        if preset is None:
+            raise unknown_voice(name)
+        label = preset.speaker if preset.requested == preset.speaker else f"{preset.requested}->{preset.speaker}"
+        return ResolvedVoice(slot="custom_voice", label=label, speaker=preset.speaker)
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """The request fields every speech endpoint shares, whatever body they came in."""
+
+    input: str
+    response_format: str
+    speed: float = 1.0
+    language: str | None = None
+    instructions: str | None = None
+    seed: int | None = None
+
+
 class SpeechService:
-    def __init__(self, engine: Engine, models: ModelCatalog, token_cap: int) -> None:
+    def __init__(self, engine: Engine, models: ModelCatalog, token_cap: int, voices: VoiceResolver) -> None:
         self.engine = engine
         self.models = models
         self.token_cap = token_cap
+        self.voices = voices
 
-    def plan_preset(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
-        """Validate a speech request for a preset voice and turn it into a plan."""
+    async def plan_request(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
+        """Validate an OpenAI-shaped speech request and turn it into a plan."""
         self.models.require(request.model)
         fmt = resolve_format(request.response_format)
-        preset = resolve_preset_voice(request.voice_name)
-        if preset is None:
-            raise unknown_voice(request.voice_name)
-        job = SynthesisJob(
-            slot="custom_voice",
-            segments=segments_of(request.input),
-            language=resolve_language(request.language, request.input),
-            token_cap=self.token_cap,
-            speaker=preset.speaker,
-            instruct=request.instructions or None,
+        voice = await self.voices.resolve(request.voice_name)
+        options = SpeechOptions(
+            input=request.input,
+            response_format=request.response_format,
+            speed=request.speed,
+            language=request.language,
+            instructions=request.instructions,
             seed=request.seed,
+        )
+        return self.plan(options, voice, fmt, endpoint)
+
+    def plan(self, options: SpeechOptions, voice: ResolvedVoice, fmt: FormatSpec, endpoint: str) -> SpeechPlan:
+        """A plan for any voice; every field is validated here, before audio is produced."""
+        job = SynthesisJob(
+            slot=voice.slot,
+            segments=segments_of(options.input),
+            language=resolve_language(options.language, options.input),
+            token_cap=self.token_cap,
+            speaker=voice.speaker,
+            clone=voice.clone,
+            instruct=options.instructions or None,
+            seed=options.seed,
         )
         return SpeechPlan(
             job=job,
             format=fmt,
-            speed=request.speed,
+            speed=options.speed,
             endpoint=endpoint,
-            voice_label=preset.speaker
-            if preset.requested == preset.speaker
-            else f"{preset.requested}->{preset.speaker}",
-            chars=len(request.input),
-            instructions_given=bool(request.instructions),
+            voice_label=voice.label,
+            chars=len(options.input),
+            instructions_given=bool(options.instructions),
         )
 
-    async def segments(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncIterator[np.ndarray]:
+    async def segments(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio, segment by segment, with speed applied."""
         slot = self.engine.slots[plan.job.slot]
         async for segment in self.engine.synthesize(plan.job):
             stats.add_segment(segment)
+            segment_log.debug(
+                "segment synthesised",
+                extra={
+                    "request_id": request_id_var.get(),
+                    "segment": segment.index,
+                    "segments": len(plan.job.segments),
+                    "inference_ms": round(segment.inference_ms, 1),
+                    "output_frames": segment.output_frames,
+                },
+            )
             if segment.index == 0 and plan.instructions_given:
                 backend = slot.backend
                 stats.instructions_ignored = backend is not None and not backend.honours_instruct

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,7 +23,9 @@ async def health(request: Request) -> dict[str, Any]:
     report = engine.health()
     errors = [slot["last_error"] for slot in report["models"].values() if slot["last_error"]]
     status = "shutting_down" if not engine.accepting else ("degraded" if errors else "ok")
-    return {"status": status, **report}
+    # Services add their own sections (e.g. the clone prompt cache) through this hook.
+    sections: dict[str, Callable[[], dict[str, Any]]] = getattr(request.app.state, "health_sections", {})
+    return {"status": status, **report, **{name: describe() for name, describe in sections.items()}}
 
 
 @v1_router.get("/v1/models")

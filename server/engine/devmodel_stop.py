@@ -33,7 +33,6 @@ earlier (higher) or later (lower); a very negative value disables it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 from qwen_tts.core.models import Qwen3TTSForConditionalGeneration
@@ -54,21 +53,24 @@ def install_stop_circuit(
     model: Qwen3TTSForConditionalGeneration, marker_weights: torch.Tensor, eos_bias: float
 ) -> None:
     """Wire the circuit into `model.talker`; `marker_weights[token_id]` is each text token's marker."""
-    talker = model.talker
-    hidden = talker.config.hidden_size
-    bias_level = 2.0 * math.sqrt(hidden)
     _silence_reserved_channels(model)
-    _write_text_projection(talker, marker_weights, bias_level)
-    _write_fraction_head(talker, bias_level)
-    _write_eos_readout(talker, eos_bias, hidden)
+    _write_text_projection(model, marker_weights)
+    _write_fraction_head(model)
+    _write_eos_readout(model, eos_bias)
+
+
+def _hidden_size(model: Qwen3TTSForConditionalGeneration) -> int:
+    return int(model.talker.config.hidden_size)
+
+
+def _bias_level(model: Qwen3TTSForConditionalGeneration) -> float:
+    """K, the constant in BIAS: large enough to dominate every RMSNorm of the talker."""
+    return 2.0 * math.sqrt(_hidden_size(model))
 
 
 def _silence_reserved_channels(model: Qwen3TTSForConditionalGeneration) -> None:
     talker = model.talker
-    embeddings: Iterable[torch.nn.Embedding] = [
-        talker.model.codec_embedding,
-        *talker.code_predictor.model.codec_embedding,
-    ]
+    embeddings: list[torch.nn.Embedding] = [talker.model.codec_embedding, *talker.code_predictor.model.codec_embedding]
     for embedding in embeddings:
         embedding.weight[:, RESERVED] = 0.0
     for layer in talker.model.layers:
@@ -83,37 +85,41 @@ def _silence_reserved_channels(model: Qwen3TTSForConditionalGeneration) -> None:
         model.speaker_encoder.fc.bias[RESERVED] = 0.0
 
 
-def _write_text_projection(talker: torch.nn.Module, marker_weights: torch.Tensor, bias_level: float) -> None:
-    text_embedding = talker.model.text_embedding.weight
+def _write_text_projection(model: Qwen3TTSForConditionalGeneration, marker_weights: torch.Tensor) -> None:
+    """Text-space channel 0 carries each token's marker; the projection maps it to MARK and adds K to BIAS."""
+    text_embedding = model.talker.model.text_embedding.weight
     text_embedding[:, 0] = 0.0
     text_embedding[: marker_weights.numel(), 0] = marker_weights.to(text_embedding.dtype)
-    fc1, fc2 = talker.text_projection.linear_fc1, talker.text_projection.linear_fc2
+    projection = model.talker.text_projection
+    fc1, fc2 = projection.linear_fc1, projection.linear_fc2
     fc1.weight[0, :] = 0.0
     fc1.weight[0, 0] = _GATE
     fc1.bias[0] = 0.0
     fc2.weight[:, 0] = 0.0
     fc2.weight[RESERVED, :] = 0.0
     fc2.bias[RESERVED] = 0.0
-    fc2.bias[BIAS] = bias_level
-    fc2.weight[MARK, 0] = _MARK_SHARE * bias_level / _GATE
+    fc2.bias[BIAS] = _bias_level(model)
+    fc2.weight[MARK, 0] = _MARK_SHARE * _bias_level(model) / _GATE
 
 
-def _write_fraction_head(talker: torch.nn.Module, bias_level: float) -> None:
-    attention = talker.model.layers[0].self_attn
-    head_dim = attention.head_dim
-    normalised_mark = _MARK_SHARE * bias_level * math.sqrt(talker.config.hidden_size) / bias_level
-    attention.q_proj.weight[:head_dim, :] = 0.0  # query 0 -> equal scores -> uniform attention
+def _write_fraction_head(model: Qwen3TTSForConditionalGeneration) -> None:
+    """Layer 0, head 0: uniform attention that averages MARK into FRACTION."""
+    attention = model.talker.model.layers[0].self_attn
+    normalised_mark = _MARK_SHARE * math.sqrt(_hidden_size(model))  # MARK after the layer's RMSNorm
+    attention.q_proj.weight[: attention.head_dim, :] = 0.0  # query 0 -> equal scores -> uniform attention
     attention.v_proj.weight[0, :] = 0.0
-    attention.v_proj.weight[0, MARK] = 1.0 / normalised_mark  # value = marker weight
+    attention.v_proj.weight[0, MARK] = 1.0 / normalised_mark  # value = the position's marker weight
     attention.o_proj.weight[:, 0] = 0.0
-    attention.o_proj.weight[FRACTION, 0] = _MARK_SHARE * bias_level
+    attention.o_proj.weight[FRACTION, 0] = _MARK_SHARE * _bias_level(model)
 
 
-def _write_eos_readout(talker: torch.nn.Module, eos_bias: float, hidden: int) -> None:
-    norm = talker.model.norm.weight
+def _write_eos_readout(model: Qwen3TTSForConditionalGeneration, eos_bias: float) -> None:
+    """Final norm brings BIAS to ~1 and FRACTION to ~f; the eos row turns them into the stop logit."""
+    hidden = _hidden_size(model)
+    norm = model.talker.model.norm.weight
     norm[BIAS] = 1.0 / math.sqrt(hidden)
     norm[MARK] = 0.0
     norm[FRACTION] = 1.0 / (_MARK_SHARE * math.sqrt(hidden))
-    head = talker.codec_head.weight
+    head = model.talker.codec_head.weight
     head[CODEC_EOS_ID, BIAS] = eos_bias + SLOPE * STOP_FRACTION
     head[CODEC_EOS_ID, FRACTION] = -SLOPE

@@ -6,10 +6,12 @@ Everything here runs on the inference thread, except `resolve_device`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,8 @@ WARMUP_TEXTS = (
     "and size its caches before the first real request arrives, so that request is fast.",
 )
 WARMUP_MAX_NEW_TOKENS = 48
+# Bumped when the layout written by QwenBackend.save_prompt changes.
+PROMPT_FORMAT_VERSION = 1
 
 
 def resolve_device(setting: str) -> str:
@@ -196,6 +200,40 @@ class QwenBackend:
                 ref_text=clone.ref_text or None,
                 x_vector_only_mode=not clone.ref_text,
             )
+
+    def save_prompt(self, prompt: Any, path: Path) -> None:
+        """Write a clone prompt to `path` atomically (temp file, then rename), as plain tensors
+        and values, so loading it never unpickles arbitrary objects."""
+        items = [
+            {
+                "ref_code": None if item.ref_code is None else item.ref_code.detach().cpu(),
+                "ref_spk_embedding": item.ref_spk_embedding.detach().cpu(),
+                "x_vector_only_mode": bool(item.x_vector_only_mode),
+                "icl_mode": bool(item.icl_mode),
+                "ref_text": item.ref_text,
+            }
+            for item in prompt
+        ]
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save({"version": PROMPT_FORMAT_VERSION, "items": items}, temporary)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load_prompt(self, path: Path) -> Any:
+        """Read a prompt written by `save_prompt` onto this model's device. Raises
+        SynthesisError when the file is unreadable or not a prompt this model can use."""
+        from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
+
+        try:
+            # weights_only: tensors and plain values only; a tampered file cannot run code.
+            data = torch.load(path, map_location=self.device, weights_only=True)
+            if data.get("version") != PROMPT_FORMAT_VERSION:
+                raise ValueError(f"unknown prompt format {data.get('version')!r}")
+            return [VoiceClonePromptItem(**item) for item in data["items"]]
+        except Exception as exc:
+            raise SynthesisError(f"clone prompt {path.name} could not be loaded: {type(exc).__name__}: {exc}") from exc
 
     def release(self) -> None:
         """Drop the model and give its memory back (only at unload, never per request)."""

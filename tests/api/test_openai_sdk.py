@@ -43,11 +43,11 @@ def pcm_duration(server: LiveServer) -> float:
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_every_format_round_trips(server: LiveServer, pcm_duration: float, fmt: str) -> None:
     expected_rate, media_type = FORMATS[fmt]
-    with sdk(server).audio.speech.with_raw_response.create(
+    raw = sdk(server).audio.speech.with_raw_response.create(
         model="tts-1", voice="alloy", input=TEXT, response_format=fmt, extra_body={"seed": SEED}
-    ) as raw:
-        assert raw.headers["content-type"] == media_type
-        data = raw.read()
+    )
+    assert raw.headers["content-type"] == media_type
+    data = raw.content
     audio = decode_any(data, fmt)
     assert audio.sample_rate == expected_rate
     assert audio.channels == 1

@@ -102,3 +102,9 @@ class RecordCollector(logging.Handler):
                 if endpoint is None or fields.get("endpoint") == endpoint:
                     found.append(fields)
         return found
+
+    def segments(self, request_id: str) -> list[logging.LogRecord]:
+        """The per-segment records of one request, in the order they were synthesised."""
+        return [
+            r for r in self.records if r.name == "qwen3-tts.segments" and getattr(r, "request_id", None) == request_id
+        ]

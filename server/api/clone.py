@@ -1,0 +1,59 @@
+"""POST /v1/audio/speech/clone: speech in the voice of an uploaded reference recording."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from server.api.cloning import CloneService
+from server.api.speech import render_whole
+from server.api.synthesis import ResolvedVoice, SpeechOptions, SpeechService, resolve_format
+from server.api.uploads import bounded_form, input_field, read_file, seed_field, speed_field, text_field
+from server.engine.jobs import CloneVoice
+from server.logs import request_id_var
+
+router = APIRouter()
+log = logging.getLogger("qwen3-tts")
+
+ENDPOINT = "/v1/audio/speech/clone"
+MAX_REF_TEXT_CHARS = 2048
+
+
+@router.post(ENDPOINT)
+async def create_cloned_speech(request: Request) -> Response:
+    """Multipart fields: file, input, ref_text?, language?, response_format?, speed?, seed?"""
+    service: SpeechService = request.app.state.speech
+    clones: CloneService = request.app.state.clones
+    limit: int = request.app.state.settings.max_upload_bytes
+    async with bounded_form(request, limit) as form:
+        data = await read_file(form, "file", limit)
+        options = SpeechOptions(
+            input=input_field(form),
+            response_format=(text_field(form, "response_format", max_chars=32) or "mp3").strip().lower(),
+            speed=speed_field(form),
+            language=text_field(form, "language", max_chars=32),
+            seed=seed_field(form),
+        )
+        ref_text = text_field(form, "ref_text", max_chars=MAX_REF_TEXT_CHARS)
+    # Everything cheap is validated (plan) before the reference is decoded or the model runs.
+    placeholder = ResolvedVoice(slot="base", label="clone", clone=CloneVoice())
+    plan = service.plan(options, placeholder, resolve_format(options.response_format), ENDPOINT)
+    audio = await clones.decode(data, param="file")
+    prompt = await clones.prompt_for(audio, ref_text)
+    log.info(
+        "clone prompt",
+        extra={
+            "request_id": request_id_var.get(),
+            "endpoint": ENDPOINT,
+            "mode": prompt.mode,
+            "cache": "hit" if prompt.cache_hit else "miss",
+            "prompt_ms": round(prompt.prompt_ms, 1),
+            "reference_seconds": round(audio.shape[0] / 24_000, 3),
+        },
+    )
+    job = dataclasses.replace(plan.job, clone=CloneVoice(prompt=prompt.prompt))
+    plan = dataclasses.replace(plan, job=job, voice_label=f"clone:{prompt.mode}")
+    return await render_whole(service, plan)

@@ -1,0 +1,219 @@
+"""The saved voice library under VOICES_DIR, and the voice resolver that puts it next to
+the presets.
+
+Each voice is three files named by its server-generated id: `<id>.wav` (the decoded
+reference at 24 kHz, kept so the prompt can be recomputed), `<id>.prompt` (the computed
+clone prompt, written by the adapter) and `<id>.json` (its metadata, written last, so a
+voice exists only once all of it is on disk). Every write goes to a temporary file and is
+renamed into place, so a crash never leaves a half-written voice behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS, unknown_voice
+from server.api.cloning import CloneMode, CloneService, clone_mode
+from server.api.synthesis import PresetVoices, ResolvedVoice
+from server.audio.reference import SAMPLE_RATE
+from server.engine.errors import SynthesisError
+from server.engine.jobs import CloneVoice
+from server.errors import APIError, conflict, invalid_request, not_found
+
+log = logging.getLogger("qwen3-tts")
+
+VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+# Checked before an id from a request comes near the filesystem: no separators, no dots.
+VOICE_ID = re.compile(r"^voice_[0-9a-f]{16,32}$")
+_PRESET_NAMES = frozenset(name.lower() for name in (*QWEN_SPEAKERS, *OPENAI_VOICES))
+
+
+@dataclass(frozen=True)
+class SavedVoice:
+    id: str
+    name: str
+    created_at: int
+    mode: CloneMode
+    ref_text: str | None
+    consent: str | None
+    model_id: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "audio.voice",
+            "name": self.name,
+            "created_at": self.created_at,
+            "mode": self.mode,
+        }
+
+
+def valid_voice_id(value: str) -> bool:
+    return bool(VOICE_ID.fullmatch(value))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _wav_bytes(audio: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+class VoiceLibrary:
+    """Saved voices: metadata in memory (read at startup), prompts loaded on first use."""
+
+    def __init__(self, root: Path, clones: CloneService, model_id: str) -> None:
+        self.root = root
+        self.clones = clones
+        self.model_id = model_id
+        self._voices: dict[str, SavedVoice] = {}
+        self._prompts: dict[str, Any] = {}
+        self._lock = asyncio.Lock()  # serialises create/delete so names stay unique
+        root.mkdir(parents=True, exist_ok=True)
+        for meta in sorted(root.glob("voice_*.json")):
+            voice = self._read_meta(meta)
+            if voice is not None:
+                self._voices[voice.id] = voice
+
+    def _read_meta(self, path: Path) -> SavedVoice | None:
+        try:
+            voice = SavedVoice(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("skipping unreadable saved voice", extra={"file": path.name, "error": str(exc)})
+            return None
+        return voice if valid_voice_id(voice.id) and path.stem == voice.id else None
+
+    def _path(self, voice_id: str, suffix: str) -> Path:
+        if not valid_voice_id(voice_id):  # never build a path from an unchecked id
+            raise not_found(f"voice {voice_id!r} not found", param="voice_id")
+        return self.root / f"{voice_id}{suffix}"
+
+    def voices(self) -> list[SavedVoice]:
+        return sorted(self._voices.values(), key=lambda v: (v.created_at, v.id))
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.voices())
+
+    def get(self, voice_id: str) -> SavedVoice:
+        voice = self._voices.get(voice_id) if valid_voice_id(voice_id) else None
+        if voice is None:
+            raise not_found(f"voice {voice_id!r} not found", param="voice_id")
+        return voice
+
+    def find(self, name_or_id: str) -> SavedVoice | None:
+        """A saved voice by id or by name (case-insensitive)."""
+        key = name_or_id.strip()
+        if valid_voice_id(key):
+            return self._voices.get(key)
+        lowered = key.lower()
+        return next((v for v in self._voices.values() if v.name.lower() == lowered), None)
+
+    def check_name(self, name: str) -> None:
+        """400 for a name outside the safe set, 409 for one a preset or saved voice has."""
+        if not VOICE_NAME.fullmatch(name):
+            raise invalid_request(
+                "name must be 1-64 characters (letters, digits, space, '_', '.', '-'), starting with a letter or digit",
+                param="name",
+            )
+        if name.lower() in _PRESET_NAMES:
+            raise conflict(f"{name!r} is the name of a preset voice", param="name")
+        if self.find(name) is not None:
+            raise conflict(f"a saved voice named {name!r} already exists", param="name")
+
+    async def create(self, name: str, audio: np.ndarray, ref_text: str | None, consent: str | None) -> SavedVoice:
+        async with self._lock:
+            self.check_name(name)  # again under the lock: another request may have taken it
+            prompt = await self.clones.compute(audio, ref_text)
+            voice = SavedVoice(
+                id=f"voice_{secrets.token_hex(12)}",
+                name=name,
+                created_at=int(time.time()),
+                mode=clone_mode(ref_text),
+                ref_text=ref_text,
+                consent=consent,
+                model_id=self.model_id,
+            )
+            await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
+            await self._save_prompt(voice.id, prompt)
+            meta = json.dumps(asdict(voice), ensure_ascii=False).encode()
+            await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
+            self._voices[voice.id] = voice
+            self._prompts[voice.id] = prompt
+        log.info("voice saved", extra={"voice_id": voice.id, "mode": voice.mode})
+        return voice
+
+    async def delete(self, voice_id: str) -> SavedVoice:
+        async with self._lock:
+            voice = self.get(voice_id)
+            # Metadata first: once it is gone the voice no longer exists, whatever else fails.
+            for suffix in (".json", ".prompt", ".wav"):
+                self._path(voice_id, suffix).unlink(missing_ok=True)
+            self._voices.pop(voice_id, None)
+            self._prompts.pop(voice_id, None)
+        log.info("voice deleted", extra={"voice_id": voice_id})
+        return voice
+
+    async def prompt(self, voice: SavedVoice) -> Any:
+        """The voice's prompt: in memory, else from its file, else recomputed from its
+        reference (when the file is missing or unreadable, or was made by another model)."""
+        cached = self._prompts.get(voice.id)
+        if cached is not None:
+            return cached
+        path = self._path(voice.id, ".prompt")
+        prompt: Any = None
+        if voice.model_id == self.model_id and path.exists():
+            try:
+                prompt = await self.clones.engine.run_with_model("base", lambda backend: backend.load_prompt(path))
+            except SynthesisError as exc:
+                log.warning("recomputing clone prompt", extra={"voice_id": voice.id, "error": str(exc)})
+        if prompt is None:
+            audio, _ = await asyncio.to_thread(sf.read, self._path(voice.id, ".wav"), dtype="float32")
+            prompt = await self.clones.compute(audio, voice.ref_text)
+            await self._save_prompt(voice.id, prompt)
+        self._prompts[voice.id] = prompt
+        return prompt
+
+    async def _save_prompt(self, voice_id: str, prompt: Any) -> None:
+        path = self._path(voice_id, ".prompt")
+        await self.clones.engine.run_with_model("base", lambda backend: backend.save_prompt(prompt, path))
+
+
+class LibraryVoices:
+    """Resolves presets first (so a preset name always means the preset), then saved voices
+    by name or id; unknown names get the preset error listing saved voices too."""
+
+    def __init__(self, library: VoiceLibrary) -> None:
+        self.library = library
+        self.presets = PresetVoices()
+
+    async def resolve(self, name: str) -> ResolvedVoice:
+        try:
+            return await self.presets.resolve(name)
+        except APIError:
+            voice = self.library.find(name)
+            if voice is None:
+                raise unknown_voice(name, saved=self.library.names()) from None
+        prompt = await self.library.prompt(voice)
+        return ResolvedVoice(slot="base", label=f"saved:{voice.id}", clone=CloneVoice(prompt=prompt))

@@ -1,0 +1,145 @@
+"""Streamed speech: chunked audio in any format, OpenAI's SSE events, and the earlier
+server's sentence-by-sentence SSE. All three forward the same per-segment stream that a
+whole response collects.
+
+The first segment is awaited BEFORE the response starts, so everything that can fail
+early (queue full, model load, bad speaker) still gets its HTTP status and OpenAI error;
+once the 200 is sent, a failure can only be reported inside the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from server.api.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+from server.audio.dsp import to_pcm16_bytes
+from server.audio.encoders import AudioEncoder, create_encoder
+from server.errors import to_api_error
+
+log = logging.getLogger("qwen3-tts")
+
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+
+
+class SegmentStream:
+    """A speech plan's audio segments, with the first one already synthesised."""
+
+    def __init__(self, service: SpeechService, plan: SpeechPlan) -> None:
+        self.service = service
+        self.plan = plan
+        self.stats = SpeechStats()
+        self._segments = service.segments(plan, self.stats)
+        self._first: np.ndarray | None = None
+        self._status = 200
+        self._error: str | None = None
+
+    async def open(self) -> SegmentStream:
+        """Synthesise the first segment; raises (and logs) what would have failed the request."""
+        try:
+            self._first = await anext(self._segments)
+        except BaseException as exc:
+            await self._segments.aclose()
+            self.service.log_request(self.plan, self.stats, to_api_error(exc).status, str(exc) or type(exc).__name__)
+            raise
+        return self
+
+    def headers(self) -> dict[str, str]:
+        headers = dict(STREAM_HEADERS)
+        if self.stats.instructions_ignored:
+            headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
+        return headers
+
+    async def __aiter__(self) -> AsyncIterator[np.ndarray]:
+        """Every segment's audio; logs the request once, however the stream ends."""
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first
+            async for pcm in self._segments:
+                yield pcm
+        except asyncio.CancelledError:
+            self._status, self._error = 499, "client disconnected"
+            raise
+        except Exception as exc:
+            self._status, self._error = to_api_error(exc).status, str(exc) or type(exc).__name__
+            raise
+        finally:
+            await self._segments.aclose()
+            self.service.log_request(self.plan, self.stats, self._status, self._error)
+
+
+async def _encode(encoder: AudioEncoder, pcm: np.ndarray | None, stats: SpeechStats) -> bytes:
+    started = time.perf_counter()
+    data = await asyncio.to_thread(encoder.encode, pcm) if pcm is not None else encoder.finish()
+    stats.encode_ms += (time.perf_counter() - started) * 1000
+    return data
+
+
+async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
+    """The plan's audio as one file in its format, sent as it is produced."""
+    encoder = create_encoder(stream.plan.format.name, streaming=True)
+    async for pcm in stream:
+        data = await _encode(encoder, pcm, stream.stats)
+        stream.stats.mark_sent(int(pcm.shape[0]))
+        if data:
+            yield data
+    tail = await _encode(encoder, None, stream.stats)
+    if tail:
+        yield tail
+
+
+def audio_response(stream: SegmentStream) -> StreamingResponse:
+    headers = stream.headers()
+    headers["Content-Disposition"] = f'attachment; filename="speech.{stream.plan.format.extension}"'
+    return StreamingResponse(audio_bytes(stream), media_type=stream.plan.format.media_type, headers=headers)
+
+
+def _json(event: dict[str, Any]) -> str:
+    return orjson.dumps(event).decode()
+
+
+async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
+    """OpenAI's speech SSE: `speech.audio.delta` events, then `speech.audio.done` with usage,
+    or `speech.audio.error` (the extension vLLM-Omni uses) when synthesis fails mid-stream."""
+    try:
+        async for data in audio_bytes(stream):
+            yield _json({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    except Exception as exc:
+        yield _json({"type": "speech.audio.error", "error": to_api_error(exc).body()["error"]})
+        return
+    usage = {
+        "input_tokens": stream.stats.input_tokens,
+        "output_tokens": stream.stats.output_frames,
+        "total_tokens": stream.stats.input_tokens + stream.stats.output_frames,
+    }
+    yield _json({"type": "speech.audio.done", "usage": usage})
+
+
+async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:
+    """The sentence stream: one event per sentence, `data: <base64 of int16 LE 24 kHz mono
+    PCM>`, then `data: [DONE]`; on failure `data: [ERROR] <message>` ends it."""
+    try:
+        async for pcm in stream:
+            started = time.perf_counter()
+            payload = base64.b64encode(to_pcm16_bytes(pcm)).decode()
+            stream.stats.encode_ms += (time.perf_counter() - started) * 1000
+            stream.stats.mark_sent(int(pcm.shape[0]))
+            yield payload
+    except Exception as exc:
+        yield f"[ERROR] {to_api_error(exc).message}"
+        return
+    yield "[DONE]"
+
+
+def sse_response(events: AsyncIterator[str], stream: SegmentStream) -> EventSourceResponse:
+    return EventSourceResponse(events, headers=stream.headers(), ping=15)

@@ -1,0 +1,191 @@
+"""Streaming with real clients on the live server: chunked audio in every format, OpenAI's
+SSE events, the sentence SSE endpoint, disconnects and idle unload mid-stream."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from httpx_sse import connect_sse
+
+from tests.support.audio import decode_any, decode_pcm16
+from tests.support.live_server import LiveServer, live_server
+
+THREE = "First sentence here. Second one follows. And the third ends it."
+BODY = {"model": "tts-1", "voice": "alloy", "input": THREE, "seed": 21}
+FRAME_SECONDS = 1920 / 24_000
+
+
+def events(server: LiveServer, path: str, body: dict[str, Any]) -> list[str]:
+    with server.client() as client, connect_sse(client, "POST", path, json=body) as source:
+        assert source.response.status_code == 200
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        assert source.response.headers["x-accel-buffering"] == "no"
+        return [event.data for event in source.iter_sse()]
+
+
+def test_sentence_stream_sends_one_pcm_event_per_sentence_then_done(server: LiveServer) -> None:
+    data = events(server, "/v1/audio/speech/stream", BODY)
+    assert data[-1] == "[DONE]"
+    chunks = [base64.b64decode(d) for d in data[:-1]]
+    assert len(chunks) == 3
+    with server.client() as client:
+        whole = client.post("/v1/audio/speech", json={**BODY, "response_format": "pcm", "stream": False})
+    assert b"".join(chunks) == whole.content
+
+
+def test_openai_sse_deltas_then_done_with_usage(server: LiveServer) -> None:
+    data = [
+        json.loads(d)
+        for d in events(server, "/v1/audio/speech", {**BODY, "stream_format": "sse", "response_format": "pcm"})
+    ]
+    assert [e["type"] for e in data[:-1]] == ["speech.audio.delta"] * (len(data) - 1)
+    assert len(data) - 1 == 3
+    done = data[-1]
+    assert done["type"] == "speech.audio.done"
+    usage = done["usage"]
+    assert usage["input_tokens"] > 0
+    assert usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    audio = decode_pcm16(b"".join(base64.b64decode(e["audio"]) for e in data[:-1]))
+    # output tokens are codec frames: 1920 samples each
+    assert audio.samples.shape[0] == usage["output_tokens"] * 1920
+
+
+def test_openai_sse_in_mp3_decodes(server: LiveServer) -> None:
+    data = [
+        json.loads(d)
+        for d in events(server, "/v1/audio/speech", {**BODY, "stream_format": "sse", "response_format": "mp3"})
+    ]
+    assert data[-1]["type"] == "speech.audio.done"
+    mp3 = b"".join(base64.b64decode(e["audio"]) for e in data if e["type"] == "speech.audio.delta")
+    assert decode_any(mp3, "mp3").duration > 0.2
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm", "ogg"])
+def test_streamed_bytes_decode_like_the_whole_file(server: LiveServer, fmt: str) -> None:
+    with server.client() as client:
+        whole = client.post("/v1/audio/speech", json={**BODY, "response_format": fmt, "stream": False})
+        with client.stream("POST", "/v1/audio/speech", json={**BODY, "response_format": fmt}) as streamed:
+            assert streamed.headers.get("transfer-encoding") == "chunked"
+            assert "content-length" not in streamed.headers
+            parts = list(streamed.iter_bytes())
+    assert whole.status_code == 200
+    assert "content-length" in whole.headers
+    streamed_audio = decode_any(b"".join(parts), fmt)
+    whole_audio = decode_any(whole.content, fmt)
+    assert streamed_audio.sample_rate == whole_audio.sample_rate
+    assert abs(streamed_audio.duration - whole_audio.duration) <= 2 * FRAME_SECONDS
+    if fmt == "pcm":
+        assert b"".join(parts) == whole.content
+    if fmt == "wav":
+        header = b"".join(parts)[:44]
+        assert header[4:8] == b"\xff\xff\xff\xff"
+        assert header[40:44] == b"\xff\xff\xff\xff"
+
+
+def test_sdk_streaming_response_gets_audio_before_the_last_sentence_is_done(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    text = " ".join(f"This is sentence number {i}." for i in range(6))
+    arrivals: list[float] = []
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="nova", input=text, response_format="pcm", extra_headers={"X-Request-ID": "stream-sdk-1"}
+    ) as response:
+        for chunk in response.iter_bytes():
+            if chunk:
+                arrivals.append(time.time())
+    assert len(arrivals) > 1
+    segments = request_log.segments("stream-sdk-1")
+    assert [r.segment for r in segments] == list(range(6))
+    # The server's own record of finishing the last sentence comes after the client already had audio.
+    assert arrivals[0] < segments[-1].created
+
+
+def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+    text = " ".join(f"Sentence {i} goes on a while." for i in range(10))
+    with server.client(headers={"X-Request-ID": "gone-1"}) as client:
+        with client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text, "response_format": "pcm"}) as r:
+            next(r.iter_raw())
+        # leaving the block closes the connection after the first chunk
+    deadline = time.monotonic() + 10
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not lines:
+        lines = [line for line in request_log.requests() if line.get("request_id") == "gone-1"]
+        time.sleep(0.05)
+    [line] = lines
+    assert line["status"] == 499
+    assert line["segments"] == 10
+    assert line["segments_done"] <= 2
+    assert server.health()["queue_depth"] == 0
+    with server.client() as client:
+        assert client.post("/v1/audio/speech", json={**BODY, "response_format": "pcm"}).status_code == 200
+
+
+def test_sse_disconnect_stops_synthesis(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+    text = " ".join(f"Sentence {i} goes on a while." for i in range(10))
+    with server.client(headers={"X-Request-ID": "gone-sse"}) as client:
+        with connect_sse(client, "POST", "/v1/audio/speech/stream", json={**BODY, "input": text}) as source:
+            next(source.iter_sse())
+    deadline = time.monotonic() + 10
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not lines:
+        lines = [line for line in request_log.requests() if line.get("request_id") == "gone-sse"]
+        time.sleep(0.05)
+    [line] = lines
+    assert line["segments_done"] <= 2 < line["segments"]
+    assert server.health()["queue_depth"] == 0
+
+
+def test_bad_requests_fail_before_the_stream_opens(server: LiveServer) -> None:
+    with server.client() as client:
+        for path, extra in (("/v1/audio/speech/stream", {}), ("/v1/audio/speech", {"stream_format": "sse"})):
+            response = client.post(path, json={**BODY, **extra, "voice": "nobody"})
+            assert response.status_code == 400
+            assert response.json()["error"]["param"] == "voice"
+
+
+def test_failure_mid_stream_is_an_error_event(custom_voice_dir: Path) -> None:
+    text = " ".join(f"Sentence {i} goes on a while." for i in range(30))
+    with live_server(model_id=str(custom_voice_dir), preload_model=True, request_timeout=2.0, max_new_tokens=16) as srv:
+        sentence = events(srv, "/v1/audio/speech/stream", {**BODY, "input": text})
+        assert sentence[0] not in ("[DONE]",) and not sentence[0].startswith("[ERROR]")
+        assert sentence[-1].startswith("[ERROR]")
+        assert "within 2 s" in sentence[-1]
+        openai_sse = [
+            json.loads(d) for d in events(srv, "/v1/audio/speech", {**BODY, "input": text, "stream_format": "sse"})
+        ]
+        assert openai_sse[0]["type"] == "speech.audio.delta"
+        assert openai_sse[-1]["type"] == "speech.audio.error"
+        assert openai_sse[-1]["error"]["code"] == "timeout"
+        assert srv.health()["queue_depth"] == 0
+
+
+def test_no_idle_unload_during_a_stream_longer_than_the_idle_timeout(custom_voice_dir: Path) -> None:
+    text = " ".join(f"Sentence {i} goes on a while." for i in range(8))
+    with live_server(model_id=str(custom_voice_dir), idle_timeout=0.5, preload_model=True, max_new_tokens=24) as srv:
+        started = time.monotonic()
+        loaded_states = []
+        with (
+            srv.client() as client,
+            client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text, "response_format": "pcm"}) as r,
+        ):
+            for _ in r.iter_bytes():
+                loaded_states.append(srv.engine.slots["custom_voice"].backend is not None)
+                time.sleep(0.2)  # a slow reader keeps the stream open longer
+        assert time.monotonic() - started > 1.0
+        assert all(loaded_states)
+        assert srv.health()["models"]["custom_voice"]["unload_count"] == 0
+
+
+def test_stream_has_no_cache_headers(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        with client.stream("POST", "/v1/audio/speech", json={**BODY, "response_format": "mp3"}) as r:
+            assert r.headers["cache-control"] == "no-cache"
+            assert r.headers["x-accel-buffering"] == "no"
+            r.read()
