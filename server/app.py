@@ -65,7 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
             "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
         }
         voice_resolver = LibraryVoices(library)
-        app.state.speech = SpeechService(engine, app.state.models, settings.max_new_tokens, voice_resolver)
+        app.state.speech = SpeechService(
+            engine, app.state.models, settings.max_new_tokens, voice_resolver, metrics=app.state.metrics
+        )
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         log.info("server ready", extra={"settings": settings.public_view()})
         try:

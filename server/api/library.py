@@ -49,6 +49,7 @@ class SavedVoice:
     ref_text: str | None
     consent: str | None
     model_id: str
+    created_ns: int = 0  # orders voices made within the same second
 
     def public(self) -> dict[str, Any]:
         return {
@@ -91,8 +92,8 @@ class VoiceLibrary:
         self._voices: dict[str, SavedVoice] = {}
         self._prompts: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # serialises create/delete so names stay unique
-        root.mkdir(parents=True, exist_ok=True)
-        for meta in sorted(root.glob("voice_*.json")):
+        # Created on first save, so a server that never clones needs no writable VOICES_DIR.
+        for meta in sorted(root.glob("voice_*.json")) if root.is_dir() else ():
             voice = self._read_meta(meta)
             if voice is not None:
                 self._voices[voice.id] = voice
@@ -111,7 +112,7 @@ class VoiceLibrary:
         return self.root / f"{voice_id}{suffix}"
 
     def voices(self) -> list[SavedVoice]:
-        return sorted(self._voices.values(), key=lambda v: (v.created_at, v.id))
+        return sorted(self._voices.values(), key=lambda v: (v.created_at, v.created_ns, v.id))
 
     def names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.voices())
@@ -150,11 +151,13 @@ class VoiceLibrary:
                 id=f"voice_{secrets.token_hex(12)}",
                 name=name,
                 created_at=int(time.time()),
+                created_ns=time.time_ns(),
                 mode=clone_mode(ref_text),
                 ref_text=ref_text,
                 consent=consent,
                 model_id=self.model_id,
             )
+            self.root.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
             await self._save_prompt(voice.id, prompt)
             meta = json.dumps(asdict(voice), ensure_ascii=False).encode()

@@ -21,6 +21,7 @@ from server.engine.jobs import SAMPLE_RATE, CloneVoice, SegmentAudio, SlotName, 
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var
+from server.metrics import Metrics
 from server.text import UnsupportedLanguageError, detect_language, normalize_language, split_sentences
 
 request_log = logging.getLogger("qwen3-tts")
@@ -138,11 +139,19 @@ class SpeechOptions:
 
 
 class SpeechService:
-    def __init__(self, engine: Engine, models: ModelCatalog, token_cap: int, voices: VoiceResolver) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        models: ModelCatalog,
+        token_cap: int,
+        voices: VoiceResolver,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.engine = engine
         self.models = models
         self.token_cap = token_cap
         self.voices = voices
+        self.metrics = metrics
 
     async def plan_request(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
@@ -236,3 +245,15 @@ class SpeechService:
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)
+        if self.metrics is not None:
+            self.metrics.observe_request(
+                endpoint=plan.endpoint,
+                status=status,
+                queue_ms=stats.queue_ms,
+                inference_ms=stats.inference_ms,
+                encode_ms=stats.encode_ms,
+                total_ms=(time.perf_counter() - stats.started) * 1000,
+                ttfa_ms=stats.ttfa_ms,
+                audio_seconds=stats.samples / SAMPLE_RATE,
+                chars=plan.chars,
+            )

@@ -18,8 +18,11 @@ What is real (copied from the released 12 Hz checkpoints):
 What is random or made up:
 - all weights (seeded: the same seed gives byte-identical files);
 - the text tokenizer: a small hand-built byte-level BPE (devmodel_tokenizer.py), not Qwen's;
-- size "tiny" (default, about 13 MB): hidden 32, 1-2 layers, a 512-token text vocabulary with the
-  special tokens at small ids right after the BPE vocabulary;
+- size "tiny" (default, about 13 MB): hidden 32, 1-2 layers, a 512-row text embedding (479 tokens
+  used, the special tokens at small ids right after the BPE vocabulary);
+- the Base kind has no preset speakers (empty `spk_id`, as released); its speaker encoder has
+  `mel_dim` 128 and `enc_dim` equal to the talker hidden size (the x-vector replaces a speaker
+  embedding in the prompt);
 - a stop circuit wired into the talker so utterances end by themselves, later for longer texts
   (devmodel_stop.py explains it; `eos_bias` tunes it);
 - audible noise instead of speech (devmodel_codec.py: randomised codebooks, calibrated gain).
@@ -215,11 +218,9 @@ def model_config(kind: DevModelKind, size: DevModelSize = "tiny") -> Qwen3TTSCon
 
 
 def _marker_weights(special: text.SpecialTokenIds) -> torch.Tensor:
-    """Per text token: 1 for ordinary tokens, PROMPT_WEIGHT for <|im_start|>, 0 for other specials."""
-    weights = torch.ones(max(special.by_name().values()) + 1)
-    for token_id in special.by_name().values():
-        weights[token_id] = 0.0
-    weights[text.bpe_vocab_size() : min(special.by_name().values())] = 0.0  # unused ids
+    """Per text token: 1 for ordinary tokens, PROMPT_WEIGHT for <|im_start|>, 0 for the rest."""
+    weights = torch.zeros(max(special.by_name().values()) + 1)
+    weights[: text.bpe_vocab_size()] = 1.0
     weights[special.im_start] = PROMPT_WEIGHT
     return weights
 
@@ -256,8 +257,10 @@ def build_dev_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dtype = torch.float32 if size == "tiny" else torch.bfloat16
+    # Module constructors draw their initial weights from torch's global CPU generator: seed it, and
+    # give the caller's generator state back afterwards.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         model = _build_model(kind, size, DEFAULT_EOS_BIAS if eos_bias is None else eos_bias)
         _write_model(model, out, dtype)
         del model

@@ -12,8 +12,9 @@ same `tokenizer.json` (no training, no hash-order dependence). It has Qwen2's sh
   touches the newline byte. This gives the token counts the package slices prompts by:
   "<|im_start|>assistant\\n" -> 3 tokens and "<|im_end|>\\n<|im_start|>assistant\\n" -> 5.
 - Special tokens at the ids the model config names: small ids right after the BPE vocabulary in
-  the tiny checkpoint, the released ids (151643-151673) in the full-size one (a sparse vocabulary
-  is fine for `tokenizers`: unused ids simply never occur).
+  the tiny checkpoint, the released ids (151643-151673) in the full-size one. Ids in between are
+  filled with `<|filler_N|>` entries that no merge can produce: a vocabulary with holes works, but
+  transformers prints every missing id (a megabyte of warning) each time it loads the tokenizer.
 """
 
 from __future__ import annotations
@@ -110,9 +111,15 @@ def compact_special_ids() -> SpecialTokenIds:
     return SpecialTokenIds(*range(first, first + 6))
 
 
+def _fillers(first: int, special: SpecialTokenIds) -> dict[str, int]:
+    """Unreachable placeholder tokens for the ids from `first` to the last special id that no token has."""
+    taken = set(special.by_name().values())
+    return {f"<|filler_{i}|>": i for i in range(first, max(taken)) if i not in taken}
+
+
 def _backend_tokenizer(special: SpecialTokenIds) -> Tokenizer:
     vocab, merges = _bpe_vocab_and_merges()
-    vocab = {**vocab, **special.by_name()}
+    vocab = {**vocab, **_fillers(len(vocab), special), **special.by_name()}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence(

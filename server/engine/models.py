@@ -18,7 +18,7 @@ from server.engine.qwen import QwenBackend
 
 log = logging.getLogger("qwen3-tts.engine")
 
-SlotState = Literal["unloaded", "loading", "loaded"]
+SlotState = Literal["unloaded", "loading", "loaded", "unloading"]
 Loader = Callable[[str], tuple[QwenBackend, float]]
 
 
@@ -78,6 +78,8 @@ class ModelSlot:
                 self.state = "unloaded"
                 self.last_error = reason
             raise ModelLoadError(self.name, self.model_id, reason)
+        if self.on_load is not None:  # counted before the slot reads as loaded
+            self.on_load(self, seconds)
         with self._lock:
             self._backend = backend
             self.state = "loaded"
@@ -89,8 +91,6 @@ class ModelSlot:
             "model loaded",
             extra={"slot": self.name, "model_id": self.model_id, "load_ms": round(seconds * 1000, 1)},
         )
-        if self.on_load is not None:
-            self.on_load(self, seconds)
         return backend
 
     def is_idle(self, idle_timeout: float, now: float | None = None) -> bool:
@@ -105,13 +105,16 @@ class ModelSlot:
         if backend is None:
             return False
         with self._lock:
+            self.state = "unloading"
+        backend.release()
+        # Counted before the slot reads as unloaded, so an observer never sees one without the other.
+        if self.on_unload is not None:
+            self.on_unload(self)
+        with self._lock:
             self._backend = None
             self.state = "unloaded"
             self.stats.unload_count += 1
-        backend.release()
         log.info("model unloaded", extra={"slot": self.name, "model_id": self.model_id, "reason": reason})
-        if self.on_unload is not None:
-            self.on_unload(self)
         return True
 
     def describe(self) -> dict[str, Any]:

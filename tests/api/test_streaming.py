@@ -109,10 +109,13 @@ def test_sdk_streaming_response_gets_audio_before_the_last_sentence_is_done(serv
 
 def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
     text = " ".join(f"Sentence {i} goes on a while." for i in range(10))
-    with server.client(headers={"X-Request-ID": "gone-1"}) as client:
-        with client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text, "response_format": "pcm"}) as r:
-            next(r.iter_raw())
-        # leaving the block closes the connection after the first chunk
+    body = {**BODY, "input": text, "response_format": "pcm"}
+    # Leaving the block after the first chunk closes the connection.
+    with (
+        server.client(headers={"X-Request-ID": "gone-1"}) as client,
+        client.stream("POST", "/v1/audio/speech", json=body) as r,
+    ):
+        next(r.iter_raw())
     deadline = time.monotonic() + 10
     lines: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not lines:
@@ -129,9 +132,11 @@ def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, requ
 
 def test_sse_disconnect_stops_synthesis(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
     text = " ".join(f"Sentence {i} goes on a while." for i in range(10))
-    with server.client(headers={"X-Request-ID": "gone-sse"}) as client:
-        with connect_sse(client, "POST", "/v1/audio/speech/stream", json={**BODY, "input": text}) as source:
-            next(source.iter_sse())
+    with (
+        server.client(headers={"X-Request-ID": "gone-sse"}) as client,
+        connect_sse(client, "POST", "/v1/audio/speech/stream", json={**BODY, "input": text}) as source,
+    ):
+        next(source.iter_sse())
     deadline = time.monotonic() + 10
     lines: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not lines:
@@ -184,8 +189,10 @@ def test_no_idle_unload_during_a_stream_longer_than_the_idle_timeout(custom_voic
 
 
 def test_stream_has_no_cache_headers(server: LiveServer) -> None:
-    with httpx.Client(base_url=server.base_url, timeout=60) as client:
-        with client.stream("POST", "/v1/audio/speech", json={**BODY, "response_format": "mp3"}) as r:
-            assert r.headers["cache-control"] == "no-cache"
-            assert r.headers["x-accel-buffering"] == "no"
-            r.read()
+    with (
+        httpx.Client(base_url=server.base_url, timeout=60) as client,
+        client.stream("POST", "/v1/audio/speech", json={**BODY, "response_format": "mp3"}) as r,
+    ):
+        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["x-accel-buffering"] == "no"
+        r.read()

@@ -109,7 +109,7 @@ def test_saved_names_conflict_case_insensitively(library_server: LiveServer) -> 
 
 
 @pytest.mark.parametrize(
-    "name", ["", "../etc/passwd", "/etc/passwd", "http://127.0.0.1:1/", "a" * 65, " lead", "bad\nname", "név"]
+    "name", ["", "../etc/passwd", "/etc/passwd", "http://127.0.0.1:1/", "a" * 65, "-lead", "bad\nname", "név"]
 )
 def test_unsafe_names_are_400(library_server: LiveServer, name: str) -> None:
     with library_server.client() as client:

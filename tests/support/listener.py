@@ -15,13 +15,13 @@ class RecordingListener:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_GET(self) -> None:
                 listener.paths.append(self.path)
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"RIFF")
 
-            do_POST = do_HEAD = do_GET  # noqa: N815
+            do_POST = do_HEAD = do_GET
 
             def log_message(self, *args: object) -> None:
                 pass
