@@ -35,7 +35,7 @@ def build_engine(settings: Settings) -> Engine:
     device = resolve_device(settings.device)
 
     def loader(model_id: str) -> Any:
-        return timed_load(model_id, device, settings.warmup)
+        return timed_load(model_id, device, settings.warmup, settings.torch_threads)
 
     slots = {
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=120.0, ge=0)
     preload_model: bool = False
     warmup: bool = True
+    # CPU threads for torch's intra-op pool; 0 leaves torch's default (one per core).
+    torch_threads: int = Field(default=0, ge=0)
 
     max_queue_depth: int = Field(default=16, ge=1)
     request_timeout: float = Field(default=300.0, gt=0)

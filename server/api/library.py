@@ -158,10 +158,15 @@ class VoiceLibrary:
                 model_id=self.model_id,
             )
             self.root.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
-            await self._save_prompt(voice.id, prompt)
-            meta = json.dumps(asdict(voice), ensure_ascii=False).encode()
-            await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
+            try:
+                await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
+                await self._save_prompt(voice.id, prompt)
+                meta = json.dumps(asdict(voice), ensure_ascii=False).encode()
+                await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
+            except BaseException:
+                for suffix in (".json", ".prompt", ".wav"):  # no orphans from a failed save
+                    self._path(voice.id, suffix).unlink(missing_ok=True)
+                raise
             self._voices[voice.id] = voice
             self._prompts[voice.id] = prompt
         log.info("voice saved", extra={"voice_id": voice.id, "mode": voice.mode})

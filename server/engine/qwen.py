@@ -5,6 +5,9 @@ Everything here runs on the inference thread, except `resolve_device`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import logging
 import os
 import threading
@@ -97,20 +100,26 @@ class QwenBackend:
         self._hook = inner.talker.register_forward_pre_hook(self._watch)
 
     @classmethod
-    def load(cls, model_id: str, device: str) -> QwenBackend:
-        from qwen_tts import Qwen3TTSModel  # imported lazily: costs ~10 s of CPU
-
+    def load(cls, model_id: str, device: str, threads: int = 0) -> QwenBackend:
+        model_class = _import_model_class()
+        if threads > 0:
+            # Process-wide; small models on few cores run faster with fewer threads.
+            torch.set_num_threads(threads)
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        model = Qwen3TTSModel.from_pretrained(
+        model = model_class.from_pretrained(
             model_id,
             device_map=device,
             dtype=_dtype_for(device),
             attn_implementation="sdpa",
             low_cpu_mem_usage=True,
         )
+        # transformers warns on every call when pad_token_id is unset and then pads with the
+        # end-of-speech id; setting that same id up front keeps behaviour and the logs quiet.
+        talker = model.model.talker
+        talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
         return cls(model, model_id, device)
 
     def warmup(self) -> None:
@@ -261,9 +270,29 @@ def gpu_memory() -> dict[str, Any] | None:
     }
 
 
-def timed_load(model_id: str, device: str, warmup: bool) -> tuple[QwenBackend, float]:
+def timed_load(model_id: str, device: str, warmup: bool, threads: int = 0) -> tuple[QwenBackend, float]:
     started = time.perf_counter()
-    backend = QwenBackend.load(model_id, device)
+    backend = QwenBackend.load(model_id, device, threads)
     if warmup and device.startswith("cuda"):
         backend.warmup()
     return backend, time.perf_counter() - started
+
+
+@functools.cache
+def _import_model_class() -> Any:
+    """Import the package once (about 10 s of CPU), on first load rather than at startup.
+
+    It prints notices to stdout while importing (a banner, a flash-attn hint); they are
+    captured and logged, so JSON logs stay one object per line. transformers' own log
+    records are routed through the server's handlers for the same reason."""
+    import transformers
+
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        from qwen_tts import Qwen3TTSModel
+    printed = " ".join(line.strip() for line in captured.getvalue().splitlines() if line.strip().strip("*"))
+    if printed:
+        log.info("model package notice", extra={"notice": printed})
+    return Qwen3TTSModel

@@ -218,3 +218,23 @@ def test_clone_and_preset_run_on_their_own_slots_and_unload_apart(custom_voice_d
             time.sleep(0.2)
         assert models["base"]["unload_count"] == 1 and not models["base"]["loaded"]
         assert models["custom_voice"]["loaded"] and models["custom_voice"]["unload_count"] == unloads
+
+
+def test_prompt_cache_is_lru_and_zero_disables_it() -> None:
+    import numpy as np
+
+    from server.api.cloning import PromptCache
+
+    audio = np.zeros(10, dtype=np.float32)
+    keys = [PromptCache.key(audio, text, "icl") for text in ("a", "b", "c")]
+    assert len(set(keys)) == 3 and PromptCache.key(audio, None, "x_vector") != PromptCache.key(audio, "", "icl")
+    cache = PromptCache(2)
+    cache.put(keys[0], "A")
+    cache.put(keys[1], "B")
+    assert cache.get(keys[0]) == "A"  # now the most recent
+    cache.put(keys[2], "C")  # evicts B, the least recently used
+    assert cache.get(keys[1]) is None and cache.get(keys[0]) == "A" and cache.get(keys[2]) == "C"
+    assert cache.stats() == {"size": 2, "max": 2, "hits": 3, "misses": 1}
+    disabled = PromptCache(0)
+    disabled.put(keys[0], "A")
+    assert disabled.get(keys[0]) is None and disabled.stats()["size"] == 0

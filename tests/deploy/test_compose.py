@@ -37,6 +37,7 @@ SETTINGS: dict[str, str] = {
     "IDLE_TIMEOUT": "120",
     "PRELOAD_MODEL": "false",
     "WARMUP": "true",
+    "TORCH_THREADS": "0",
     "MAX_QUEUE_DEPTH": "16",
     "REQUEST_TIMEOUT": "300",
     "MAX_NEW_TOKENS": "2048",

@@ -16,6 +16,8 @@ from tests.support.live_server import LiveServer, live_server
 SHORT = {"model": "tts-1", "voice": "Ryan", "input": "Hi.", "response_format": "pcm", "seed": 1}
 # Twenty short sentences: twenty segments, each a separate model call.
 LONG = {**SHORT, "input": " ".join(f"Sentence number {i} is here." for i in range(20))}
+# Six: long enough to be seen in flight, short enough to keep the suite quick.
+MEDIUM = {**SHORT, "input": " ".join(f"Sentence number {i} is here." for i in range(6))}
 
 
 def speak(server: LiveServer, body: dict[str, Any]) -> httpx.Response:
@@ -55,7 +57,7 @@ def test_no_idle_unload_while_a_request_is_in_flight(custom_voice_dir: Path) -> 
     with live_server(model_id=str(custom_voice_dir), idle_timeout=0.3, max_new_tokens=24) as server:
         assert speak(server, SHORT).status_code == 200  # loads the model
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            future = pool.submit(speak, server, LONG)
+            future = pool.submit(speak, server, MEDIUM)
             assert wait_for(lambda: server.health()["queue_depth"] == 1, timeout=10)
             seen_unloaded_in_flight = False
             while not future.done():
@@ -81,7 +83,7 @@ def test_concurrent_first_requests_load_once(custom_voice_dir: Path) -> None:
 def test_queue_full_is_503_with_retry_after(custom_voice_dir: Path) -> None:
     with live_server(model_id=str(custom_voice_dir), max_queue_depth=1, max_new_tokens=24) as server:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            first = pool.submit(speak, server, LONG)
+            first = pool.submit(speak, server, MEDIUM)
             assert wait_for(lambda: server.health()["queue_depth"] == 1, timeout=10)
             rejected = speak(server, SHORT)
             assert first.result().status_code == 200
@@ -99,7 +101,7 @@ def test_timeout_is_504_the_job_is_cancelled_and_the_server_keeps_serving(custom
         model_id=str(custom_voice_dir), preload_model=True, request_timeout=2.0, max_new_tokens=16
     ) as server:
         started = time.monotonic()
-        response = speak(server, LONG)
+        response = speak(server, {**LONG, "stream": False})
         assert response.status_code == 504
         assert time.monotonic() - started < 10
         assert response.json()["error"]["code"] == "timeout"

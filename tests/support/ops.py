@@ -84,6 +84,7 @@ def run_through_sigterm(checkpoint: Path, log_path: Path) -> SigtermRun:
         "LOG_LEVEL": "INFO",
         "IDLE_TIMEOUT": "0",
         "MAX_NEW_TOKENS": "24",
+        "TORCH_THREADS": "1",
         "PRELOAD_MODEL": "true",  # the package import and load happen before the request
         "WARMUP": "false",
         "API_KEYS": API_KEY,
