@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=48, help="per-sentence cap, keeps CPU runs short")
     parser.add_argument("--format", default="pcm")
+    parser.add_argument("--threads", type=int, default=1, help="TORCH_THREADS for the server (0 = torch default)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
