@@ -73,5 +73,5 @@ def configure_logging(log_format: str, level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     # The model stack is chatty at INFO (generation config notices); keep it to warnings.
-    for name in ("transformers", "accelerate", "httpx", "httpcore"):
+    for name in ("transformers", "accelerate", "qwen_tts", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -101,7 +101,7 @@ class QwenBackend:
 
     @classmethod
     def load(cls, model_id: str, device: str, threads: int = 0) -> QwenBackend:
-        model_class = _import_model_class()
+        model_class = import_model_package()
         if threads > 0:
             # Process-wide; small models on few cores run faster with fewer threads.
             torch.set_num_threads(threads)
@@ -279,7 +279,7 @@ def timed_load(model_id: str, device: str, warmup: bool, threads: int = 0) -> tu
 
 
 @functools.cache
-def _import_model_class() -> Any:
+def import_model_package() -> Any:
     """Import the package once (about 10 s of CPU), on first load rather than at startup.
 
     It prints notices to stdout while importing (a banner, a flash-attn hint); they are

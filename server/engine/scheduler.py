@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from server.engine.errors import EngineStoppedError, JobCancelledError, JobTimeoutError, QueueFullError
 from server.engine.jobs import SegmentAudio, SlotName, SynthesisJob
 from server.engine.models import ModelSlot
-from server.engine.qwen import QwenBackend, gpu_memory
+from server.engine.qwen import QwenBackend, gpu_memory, import_model_package
 from server.text.budget import max_new_tokens_for
 
 log = logging.getLogger("qwen3-tts.engine")
@@ -63,6 +63,10 @@ class Engine:
     async def start(self, preload: tuple[SlotName, ...] = ()) -> None:
         if self.limits.idle_timeout > 0:
             self._idle_task = asyncio.create_task(self._unload_idle_models(), name="idle-unload")
+        # Importing the model package costs ~10 s of CPU; do it now, in the background on the
+        # inference thread, so the first request pays only for loading weights. No model memory
+        # is taken until a model loads.
+        self._executor.submit(import_model_package)
         for name in preload:
             slot = self.slots[name]
             with contextlib.suppress(Exception):  # a failed preload is kept in last_error; requests retry

@@ -184,7 +184,7 @@ def test_oversized_upload_is_413(custom_voice_dir: Path, base_dir: Path, tmp_pat
 
 def test_clone_and_preset_run_on_their_own_slots_and_unload_apart(custom_voice_dir: Path, base_dir: Path) -> None:
     with live_server(
-        model_id=str(custom_voice_dir), clone_model_id=str(base_dir), idle_timeout=1.0, max_new_tokens=48
+        model_id=str(custom_voice_dir), clone_model_id=str(base_dir), idle_timeout=1.5, max_new_tokens=48
     ) as server:
         results: dict[str, int] = {}
 
@@ -203,13 +203,16 @@ def test_clone_and_preset_run_on_their_own_slots_and_unload_apart(custom_voice_d
             thread.join()
         assert results == {"preset": 200, "clone": 200}
         models = server.health()["models"]
-        assert models["custom_voice"]["load_count"] == 1 and models["custom_voice"]["kind"] == "custom_voice"
-        assert models["base"]["load_count"] == 1 and models["base"]["kind"] == "base"
+        # Each slot loaded once, and a slot refuses a model of another kind, so each request
+        # ran on its own slot. (Kind is not read here: on a busy machine a slot may already
+        # have idled out.)
+        assert models["custom_voice"]["load_count"] == 1 and models["custom_voice"]["last_error"] is None
+        assert models["base"]["load_count"] == 1 and models["base"]["last_error"] is None
         # Keep the preset slot busy while the base slot idles out. (One inference thread: the
         # preset slot may already have idled out while the clone ran; count from here.)
         preset()
         unloads = server.health()["models"]["custom_voice"]["unload_count"]
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             preset()
             models = server.health()["models"]

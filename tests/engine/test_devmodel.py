@@ -53,14 +53,7 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="module")
-def custom_voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dev_checkpoint(tmp_path_factory.mktemp("devmodel") / "custom_voice", "custom_voice", seed=0)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dev_checkpoint(tmp_path_factory.mktemp("devmodel") / "base", "base", seed=0)
+# custom_voice_dir and base_dir: the session's dev checkpoints (tests/conftest.py, seed 0).
 
 
 @pytest.fixture(scope="module")
