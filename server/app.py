@@ -23,10 +23,12 @@ from server.api.middleware import RequestIdMiddleware
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
 from server.config import Settings
+from server.engine.jobs import SlotName
 from server.engine.models import ModelSlot
 from server.engine.qwen import resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, invalid_request, to_api_error
+from server.logs import request_id_var
 
 log = logging.getLogger("qwen3-tts")
 
@@ -37,37 +39,41 @@ def build_engine(settings: Settings) -> Engine:
     def loader(model_id: str) -> Any:
         return timed_load(model_id, device, settings.warmup, settings.torch_threads)
 
-    slots = {
+    slots: dict[SlotName, ModelSlot] = {
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
     limits = EngineLimits(settings.max_queue_depth, settings.request_timeout, settings.idle_timeout)
-    return Engine(slots, limits)  # type: ignore[arg-type]
+    return Engine(slots, limits)
+
+
+def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
+    """Everything the routers reach through app.state, built around one engine."""
+    app.state.engine = engine
+    if app.state.metrics is not None:
+        app.state.metrics.bind_engine(engine)  # before start: a preload is a load to count
+    clones = CloneService(
+        engine,
+        PromptCache(settings.voice_cache_max),
+        settings.min_reference_seconds,
+        settings.max_reference_seconds,
+    )
+    library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+    app.state.clones = clones
+    app.state.voice_library = library
+    app.state.health_sections = {
+        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
+    }
+    app.state.speech = SpeechService(
+        engine, app.state.models, settings.max_new_tokens, LibraryVoices(library), metrics=app.state.metrics
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
-        app.state.engine = engine
-        if app.state.metrics is not None:
-            app.state.metrics.bind_engine(engine)  # before start: a preload is a load to count
-        clones = CloneService(
-            engine,
-            PromptCache(settings.voice_cache_max),
-            settings.min_reference_seconds,
-            settings.max_reference_seconds,
-        )
-        library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
-        app.state.clones = clones
-        app.state.voice_library = library
-        app.state.health_sections = {
-            "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
-        }
-        voice_resolver = LibraryVoices(library)
-        app.state.speech = SpeechService(
-            engine, app.state.models, settings.max_new_tokens, voice_resolver, metrics=app.state.metrics
-        )
+        build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         log.info("server ready", extra={"settings": settings.public_view()})
         try:
@@ -100,7 +106,20 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _error_response(error: APIError) -> OrjsonResponse:
+def _error_response(request: Request, error: APIError) -> OrjsonResponse:
+    # Requests refused before synthesis (validation, auth, unknown model or voice) get their
+    # own log line; those that reached the engine are logged by the speech service.
+    log.info(
+        "request refused",
+        extra={
+            "request_id": request_id_var.get(),
+            "endpoint": request.url.path,
+            "status": error.status,
+            "code": error.code,
+            "param": error.param,
+            "error": error.message,
+        },
+    )
     return OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
 
 
@@ -122,22 +141,22 @@ def _validation_error(errors: Sequence[Any]) -> APIError:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> OrjsonResponse:
-        return _error_response(exc)
+    async def api_error(request: Request, exc: APIError) -> OrjsonResponse:
+        return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> OrjsonResponse:
-        return _error_response(_validation_error(exc.errors()))
+    async def validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
+        return _error_response(request, _validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
-        return _error_response(error)
+        return _error_response(request, error)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+    async def unexpected(request: Request, exc: Exception) -> OrjsonResponse:
         error = to_api_error(exc)
         if error.status >= 500 and error.code == "internal_error":
             log.exception("unhandled error", exc_info=exc)
-        return _error_response(error)
+        return _error_response(request, error)

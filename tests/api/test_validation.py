@@ -91,3 +91,14 @@ def test_unknown_route_is_openai_shaped(server: LiveServer) -> None:
     with server.client() as client:
         response = client.get("/v1/nothing-here")
     assert_openai_error(response, 404, None)
+
+
+def test_refused_requests_are_logged_with_their_reason(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+    with server.client(headers={"X-Request-ID": "refused-1"}) as client:
+        client.post("/v1/audio/speech", json={**GOOD, "speed": 9})
+    [record] = [r for r in request_log.records if r.getMessage() == "request refused"]
+    assert record.request_id == "refused-1"
+    assert record.status == 400
+    assert record.param == "speed"
+    assert record.endpoint == "/v1/audio/speech"
+    assert not request_log.requests()  # nothing reached the engine
