@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS
 from tests.support.audio import decode_soundfile
@@ -58,6 +59,13 @@ def test_create_list_get_use_delete(library_server: LiveServer, request_log: Rec
         for ref in ("My Voice", "my voice", {"id": voice["id"]}, voice["id"]):
             assert_speech(speak(client, ref))
         assert request_log.requests("/v1/audio/speech")[-1]["voice"] == f"saved:{voice['id']}"
+        # ...and on the streaming endpoints.
+        body = {"model": "tts-1", "input": "One. Two.", "voice": "My Voice"}
+        with connect_sse(client, "POST", "/v1/audio/speech/stream", json=body) as source:
+            events = [event.data for event in source.iter_sse()]
+        assert events[-1] == "[DONE]" and len(events) == 3
+        with client.stream("POST", "/v1/audio/speech", json={**body, "response_format": "pcm"}) as streamed:
+            assert streamed.status_code == 200 and len(streamed.read()) > 0
         assert library_server.health()["models"]["base"]["load_count"] == 1
 
         deleted = client.delete(f"{VOICES}/{voice['id']}")
