@@ -23,6 +23,7 @@ from server.api.middleware import RequestIdMiddleware
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
 from server.config import Settings
+from server.engine.errors import EngineError
 from server.engine.jobs import SlotName
 from server.engine.models import ModelSlot
 from server.engine.qwen import resolve_device, timed_load
@@ -154,9 +155,12 @@ def install_error_handlers(app: FastAPI) -> None:
         error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
         return _error_response(request, error)
 
+    @app.exception_handler(EngineError)
+    async def engine_error(request: Request, exc: EngineError) -> OrjsonResponse:
+        return _error_response(request, to_api_error(exc))
+
+    # Anything else is a bug: answered in OpenAI's shape, and Starlette re-raises it after the
+    # response so the server logs its traceback.
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> OrjsonResponse:
-        error = to_api_error(exc)
-        if error.status >= 500 and error.code == "internal_error":
-            log.exception("unhandled error", exc_info=exc)
-        return _error_response(request, error)
+        return _error_response(request, to_api_error(exc))
