@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,13 +36,5 @@ def server(custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 def request_log() -> Iterator[RecordCollector]:
-    collector = RecordCollector()
-    logger = logging.getLogger("qwen3-tts")
-    logger.addHandler(collector)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
+    with RecordCollector().attached() as collector:
         yield collector
-    finally:
-        logger.removeHandler(collector)
-        logger.setLevel(previous)

@@ -116,12 +116,7 @@ def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, requ
         client.stream("POST", "/v1/audio/speech", json=body) as r,
     ):
         next(r.iter_raw())
-    deadline = time.monotonic() + 10
-    lines: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not lines:
-        lines = [line for line in request_log.requests() if line.get("request_id") == "gone-1"]
-        time.sleep(0.05)
-    [line] = lines
+    line = request_log.wait_for_request("gone-1")
     assert line["status"] == 499
     assert line["segments"] == 10
     assert line["segments_done"] <= 2
@@ -137,12 +132,7 @@ def test_sse_disconnect_stops_synthesis(server: LiveServer, request_log) -> None
         connect_sse(client, "POST", "/v1/audio/speech/stream", json={**BODY, "input": text}) as source,
     ):
         next(source.iter_sse())
-    deadline = time.monotonic() + 10
-    lines: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not lines:
-        lines = [line for line in request_log.requests() if line.get("request_id") == "gone-sse"]
-        time.sleep(0.05)
-    [line] = lines
+    line = request_log.wait_for_request("gone-sse")
     assert line["segments_done"] <= 2 < line["segments"]
     assert server.health()["queue_depth"] == 0
 

@@ -14,7 +14,7 @@ import pytest
 
 from server.config import load_settings
 from server.logs import JsonFormatter, TextFormatter
-from tests.support.live_server import LiveServer
+from tests.support.live_server import LiveServer, attached_handler
 from tests.support.ops import API_KEY, REQUEST_ID, SigtermRun
 
 BODY = {"model": "tts-1", "voice": "Ryan", "input": "Hello there.", "response_format": "pcm"}
@@ -60,15 +60,8 @@ def json_log() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("qwen3-tts")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with attached_handler(handler, "qwen3-tts", logging.INFO):
         yield buffer
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def test_given_request_id_is_returned_and_logged(ops_server: LiveServer, json_log: io.StringIO) -> None:

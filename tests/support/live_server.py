@@ -105,8 +105,39 @@ class RecordCollector(logging.Handler):
                     found.append(fields)
         return found
 
+    def wait_for_request(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The one request line of `request_id`, waiting for it: a stream's line is written
+        when the server notices the stream has ended, a moment after the client leaves."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.requests() if line.get("request_id") == request_id]
+            if lines or time.monotonic() > deadline:
+                [line] = lines
+                return line
+            time.sleep(0.05)
+
+    @contextmanager
+    def attached(self, logger_name: str = "qwen3-tts", level: int = logging.DEBUG) -> Iterator[RecordCollector]:
+        """Collect `logger_name`'s records (at `level` and above) while the block runs."""
+        with attached_handler(self, logger_name, level):
+            yield self
+
     def segments(self, request_id: str) -> list[logging.LogRecord]:
         """The per-segment records of one request, in the order they were synthesised."""
         return [
             r for r in self.records if r.name == "qwen3-tts.segments" and getattr(r, "request_id", None) == request_id
         ]
+
+
+@contextmanager
+def attached_handler(handler: logging.Handler, logger_name: str, level: int) -> Iterator[logging.Handler]:
+    """Attach a handler to a logger at a level for the duration of the block, then restore."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
