@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from server.engine.devmodel import build_dev_checkpoint
-from server.engine.qwen import QwenBackend
+from server.engine.qwen import QwenBackend, SpeechInput
 
 TEXT = "The quick brown fox jumps over the lazy dog, then rests beside the river for a while."
 FRAME_MS = 80.0
@@ -53,13 +53,9 @@ def main() -> int:
             for threads in args.threads:
                 torch.set_num_threads(threads)
                 started = time.perf_counter()
-                out = backend.generate(
-                    TEXT,
-                    language="English",
+                [out] = backend.generate(
+                    [SpeechInput(TEXT, language="English", speaker="Vivian")],
                     max_new_tokens=256,
-                    speaker="Vivian",
-                    instruct=None,
-                    clone=None,
                     seed=repeat,
                     should_stop=never,
                     on_frame=nothing,

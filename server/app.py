@@ -44,7 +44,9 @@ def build_engine(settings: Settings) -> Engine:
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
-    limits = EngineLimits(settings.max_queue_depth, settings.request_timeout, settings.idle_timeout)
+    limits = EngineLimits(
+        settings.max_queue_depth, settings.request_timeout, settings.idle_timeout, settings.max_batch_size
+    )
     return Engine(slots, limits)
 
 

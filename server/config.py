@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=0, ge=0)
 
     max_queue_depth: int = Field(default=16, ge=1)
+    # Sentences of concurrent requests synthesised together in one model call; 1 disables.
+    max_batch_size: int = Field(default=4, ge=1, le=64)
     request_timeout: float = Field(default=300.0, gt=0)
     max_new_tokens: int = Field(default=2048, ge=2)
 

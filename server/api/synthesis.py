@@ -58,6 +58,7 @@ class SpeechStats:
     input_tokens: int = 0
     output_frames: int = 0
     samples: int = 0
+    batch_max: int = 0
     instructions_ignored: bool = False
 
     def add_segment(self, segment: SegmentAudio) -> None:
@@ -67,6 +68,7 @@ class SpeechStats:
         self.inference_ms += segment.inference_ms
         self.input_tokens += segment.input_tokens
         self.output_frames += segment.output_frames
+        self.batch_max = max(self.batch_max, segment.batch_size)
 
     def mark_sent(self, samples: int) -> None:
         """Record one chunk of audio handed to the client."""
@@ -203,6 +205,7 @@ class SpeechService:
                     "segments": len(plan.job.segments),
                     "inference_ms": round(segment.inference_ms, 1),
                     "output_frames": segment.output_frames,
+                    "batch_size": segment.batch_size,
                 },
             )
             if segment.index == 0 and plan.instructions_given:
@@ -239,6 +242,7 @@ class SpeechService:
             "language": plan.job.language,
             "audio_seconds": round(stats.samples / SAMPLE_RATE, 3),
             "output_frames": stats.output_frames,
+            "batch_max": stats.batch_max,
         }
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True

@@ -57,3 +57,4 @@ class SegmentAudio:
     queued_ms: float  # from submission to the start of work on the inference thread
     inference_ms: float
     load_ms: float  # time spent loading the model for this segment (0 when already loaded)
+    batch_size: int = 1  # segments synthesised in the same model call

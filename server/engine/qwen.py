@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,17 @@ def resolve_device(setting: str) -> str:
 def _dtype_for(device: str) -> torch.dtype:
     # bf16 halves memory and doubles throughput on GPUs; CPUs run bf16 slowly, so fp32 there.
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+@dataclass(frozen=True)
+class SpeechInput:
+    """One text to speak and the voice to speak it in."""
+
+    text: str
+    language: str
+    speaker: str | None = None
+    instruct: str | None = None
+    clone: CloneVoice | None = None
 
 
 @dataclass(frozen=True)
@@ -137,23 +148,21 @@ class QwenBackend:
 
     def generate(
         self,
-        text: str,
+        inputs: Sequence[SpeechInput],
         *,
-        language: str,
         max_new_tokens: int,
-        speaker: str | None,
-        instruct: str | None,
-        clone: CloneVoice | None,
         seed: int | None,
         should_stop: Callable[[], bool],
         on_frame: Callable[[], None],
-    ) -> Generated:
+    ) -> list[Generated]:
+        """Synthesise one or several inputs in one model call (the package's list API pads
+        them to a batch). Results come back in input order."""
         if seed is not None:
             torch.manual_seed(seed)
         self._watch.arm(should_stop, on_frame)
         try:
             with torch.inference_mode():
-                wavs, _ = self._call_model(text, language, max_new_tokens, speaker, instruct, clone)
+                wavs = self._call_model(inputs, max_new_tokens)
         except JobCancelledError:
             raise
         except ValueError as exc:  # the package validates speakers and languages with ValueError
@@ -162,40 +171,40 @@ class QwenBackend:
             raise SynthesisError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._watch.disarm()
-        # Copy: the returned array may view a buffer the model frees or reuses, which once
-        # cut the tail off the audio while it was being encoded.
-        pcm = np.array(wavs[0], dtype=np.float32, copy=True).reshape(-1)
-        frames = round(pcm.shape[0] / SAMPLES_PER_FRAME)
-        return Generated(pcm=pcm, input_tokens=self.count_input_tokens(text), output_frames=frames)
+        results = []
+        for item, wav in zip(inputs, wavs, strict=True):
+            # Copy: the returned array may view a buffer the model frees or reuses, which once
+            # cut the tail off the audio while it was being encoded.
+            pcm = np.array(wav, dtype=np.float32, copy=True).reshape(-1)
+            frames = round(pcm.shape[0] / SAMPLES_PER_FRAME)
+            results.append(Generated(pcm=pcm, input_tokens=self.count_input_tokens(item.text), output_frames=frames))
+        return results
 
-    def _call_model(
-        self,
-        text: str,
-        language: str,
-        max_new_tokens: int,
-        speaker: str | None,
-        instruct: str | None,
-        clone: CloneVoice | None,
-    ) -> tuple[list[np.ndarray], int]:
+    def _call_model(self, inputs: Sequence[SpeechInput], max_new_tokens: int) -> list[np.ndarray]:
+        texts = [item.text for item in inputs]
+        languages = [item.language for item in inputs]
         if self.kind == "custom_voice":
-            if speaker is None:
+            if any(item.speaker is None for item in inputs):
                 raise InvalidSynthesisInput("a preset speaker is required by this model")
-            result: tuple[list[np.ndarray], int] = self._model.generate_custom_voice(
-                text=text,
-                speaker=speaker,
-                language=language,
-                instruct=instruct or None,
+            instructs = [item.instruct or "" for item in inputs]
+            wavs, _ = self._model.generate_custom_voice(
+                text=texts,
+                speaker=[item.speaker for item in inputs],
+                language=languages,
+                instruct=instructs if any(instructs) else None,
                 max_new_tokens=max_new_tokens,
             )
-            return result
+            return list(wavs)
         if self.kind == "base":
-            if clone is None:
-                raise InvalidSynthesisInput("a cloned voice is required by this model")
-            prompt = clone.prompt if clone.prompt is not None else self.clone_prompt(clone)
-            result = self._model.generate_voice_clone(
-                text=text, language=language, voice_clone_prompt=prompt, max_new_tokens=max_new_tokens
+            prompts = []
+            for item in inputs:
+                if item.clone is None:
+                    raise InvalidSynthesisInput("a cloned voice is required by this model")
+                prompts.extend(item.clone.prompt if item.clone.prompt is not None else self.clone_prompt(item.clone))
+            wavs, _ = self._model.generate_voice_clone(
+                text=texts, language=languages, voice_clone_prompt=prompts, max_new_tokens=max_new_tokens
             )
-            return result
+            return list(wavs)
         raise SynthesisError(f"model kind {self.kind!r} is not served")
 
     def clone_prompt(self, clone: CloneVoice) -> Any:

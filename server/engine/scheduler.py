@@ -1,29 +1,30 @@
 """The engine: a bounded queue in front of ONE inference thread that owns the models.
 
 A job's segments are submitted one at a time, and segment N+1 is submitted as soon as
-segment N comes back, so it is synthesised while N is being encoded and sent. Jobs of
-concurrent requests therefore interleave segment by segment in arrival order, and a job
-whose consumer has gone stops between segments (and, through the frame hook, between
-frames). Every admitted job holds one unit of queue depth until its consumer finishes,
-on every path.
+segment N comes back, so it is synthesised while N is being encoded and sent. Segments of
+concurrent requests that wait together share one batched model call (up to
+MAX_BATCH_SIZE); everything else runs in arrival order. A job whose consumer has gone
+stops between segments (and, through the frame hook, between frames). Every admitted job
+holds one unit of queue depth until its consumer finishes, on every path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.engine.errors import EngineStoppedError, JobCancelledError, JobTimeoutError, QueueFullError
 from server.engine.jobs import SegmentAudio, SlotName, SynthesisJob
 from server.engine.models import ModelSlot
-from server.engine.qwen import QwenBackend, gpu_memory, import_model_package
+from server.engine.qwen import QwenBackend, SpeechInput, gpu_memory, import_model_package
+from server.engine.worker import InferenceWorker
 from server.text.budget import max_new_tokens_for
 
 log = logging.getLogger("qwen3-tts.engine")
@@ -36,6 +37,7 @@ class EngineLimits:
     max_queue_depth: int
     request_timeout: float
     idle_timeout: float
+    max_batch_size: int = 1
 
 
 class _Ticket:
@@ -47,11 +49,40 @@ class _Ticket:
         self.cancelled = threading.Event()
 
 
+@dataclass(frozen=True)
+class _SegmentWork:
+    """One segment of one job, as queued for the inference thread."""
+
+    job: SynthesisJob
+    index: int
+    ticket: _Ticket
+    submitted: float
+
+    @property
+    def seed(self) -> int | None:
+        return None if self.job.seed is None else self.job.seed + self.index
+
+
+def _batchable(first: _SegmentWork, other: _SegmentWork) -> bool:
+    """Segments share a call when they run on the preset-voice model and neither asked for a
+    seed (a batch shares one random stream, so seeded output would depend on its company).
+    Cloned voices run alone: their prompts differ in kind (ICL or speaker embedding)."""
+    return (
+        first.ticket.slot is other.ticket.slot
+        and first.job.slot == "custom_voice"
+        and first.seed is None
+        and other.seed is None
+        and not other.ticket.cancelled.is_set()
+    )
+
+
 class Engine:
     def __init__(self, slots: dict[SlotName, ModelSlot], limits: EngineLimits) -> None:
         self.slots = slots
         self.limits = limits
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._worker: InferenceWorker[_SegmentWork, SegmentAudio] = InferenceWorker(
+            self._synthesize_batch, _batchable, limits.max_batch_size
+        )
         self._depth = 0
         self._accepting = True
         self._idle_task: asyncio.Task[None] | None = None
@@ -66,7 +97,7 @@ class Engine:
         # Importing the model package costs ~10 s of CPU; do it now, in the background on the
         # inference thread, so the first request pays only for loading weights. No model memory
         # is taken until a model loads.
-        self._executor.submit(import_model_package)
+        self._worker.call(import_model_package)
         for name in preload:
             slot = self.slots[name]
             with contextlib.suppress(Exception):  # a failed preload is kept in last_error; requests retry
@@ -83,7 +114,7 @@ class Engine:
                 await self._idle_task
         for slot in self.slots.values():
             await self._run_on_thread(slot.unload, "shutdown")
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()
 
     # ---- state -----------------------------------------------------------------------
 
@@ -100,6 +131,7 @@ class Engine:
         return {
             "queue_depth": self._depth,
             "max_queue_depth": self.limits.max_queue_depth,
+            "max_batch_size": self.limits.max_batch_size,
             "models": {name: slot.describe() for name, slot in self.slots.items()},
             "gpu": gpu_memory(),
         }
@@ -166,11 +198,10 @@ class Engine:
             self._drained.set()
 
     def _run_on_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.wrap_future(self._executor.submit(fn, *args))
+        return asyncio.wrap_future(self._worker.call(functools.partial(fn, *args)))
 
     def _submit_segment(self, job: SynthesisJob, index: int, ticket: _Ticket) -> asyncio.Future[SegmentAudio]:
-        submitted = time.perf_counter()
-        return self._run_on_thread(self._synthesize_segment, job, index, ticket, submitted)
+        return asyncio.wrap_future(self._worker.submit(_SegmentWork(job, index, ticket, time.perf_counter())))
 
     async def _await_deadline(self, future: asyncio.Future[T], ticket: _Ticket) -> T:
         remaining = ticket.deadline - asyncio.get_running_loop().time()
@@ -182,40 +213,52 @@ class Engine:
             raise JobTimeoutError(self.limits.request_timeout) from None
 
     @staticmethod
-    def _synthesize_segment(job: SynthesisJob, index: int, ticket: _Ticket, submitted: float) -> SegmentAudio:
-        """Runs on the inference thread."""
+    def _synthesize_batch(works: Sequence[_SegmentWork]) -> list[SegmentAudio | BaseException]:
+        """Runs on the inference thread: one model call for one or more segments."""
         started = time.perf_counter()
-        if ticket.cancelled.is_set():
-            raise JobCancelledError("job cancelled before it started")
-        slot = ticket.slot
+        results: list[SegmentAudio | BaseException] = [JobCancelledError("job cancelled")] * len(works)
+        live = [i for i, work in enumerate(works) if not work.ticket.cancelled.is_set()]
+        if not live:
+            return results
+        slot = works[live[0]].ticket.slot
         was_loaded = slot.backend is not None
-        backend = slot.ensure_loaded()
+        backend = slot.ensure_loaded()  # a load error fails every segment of the batch
         load_ms = 0.0 if was_loaded else (time.perf_counter() - started) * 1000
-        text = job.segments[index]
-        budget = max_new_tokens_for(text, job.token_cap)
+        budgets = {i: max_new_tokens_for(works[i].job.segments[works[i].index], works[i].job.token_cap) for i in live}
+        inputs = [
+            SpeechInput(
+                text=works[i].job.segments[works[i].index],
+                language=works[i].job.language,
+                speaker=works[i].job.speaker,
+                instruct=works[i].job.instruct,
+                clone=works[i].job.clone,
+            )
+            for i in live
+        ]
         generate_started = time.perf_counter()
-        out = backend.generate(
-            text,
-            language=job.language,
-            max_new_tokens=budget,
-            speaker=job.speaker,
-            instruct=job.instruct,
-            clone=job.clone,
-            seed=None if job.seed is None else job.seed + index,
-            should_stop=ticket.cancelled.is_set,
+        outputs = backend.generate(
+            inputs,
+            max_new_tokens=max(budgets.values()),
+            seed=works[live[0]].seed if len(live) == 1 else None,
+            # A shared call stops only when every job in it has been cancelled.
+            should_stop=lambda: all(works[i].ticket.cancelled.is_set() for i in live),
             on_frame=slot.touch,
         )
         slot.touch()
-        return SegmentAudio(
-            pcm=out.pcm,
-            index=index,
-            input_tokens=out.input_tokens,
-            output_frames=out.output_frames,
-            max_new_tokens=budget,
-            queued_ms=(started - submitted) * 1000,
-            inference_ms=(time.perf_counter() - generate_started) * 1000,
-            load_ms=load_ms,
-        )
+        inference_ms = (time.perf_counter() - generate_started) * 1000
+        for i, out in zip(live, outputs, strict=True):
+            results[i] = SegmentAudio(
+                pcm=out.pcm,
+                index=works[i].index,
+                input_tokens=out.input_tokens,
+                output_frames=out.output_frames,
+                max_new_tokens=budgets[i],
+                queued_ms=(started - works[i].submitted) * 1000,
+                inference_ms=inference_ms,
+                load_ms=load_ms,
+                batch_size=len(live),
+            )
+        return results
 
     async def _unload_idle_models(self) -> None:
         period = min(1.0, self.limits.idle_timeout / 4)

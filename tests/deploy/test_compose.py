@@ -39,6 +39,7 @@ SETTINGS: dict[str, str] = {
     "WARMUP": "true",
     "TORCH_THREADS": "0",
     "MAX_QUEUE_DEPTH": "16",
+    "MAX_BATCH_SIZE": "4",
     "REQUEST_TIMEOUT": "300",
     "MAX_NEW_TOKENS": "2048",
     "API_KEYS": "",
