@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from fastapi import APIRouter, Request
@@ -10,7 +9,7 @@ from fastapi.responses import Response
 
 from server.api.cloning import CloneService
 from server.api.speech import render_whole
-from server.api.synthesis import ResolvedVoice, SpeechOptions, SpeechService, resolve_format
+from server.api.synthesis import ResolvedVoice, SpeechOptions, SpeechService, resolve_format, resolve_language
 from server.api.uploads import bounded_form, input_field, read_file, seed_field, speed_field, text_field
 from server.engine.jobs import CloneVoice
 from server.logs import request_id_var
@@ -38,9 +37,9 @@ async def create_cloned_speech(request: Request) -> Response:
             seed=seed_field(form),
         )
         ref_text = text_field(form, "ref_text", max_chars=MAX_REF_TEXT_CHARS)
-    # Everything cheap is validated (plan) before the reference is decoded or the model runs.
-    placeholder = ResolvedVoice(slot="base", label="clone", clone=CloneVoice())
-    plan = service.plan(options, placeholder, resolve_format(options.response_format), ENDPOINT)
+    # Everything cheap is validated before the reference is decoded or the model runs.
+    fmt = resolve_format(options.response_format)
+    resolve_language(options.language, options.input)
     audio = await clones.decode(data, param="file")
     prompt = await clones.prompt_for(audio, ref_text)
     log.info(
@@ -54,6 +53,5 @@ async def create_cloned_speech(request: Request) -> Response:
             "reference_seconds": round(audio.shape[0] / 24_000, 3),
         },
     )
-    job = dataclasses.replace(plan.job, clone=CloneVoice(prompt=prompt.prompt))
-    plan = dataclasses.replace(plan, job=job, voice_label=f"clone:{prompt.mode}")
-    return await render_whole(service, plan)
+    voice = ResolvedVoice(slot="base", label=f"clone:{prompt.mode}", clone=CloneVoice(prompt=prompt.prompt))
+    return await render_whole(service, service.plan(options, voice, fmt, ENDPOINT))
