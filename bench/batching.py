@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.engine.devmodel import build_dev_checkpoint
+from server.devmodel import build_dev_checkpoint
 from tests.support.live_server import LiveServer, live_server
 
 SENTENCE = "Client {client} asks for sentence {n}, which is of an ordinary length."

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from server.engine.devmodel import build_dev_checkpoint
+from server.devmodel import build_dev_checkpoint
 from server.engine.qwen import QwenBackend, SpeechInput
 
 TEXT = "The quick brown fox jumps over the lazy dog, then rests beside the river for a while."

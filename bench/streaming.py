@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.engine.devmodel import build_dev_checkpoint
+from server.devmodel import build_dev_checkpoint
 from tests.support.live_server import live_server
 
 SENTENCE = "The server speaks this sentence as one segment of the stream."

@@ -53,7 +53,7 @@ def serve() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "devmodel":
-        from server.engine.devmodel import main as devmodel_main
+        from server.devmodel import main as devmodel_main
 
         return devmodel_main(args[1:])
     if args and args[0] in ("-h", "--help"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.devmodel import build_dev_checkpoint
+from server.devmodel import build_dev_checkpoint
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from qwen_tts import Qwen3TTSModel
 
-from server.engine.devmodel import SPEAKERS, build_dev_checkpoint, main, model_config
+from server.devmodel import SPEAKERS, build_dev_checkpoint, main, model_config
 
 SAMPLE_RATE = 24_000
 SAMPLES_PER_FRAME = 1920

@@ -17,15 +17,15 @@ What is real (copied from the released 12 Hz checkpoints):
 
 What is random or made up:
 - all weights (seeded: the same seed gives byte-identical files);
-- the text tokenizer: a small hand-built byte-level BPE (devmodel_tokenizer.py), not Qwen's;
+- the text tokenizer: a small hand-built byte-level BPE (tokenizer.py), not Qwen's;
 - size "tiny" (default, about 13 MB): hidden 32, 1-2 layers, a 512-row text embedding (479 tokens
   used, the special tokens at small ids right after the BPE vocabulary);
 - the Base kind has no preset speakers (empty `spk_id`, as released); its speaker encoder has
   `mel_dim` 128 and `enc_dim` equal to the talker hidden size (the x-vector replaces a speaker
   embedding in the prompt);
 - a stop circuit wired into the talker so utterances end by themselves, later for longer texts
-  (devmodel_stop.py explains it; `eos_bias` tunes it);
-- audible noise instead of speech (devmodel_codec.py: randomised codebooks, calibrated gain).
+  (stop.py explains it; `eos_bias` tunes it);
+- audible noise instead of speech (codec.py: randomised codebooks, calibrated gain).
 
 Quirks worked around, and why:
 - `tts_model_size`: the package drops `instruct` when `tts_model_size in "0b6"` (a substring
@@ -38,10 +38,10 @@ Quirks worked around, and why:
   the released values (save_pretrained's own version lacks them).
 - The talker's rotary embedding indexes `rope_scaling["mrope_section"]`, so it must be present
   (sections summing to head_dim / 2) even in the tiny size.
-- The tokenizer's prompt slicing and `fix_mistral_regex` constraints: see devmodel_tokenizer.py.
+- The tokenizer's prompt slicing and `fix_mistral_regex` constraints: see tokenizer.py.
 
 Loading: `Qwen3TTSModel.from_pretrained(dir, device_map="cpu", dtype=torch.float32,
-attn_implementation="sdpa")`. CLI: `python -m server.engine.devmodel DIR --kind base --size tiny`.
+attn_implementation="sdpa")`. CLI: `python -m server.devmodel DIR --kind base --size tiny`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from typing import Any, Literal
 import torch
 from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
 
-from server.engine import devmodel_codec as codec
-from server.engine import devmodel_tokenizer as text
-from server.engine.devmodel_stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit
+from server.devmodel import codec
+from server.devmodel import tokenizer as text
+from server.devmodel.stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit
 
 DevModelKind = Literal["custom_voice", "base"]
 DevModelSize = Literal["tiny", "full"]

@@ -1,0 +1,5 @@
+import sys
+
+from server.devmodel.builder import main
+
+sys.exit(main())
