@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from server.devmodel import build_dev_checkpoint
+from server.engine.jobs import SamplingParams
 from server.engine.qwen import QwenBackend, SpeechInput
 
 TEXT = "The quick brown fox jumps over the lazy dog, then rests beside the river for a while."
@@ -57,6 +58,7 @@ def main() -> int:
                     [SpeechInput(TEXT, language="English", speaker="Vivian")],
                     max_new_tokens=256,
                     seed=repeat,
+                    sampling=SamplingParams(),
                     should_stop=never,
                     on_frame=nothing,
                 )

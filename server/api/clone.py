@@ -9,8 +9,23 @@ from fastapi.responses import Response
 
 from server.api.cloning import CloneService
 from server.api.speech import render_whole
-from server.api.synthesis import ResolvedVoice, SpeechOptions, SpeechService, resolve_format, resolve_language
-from server.api.uploads import bounded_form, input_field, read_file, seed_field, speed_field, text_field
+from server.api.synthesis import (
+    ResolvedVoice,
+    SpeechOptions,
+    SpeechService,
+    resolve_format,
+    resolve_language,
+    sampling_of,
+)
+from server.api.uploads import (
+    bounded_form,
+    input_field,
+    read_file,
+    sampling_fields,
+    seed_field,
+    speed_field,
+    text_field,
+)
 from server.engine.jobs import CloneVoice
 from server.logs import request_id_var
 
@@ -23,18 +38,22 @@ MAX_REF_TEXT_CHARS = 2048
 
 @router.post(ENDPOINT)
 async def create_cloned_speech(request: Request) -> Response:
-    """Multipart fields: file, input, ref_text?, language?, response_format?, speed?, seed?"""
+    """Multipart fields: file, input, ref_text?, language?, response_format?, speed?, seed?, and the
+    sampling fields (temperature?, top_p?, top_k?, repetition_penalty?, max_new_tokens?)."""
     service: SpeechService = request.app.state.speech
     clones: CloneService = request.app.state.clones
     limit: int = request.app.state.settings.max_upload_bytes
     async with bounded_form(request, limit) as form:
         data = await read_file(form, "file", limit)
+        sampling = sampling_fields(form)
         options = SpeechOptions(
             input=input_field(form),
             response_format=(text_field(form, "response_format", max_chars=32) or "mp3").strip().lower(),
             speed=speed_field(form),
             language=text_field(form, "language", max_chars=32),
             seed=seed_field(form),
+            sampling=sampling_of(sampling),
+            max_new_tokens=sampling.max_new_tokens,
         )
         ref_text = text_field(form, "ref_text", max_chars=MAX_REF_TEXT_CHARS)
     # Everything cheap is validated before the reference is decoded or the model runs.

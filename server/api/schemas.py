@@ -1,7 +1,8 @@
 """Request and response models: the OpenAI speech contract in one file.
 
 Unknown extra fields are ignored, as OpenAI-compatible servers commonly do; the
-extensions this server understands (`language`, `seed`, `instruct`) are declared here.
+extensions this server understands (`language`, `seed`, `instruct`, the sampling fields)
+are declared here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 MAX_INPUT_CHARS = 4096
 MIN_SPEED = 0.25
 MAX_SPEED = 4.0
+# Bounds of the sampling extensions; the model's defaults come from its generation_config.json.
+MAX_TEMPERATURE = 2.0
+MAX_TOP_K = 4096
+MAX_REPETITION_PENALTY = 2.0
 
 
 class VoiceRef(BaseModel):
@@ -22,7 +27,22 @@ class VoiceRef(BaseModel):
     id: str = Field(min_length=1, max_length=128)
 
 
-class SpeechRequest(BaseModel):
+class SamplingFields(BaseModel):
+    """Sampling extensions (vLLM and the earlier Qwen3-TTS server accept them); absent fields
+    keep the checkpoint's defaults. temperature 0 is greedy decoding; top_k 0 turns top-k off;
+    max_new_tokens caps the codec frames of each generated piece of the input, at most the
+    server's MAX_NEW_TOKENS. Shared by the JSON body and the clone endpoint's form fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=MAX_REPETITION_PENALTY, allow_inf_nan=False)
+    max_new_tokens: int | None = Field(default=None, ge=2)
+
+
+class SpeechRequest(SamplingFields):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     model: str = Field(min_length=1, max_length=256)

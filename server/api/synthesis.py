@@ -14,10 +14,10 @@ from typing import Protocol
 import numpy as np
 
 from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
-from server.api.schemas import SpeechRequest
+from server.api.schemas import SamplingFields, SpeechRequest
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
-from server.engine.jobs import SAMPLE_RATE, CloneVoice, SegmentAudio, SlotName, SynthesisJob
+from server.engine.jobs import SAMPLE_RATE, CloneVoice, SamplingParams, SegmentAudio, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var
@@ -138,6 +138,17 @@ class SpeechOptions:
     language: str | None = None
     instructions: str | None = None
     seed: int | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_new_tokens: int | None = None
+
+
+def sampling_of(request: SamplingFields) -> SamplingParams:
+    return SamplingParams(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        repetition_penalty=request.repetition_penalty,
+    )
 
 
 class SpeechService:
@@ -167,8 +178,21 @@ class SpeechService:
             language=request.language,
             instructions=request.instructions,
             seed=request.seed,
+            sampling=sampling_of(request),
+            max_new_tokens=request.max_new_tokens,
         )
         return self.plan(options, voice, fmt, endpoint)
+
+    def token_cap_for(self, requested: int | None) -> int:
+        """The request's cap on frames per generated piece: MAX_NEW_TOKENS unless it asks for less."""
+        if requested is None:
+            return self.token_cap
+        if requested > self.token_cap:
+            raise invalid_request(
+                f"max_new_tokens must be at most {self.token_cap} (the server's MAX_NEW_TOKENS)",
+                param="max_new_tokens",
+            )
+        return requested
 
     def plan(self, options: SpeechOptions, voice: ResolvedVoice, fmt: FormatSpec, endpoint: str) -> SpeechPlan:
         """A plan for any voice; every field is validated here, before audio is produced."""
@@ -176,11 +200,12 @@ class SpeechService:
             slot=voice.slot,
             segments=segments_of(options.input),
             language=resolve_language(options.language, options.input),
-            token_cap=self.token_cap,
+            token_cap=self.token_cap_for(options.max_new_tokens),
             speaker=voice.speaker,
             clone=voice.clone,
             instruct=options.instructions or None,
             seed=options.seed,
+            sampling=options.sampling,
         )
         return SpeechPlan(
             job=job,
@@ -246,6 +271,11 @@ class SpeechService:
         }
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True
+        sampling = plan.job.sampling.describe()
+        if sampling:
+            fields["sampling"] = sampling
+        if plan.job.token_cap != self.token_cap:
+            fields["max_new_tokens"] = plan.job.token_cap
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)

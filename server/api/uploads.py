@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Request
+from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from server.api.schemas import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
+from server.api.schemas import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
 from server.errors import invalid_request, payload_too_large
 
 # Room for the text fields and multipart boundaries around the file itself.
@@ -105,3 +106,18 @@ def seed_field(form: FormData) -> int | None:
     if not re.fullmatch(r"\d+", raw.strip()) or int(raw) > 2**31 - 1:
         raise invalid_request("seed must be an integer from 0 to 2147483647", param="seed")
     return int(raw)
+
+
+def sampling_fields(form: FormData) -> SamplingFields:
+    """The sampling extensions as form fields, with the JSON body's bounds; 400 naming the field."""
+    values = {}
+    for name in SamplingFields.model_fields:
+        raw = text_field(form, name, max_chars=32)
+        if raw is not None:
+            values[name] = raw.strip()
+    try:
+        return SamplingFields.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = str(first["loc"][0]) if first["loc"] else None
+        raise invalid_request(f"{param}: {first['msg']}", param=param) from exc

@@ -26,11 +26,29 @@ class CloneVoice:
 
 
 @dataclass(frozen=True)
+class SamplingParams:
+    """A request's overrides of the checkpoint's sampling defaults (its generation_config.json);
+    None keeps the default. `temperature`, `top_k` and `top_p` apply to both stages (codebook 0
+    and the code predictor's codebooks 1-15); a temperature of 0 means greedy decoding.
+    `repetition_penalty` applies to codebook 0 only, as in the package."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+
+    def describe(self) -> dict[str, float | int]:
+        """The fields that were set, for logs."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
 class SynthesisJob:
     """One request's synthesis: its text already split into segments (sentences).
 
-    `token_cap` bounds max_new_tokens for every segment; the engine sizes each segment's
-    budget to its text below that cap. `seed`, when given, makes generation repeatable:
+    `token_cap` bounds max_new_tokens for every segment (the server's MAX_NEW_TOKENS, or a
+    request's lower `max_new_tokens`); the engine sizes each segment's budget to its text
+    below that cap. `seed`, when given, makes generation repeatable:
     segment i is seeded with seed + i, so the same request yields the same audio whether
     its segments are streamed or collected.
     """
@@ -43,6 +61,7 @@ class SynthesisJob:
     instruct: str | None = None
     clone: CloneVoice | None = None
     seed: int | None = None
+    sampling: SamplingParams = SamplingParams()
 
 
 @dataclass(frozen=True)

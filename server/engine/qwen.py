@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from server.engine.errors import InvalidSynthesisInput, JobCancelledError, SynthesisError
-from server.engine.jobs import SAMPLES_PER_FRAME, CloneVoice
+from server.engine.jobs import SAMPLES_PER_FRAME, CloneVoice, SamplingParams
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -47,6 +47,23 @@ def resolve_device(setting: str) -> str:
 def _dtype_for(device: str) -> torch.dtype:
     # bf16 halves memory and doubles throughput on GPUs; CPUs run bf16 slowly, so fp32 there.
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def package_sampling_kwargs(sampling: SamplingParams) -> dict[str, Any]:
+    """A request's sampling overrides as the package's generate kwargs: temperature, top-k and
+    top-p for both stages (temperature 0 turns sampling off in both), the penalty for codebook 0."""
+    kwargs: dict[str, Any] = {}
+    if sampling.temperature == 0:
+        kwargs.update(do_sample=False, subtalker_dosample=False)
+    elif sampling.temperature is not None:
+        kwargs.update(temperature=sampling.temperature, subtalker_temperature=sampling.temperature)
+    if sampling.top_k is not None:
+        kwargs.update(top_k=sampling.top_k, subtalker_top_k=sampling.top_k)
+    if sampling.top_p is not None:
+        kwargs.update(top_p=sampling.top_p, subtalker_top_p=sampling.top_p)
+    if sampling.repetition_penalty is not None:
+        kwargs.update(repetition_penalty=sampling.repetition_penalty)
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,7 @@ class QwenBackend:
         *,
         max_new_tokens: int,
         seed: int | None,
+        sampling: SamplingParams,
         should_stop: Callable[[], bool],
         on_frame: Callable[[], None],
     ) -> list[Generated]:
@@ -162,7 +180,7 @@ class QwenBackend:
         self._watch.arm(should_stop, on_frame)
         try:
             with torch.inference_mode():
-                wavs = self._call_model(inputs, max_new_tokens)
+                wavs = self._call_model(inputs, max_new_tokens=max_new_tokens, **package_sampling_kwargs(sampling))
         except JobCancelledError:
             raise
         except ValueError as exc:  # the package validates speakers and languages with ValueError
@@ -180,7 +198,7 @@ class QwenBackend:
             results.append(Generated(pcm=pcm, input_tokens=self.count_input_tokens(item.text), output_frames=frames))
         return results
 
-    def _call_model(self, inputs: Sequence[SpeechInput], max_new_tokens: int) -> list[np.ndarray]:
+    def _call_model(self, inputs: Sequence[SpeechInput], **generate_kwargs: Any) -> list[np.ndarray]:
         texts = [item.text for item in inputs]
         languages = [item.language for item in inputs]
         if self.kind == "custom_voice":
@@ -192,7 +210,7 @@ class QwenBackend:
                 speaker=[item.speaker for item in inputs],
                 language=languages,
                 instruct=instructs if any(instructs) else None,
-                max_new_tokens=max_new_tokens,
+                **generate_kwargs,
             )
             return list(wavs)
         if self.kind == "base":
@@ -202,7 +220,7 @@ class QwenBackend:
                     raise InvalidSynthesisInput("a cloned voice is required by this model")
                 prompts.extend(item.clone.prompt if item.clone.prompt is not None else self.clone_prompt(item.clone))
             wavs, _ = self._model.generate_voice_clone(
-                text=texts, language=languages, voice_clone_prompt=prompts, max_new_tokens=max_new_tokens
+                text=texts, language=languages, voice_clone_prompt=prompts, **generate_kwargs
             )
             return list(wavs)
         raise SynthesisError(f"model kind {self.kind!r} is not served")

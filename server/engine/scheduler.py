@@ -65,13 +65,15 @@ class _SegmentWork:
 
 def _batchable(first: _SegmentWork, other: _SegmentWork) -> bool:
     """Segments share a call when they run on the preset-voice model and neither asked for a
-    seed (a batch shares one random stream, so seeded output would depend on its company).
+    seed (a batch shares one random stream, so seeded output would depend on its company) and
+    their sampling parameters are equal.
     Cloned voices run alone: their prompts differ in kind (ICL or speaker embedding)."""
     return (
         first.ticket.slot is other.ticket.slot
         and first.job.slot == "custom_voice"
         and first.seed is None
         and other.seed is None
+        and first.job.sampling == other.job.sampling
         and not other.ticket.cancelled.is_set()
     )
 
@@ -240,6 +242,7 @@ class Engine:
             inputs,
             max_new_tokens=max(budgets.values()),
             seed=works[live[0]].seed if len(live) == 1 else None,
+            sampling=works[live[0]].job.sampling,  # batched segments share their sampling
             # A shared call stops only when every job in it has been cancelled.
             should_stop=lambda: all(works[i].ticket.cancelled.is_set() for i in live),
             on_frame=slot.touch,

@@ -99,6 +99,11 @@ def test_repeated_request_hits_the_prompt_cache(server: LiveServer, request_log:
         ({"response_format": "midi"}, "response_format"),
         ({"language": "Klingon"}, "language"),
         ({"seed": "-1"}, "seed"),
+        ({"temperature": "3"}, "temperature"),
+        ({"top_p": "0"}, "top_p"),
+        ({"top_k": "many"}, "top_k"),
+        ({"repetition_penalty": "nan"}, "repetition_penalty"),
+        ({"max_new_tokens": "100000"}, "max_new_tokens"),
     ],
 )
 def test_invalid_fields_are_400(server: LiveServer, fields: dict[str, str], param: str) -> None:

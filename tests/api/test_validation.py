@@ -41,6 +41,17 @@ def assert_openai_error(response: Any, status: int, param: str | None) -> dict[s
         ({"instructions": "x" * 4097}, "instructions"),
         ({"language": "Klingon"}, "language"),
         ({"seed": -1}, "seed"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_k": 1.5}, "top_k"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"repetition_penalty": 3}, "repetition_penalty"),
+        ({"max_new_tokens": 1}, "max_new_tokens"),
+        ({"max_new_tokens": 100_000}, "max_new_tokens"),
     ],
 )
 def test_bad_field_is_a_400_naming_it(server: LiveServer, change: dict[str, Any], param: str) -> None:
