@@ -24,9 +24,9 @@ from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
 from server.config import Settings
 from server.engine.errors import EngineError
-from server.engine.jobs import SlotName
+from server.engine.jobs import ChunkPlan, SlotName
 from server.engine.models import ModelSlot
-from server.engine.qwen import resolve_device, timed_load
+from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, invalid_request, to_api_error
 from server.logs import request_id_var
@@ -37,17 +37,21 @@ log = logging.getLogger("qwen3-tts")
 def build_engine(settings: Settings) -> Engine:
     device = resolve_device(settings.device)
 
+    limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length)
+
     def loader(model_id: str) -> Any:
-        return timed_load(model_id, device, settings.warmup, settings.torch_threads)
+        return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits)
 
     slots: dict[SlotName, ModelSlot] = {
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
-    limits = EngineLimits(
-        settings.max_queue_depth, settings.request_timeout, settings.idle_timeout, settings.max_batch_size
+    return Engine(
+        slots,
+        EngineLimits(
+            settings.max_queue_depth, settings.request_timeout, settings.idle_timeout, settings.max_batch_size
+        ),
     )
-    return Engine(slots, limits)
 
 
 def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
@@ -68,7 +72,12 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
     }
     app.state.speech = SpeechService(
-        engine, app.state.models, settings.max_new_tokens, LibraryVoices(library), metrics=app.state.metrics
+        engine,
+        app.state.models,
+        settings.max_new_tokens,
+        LibraryVoices(library),
+        metrics=app.state.metrics,
+        chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
     )
 
 

@@ -34,10 +34,16 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=0, ge=0)
 
     max_queue_depth: int = Field(default=16, ge=1)
-    # Sentences of concurrent requests synthesised together in one model call; 1 disables.
-    max_batch_size: int = Field(default=4, ge=1, le=64)
+    # Sequences generated together, frame by frame; each reserves a row of key/value memory.
+    max_batch_size: int = Field(default=8, ge=1, le=64)
+    # Positions of one row (prompt plus generated frames): the longest sequence.
+    max_sequence_length: int = Field(default=4096, ge=256, le=32768)
     request_timeout: float = Field(default=300.0, gt=0)
     max_new_tokens: int = Field(default=2048, ge=2)
+    # Streaming: the first chunk after this many codec frames (80 ms each), later chunks after
+    # STREAM_CHUNK_FRAMES.
+    stream_first_chunk_frames: int = Field(default=2, ge=1, le=100)
+    stream_chunk_frames: int = Field(default=10, ge=1, le=100)
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 

@@ -60,6 +60,6 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
 @router.post("/v1/audio/speech/stream")
 async def stream_sentences(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
-    plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream")
-    stream = await SegmentStream(service, plan).open()
+    plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream", per_sentence=True)
+    stream = await SegmentStream(service, plan, per_sentence=True).open()
     return sse_response(sentence_events(stream), stream)

@@ -1,10 +1,11 @@
 """Streamed speech: chunked audio in any format, OpenAI's SSE events, and the earlier
-server's sentence-by-sentence SSE. All three forward the same per-segment stream that a
-whole response collects.
+server's sentence-by-sentence SSE. All three forward the same chunk stream that a whole
+response collects (the sentence stream gathers it per sentence).
 
-The first segment is awaited BEFORE the response starts, so everything that can fail
-early (queue full, model load, bad speaker) still gets its HTTP status and OpenAI error;
-once the 200 is sent, a failure can only be reported inside the stream.
+The first chunk (a couple of codec frames) is awaited BEFORE the response starts, so
+everything that can fail early (queue full, model load, bad speaker) still gets its HTTP
+status and OpenAI error; once the 200 is sent, a failure can only be reported inside the
+stream.
 """
 
 from __future__ import annotations
@@ -32,19 +33,20 @@ STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 
 
 class SegmentStream:
-    """A speech plan's audio segments, with the first one already synthesised."""
+    """A speech plan's audio, chunk by chunk (or sentence by sentence with `per_sentence`),
+    with the first one already synthesised."""
 
-    def __init__(self, service: SpeechService, plan: SpeechPlan) -> None:
+    def __init__(self, service: SpeechService, plan: SpeechPlan, *, per_sentence: bool = False) -> None:
         self.service = service
         self.plan = plan
         self.stats = SpeechStats()
-        self._segments = service.segments(plan, self.stats)
+        self._segments = service.sentences(plan, self.stats) if per_sentence else service.chunks(plan, self.stats)
         self._first: np.ndarray | None = None
         self._status = 200
         self._error: str | None = None
 
     async def open(self) -> SegmentStream:
-        """Synthesise the first segment; raises (and logs) what would have failed the request."""
+        """Synthesise the first chunk; raises (and logs) what would have failed the request."""
         try:
             self._first = await anext(self._segments)
         except BaseException as exc:
@@ -60,7 +62,7 @@ class SegmentStream:
         return headers
 
     async def __aiter__(self) -> AsyncIterator[np.ndarray]:
-        """Every segment's audio; logs the request once, however the stream ends."""
+        """All the audio; logs the request once, however the stream ends."""
         try:
             if self._first is not None:
                 first, self._first = self._first, None

@@ -17,12 +17,13 @@ from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
 from server.api.schemas import SamplingFields, SpeechRequest
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
-from server.engine.jobs import SAMPLE_RATE, CloneVoice, SamplingParams, SegmentAudio, SlotName, SynthesisJob
+from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var
 from server.metrics import Metrics
-from server.text import UnsupportedLanguageError, detect_language, normalize_language, split_sentences
+from server.text import UnsupportedLanguageError, detect_language, normalize_language
+from server.text.pieces import split_pieces
 
 request_log = logging.getLogger("qwen3-tts")
 segment_log = logging.getLogger("qwen3-tts.segments")
@@ -53,6 +54,8 @@ class SpeechStats:
     inference_ms: float = 0.0
     encode_ms: float = 0.0
     ttfa_ms: float | None = None
+    first_chunk_ms: float | None = None  # the engine's first chunk, before encoding and sending
+    first_chunk_frames: int | None = None
     chunks: int = 0
     segments_done: int = 0
     input_tokens: int = 0
@@ -61,14 +64,20 @@ class SpeechStats:
     batch_max: int = 0
     instructions_ignored: bool = False
 
-    def add_segment(self, segment: SegmentAudio) -> None:
+    def add_chunk(self, chunk: AudioChunk) -> None:
+        if self.first_chunk_ms is None:
+            self.first_chunk_ms = (time.perf_counter() - self.started) * 1000
+            self.first_chunk_frames = chunk.frames
+        self.output_frames += chunk.frames  # counted as delivered, so a cut-short request counts right
+        segment = chunk.stats
+        if segment is None:
+            return
         self.segments_done += 1
         self.queue_ms += segment.queued_ms
         self.load_ms += segment.load_ms
-        self.inference_ms += segment.inference_ms
+        self.inference_ms += segment.generate_ms
         self.input_tokens += segment.input_tokens
-        self.output_frames += segment.output_frames
-        self.batch_max = max(self.batch_max, segment.batch_size)
+        self.batch_max = max(self.batch_max, segment.batch_max)
 
     def mark_sent(self, samples: int) -> None:
         """Record one chunk of audio handed to the client."""
@@ -94,11 +103,6 @@ def resolve_language(requested: str | None, text: str) -> str:
         return normalize_language(requested)
     except UnsupportedLanguageError as exc:
         raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
-
-
-def segments_of(text: str) -> tuple[str, ...]:
-    """Sentences to synthesise one by one; text with no sentence in it is spoken whole."""
-    return tuple(split_sentences(text)) or (text.strip(),)
 
 
 @dataclass(frozen=True)
@@ -159,14 +163,16 @@ class SpeechService:
         token_cap: int,
         voices: VoiceResolver,
         metrics: Metrics | None = None,
+        chunks: ChunkPlan | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
         self.token_cap = token_cap
         self.voices = voices
         self.metrics = metrics
+        self.chunk_plan = chunks or ChunkPlan()
 
-    async def plan_request(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
+    async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
         self.models.require(request.model)
         fmt = resolve_format(request.response_format)
@@ -181,7 +187,7 @@ class SpeechService:
             sampling=sampling_of(request),
             max_new_tokens=request.max_new_tokens,
         )
-        return self.plan(options, voice, fmt, endpoint)
+        return self.plan(options, voice, fmt, endpoint, per_sentence=per_sentence)
 
     def token_cap_for(self, requested: int | None) -> int:
         """The request's cap on frames per generated piece: MAX_NEW_TOKENS unless it asks for less."""
@@ -194,11 +200,22 @@ class SpeechService:
             )
         return requested
 
-    def plan(self, options: SpeechOptions, voice: ResolvedVoice, fmt: FormatSpec, endpoint: str) -> SpeechPlan:
-        """A plan for any voice; every field is validated here, before audio is produced."""
+    def plan(
+        self,
+        options: SpeechOptions,
+        voice: ResolvedVoice,
+        fmt: FormatSpec,
+        endpoint: str,
+        *,
+        per_sentence: bool = False,
+        interactive: bool = False,
+    ) -> SpeechPlan:
+        """A plan for any voice; every field is validated here, before audio is produced.
+        `per_sentence` makes each sentence its own segment (the sentence stream's contract);
+        a speed change does too, since time-stretching needs whole phrases."""
         job = SynthesisJob(
             slot=voice.slot,
-            segments=segments_of(options.input),
+            segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
             language=resolve_language(options.language, options.input),
             token_cap=self.token_cap_for(options.max_new_tokens),
             speaker=voice.speaker,
@@ -206,6 +223,8 @@ class SpeechService:
             instruct=options.instructions or None,
             seed=options.seed,
             sampling=options.sampling,
+            chunks=self.chunk_plan,
+            interactive=interactive,
         )
         return SpeechPlan(
             job=job,
@@ -217,34 +236,61 @@ class SpeechService:
             instructions_given=bool(options.instructions),
         )
 
-    async def segments(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
-        """The job's audio, segment by segment, with speed applied."""
+    async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+        """The job's audio as the engine hands it over, chunk by chunk (a few frames each).
+        With a speed change, a segment's chunks are gathered and stretched as one phrase."""
+        gathered: list[np.ndarray] = []
+        async for chunk in self._engine_chunks(plan, stats):
+            if plan.speed == 1.0:
+                if chunk.pcm.size:
+                    yield chunk.pcm
+                continue
+            gathered.append(chunk.pcm)
+            if chunk.segment_end:
+                phrase = np.concatenate(gathered)
+                gathered.clear()
+                started = time.perf_counter()
+                stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                stats.encode_ms += (time.perf_counter() - started) * 1000
+                yield stretched
+
+    async def sentences(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+        """The job's audio one segment at a time (a sentence each in a per-sentence plan)."""
+        gathered: list[np.ndarray] = []
+        async for chunk in self._engine_chunks(plan, stats):
+            gathered.append(chunk.pcm)
+            if chunk.segment_end:
+                phrase = np.concatenate(gathered)
+                gathered.clear()
+                if plan.speed != 1.0:
+                    started = time.perf_counter()
+                    phrase = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                    stats.encode_ms += (time.perf_counter() - started) * 1000
+                yield phrase
+
+    async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
         slot = self.engine.slots[plan.job.slot]
-        async for segment in self.engine.synthesize(plan.job):
-            stats.add_segment(segment)
-            segment_log.debug(
-                "segment synthesised",
-                extra={
-                    "request_id": request_id_var.get(),
-                    "segment": segment.index,
-                    "segments": len(plan.job.segments),
-                    "inference_ms": round(segment.inference_ms, 1),
-                    "output_frames": segment.output_frames,
-                    "batch_size": segment.batch_size,
-                },
-            )
-            if segment.index == 0 and plan.instructions_given:
+        async for chunk in self.engine.synthesize(plan.job):
+            if stats.first_chunk_ms is None and plan.instructions_given:
                 backend = slot.backend
                 stats.instructions_ignored = backend is not None and not backend.honours_instruct
-            pcm = segment.pcm
-            if plan.speed != 1.0:
-                started = time.perf_counter()
-                pcm = await asyncio.to_thread(change_speed, pcm, plan.speed, SAMPLE_RATE)
-                stats.encode_ms += (time.perf_counter() - started) * 1000
-            yield pcm
+            stats.add_chunk(chunk)
+            if chunk.stats is not None:
+                segment_log.debug(
+                    "segment synthesised",
+                    extra={
+                        "request_id": request_id_var.get(),
+                        "segment": chunk.segment,
+                        "segments": len(plan.job.segments),
+                        "inference_ms": round(chunk.stats.generate_ms, 1),
+                        "output_frames": chunk.stats.output_frames,
+                        "batch_size": chunk.stats.batch_max,
+                    },
+                )
+            yield chunk
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
-        parts = [pcm async for pcm in self.segments(plan, stats)]
+        parts = [pcm async for pcm in self.chunks(plan, stats)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def log_request(self, plan: SpeechPlan, stats: SpeechStats, status: int, error: str | None = None) -> None:
@@ -258,6 +304,8 @@ class SpeechService:
             "encode_ms": round(stats.encode_ms, 1),
             "total_ms": round((time.perf_counter() - stats.started) * 1000, 1),
             "ttfa_ms": None if stats.ttfa_ms is None else round(stats.ttfa_ms, 1),
+            "first_chunk_ms": None if stats.first_chunk_ms is None else round(stats.first_chunk_ms, 1),
+            "first_chunk_frames": stats.first_chunk_frames,
             "chunks": stats.chunks,
             "segments": len(plan.job.segments),
             "segments_done": stats.segments_done,

@@ -43,14 +43,26 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ChunkPlan:
+    """When a stream's audio is handed over: the first chunk after `first_frames` codec frames
+    (a listener hears something at once), later chunks every `frames` frames (fewer, larger
+    codec decodes once playback has started). A chunk also ends with its segment."""
+
+    first_frames: int = 2
+    frames: int = 10
+
+
+@dataclass(frozen=True)
 class SynthesisJob:
-    """One request's synthesis: its text already split into segments (sentences).
+    """One request's synthesis: its text already split into segments, each generated in one
+    go (a sentence, or a few sentences up to a size that keeps prosody and bounds memory).
 
     `token_cap` bounds max_new_tokens for every segment (the server's MAX_NEW_TOKENS, or a
     request's lower `max_new_tokens`); the engine sizes each segment's budget to its text
-    below that cap. `seed`, when given, makes generation repeatable:
-    segment i is seeded with seed + i, so the same request yields the same audio whether
-    its segments are streamed or collected.
+    below that cap. `seed`, when given, makes generation repeatable: segment i draws from its
+    own generator seeded with seed + i, so the same request yields the same audio whether it
+    is streamed or collected, and whatever else shares its batch. `interactive` jobs (a live
+    conversation) are admitted before bulk ones that waited longer.
     """
 
     slot: SlotName
@@ -62,18 +74,30 @@ class SynthesisJob:
     clone: CloneVoice | None = None
     seed: int | None = None
     sampling: SamplingParams = SamplingParams()
+    chunks: ChunkPlan = ChunkPlan()
+    interactive: bool = False
 
 
 @dataclass(frozen=True)
-class SegmentAudio:
-    """What the inference thread hands back for one segment."""
+class SegmentStats:
+    """How one segment went, reported with its last chunk."""
 
-    pcm: np.ndarray  # float32, mono, SAMPLE_RATE; an owned copy, never a view of model memory
     index: int
     input_tokens: int
     output_frames: int
     max_new_tokens: int
-    queued_ms: float  # from submission to the start of work on the inference thread
-    inference_ms: float
-    load_ms: float  # time spent loading the model for this segment (0 when already loaded)
-    batch_size: int = 1  # segments synthesised in the same model call
+    queued_ms: float  # waiting for a place in the batch (and the model to load)
+    load_ms: float  # loading the model for this segment (0 when it was loaded)
+    generate_ms: float  # from the start of its prefill to its last frame
+    batch_max: int  # the most sequences generated together while it ran
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of a job's audio as the inference thread hands it over."""
+
+    pcm: np.ndarray  # float32, mono, SAMPLE_RATE; an owned copy, never a view of model memory
+    segment: int
+    frames: int  # codec frames in this chunk
+    segment_end: bool  # the last chunk of its segment
+    stats: SegmentStats | None = None  # with the last chunk of a segment

@@ -1,4 +1,6 @@
-"""The adapter over `qwen_tts`: the only module that imports or calls the model package.
+"""The adapter over `qwen_tts`: loading a model and handing its modules to the frame loop
+(prompt builder, talker and code predictor, codec decoder), clone prompts, and the sampling
+defaults of the checkpoint. The package's `generate_*` is not called for serving.
 
 Everything here runs on the inference thread, except `resolve_device`.
 """
@@ -10,18 +12,19 @@ import functools
 import io
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from server.engine.errors import InvalidSynthesisInput, JobCancelledError, SynthesisError
-from server.engine.jobs import SAMPLES_PER_FRAME, CloneVoice, SamplingParams
+from server.engine.codec import StreamingDecoder
+from server.engine.errors import InvalidSynthesisInput, SynthesisError
+from server.engine.jobs import CloneVoice, SamplingParams
+from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.sampling import RowSampling, StageBatch, StageSampling
+from server.engine.step import FrameModel
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -32,9 +35,18 @@ WARMUP_TEXTS = (
     "Warming up the speech model with a longer sentence lets the GPU pick its kernels "
     "and size its caches before the first real request arrives, so that request is fast.",
 )
-WARMUP_MAX_NEW_TOKENS = 48
+WARMUP_FRAMES = 12
 # Bumped when the layout written by QwenBackend.save_prompt changes.
 PROMPT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LoopLimits:
+    """What the frame loop reserves when a model loads: a row of key/value memory per sequence
+    generated together, each up to `max_length` positions (prompt plus frames)."""
+
+    max_batch: int = 8
+    max_length: int = 4096
 
 
 def resolve_device(setting: str) -> str:
@@ -66,53 +78,13 @@ def package_sampling_kwargs(sampling: SamplingParams) -> dict[str, Any]:
     return kwargs
 
 
-@dataclass(frozen=True)
-class SpeechInput:
-    """One text to speak and the voice to speak it in."""
-
-    text: str
-    language: str
-    speaker: str | None = None
-    instruct: str | None = None
-    clone: CloneVoice | None = None
-
-
-@dataclass(frozen=True)
-class Generated:
-    pcm: np.ndarray
-    input_tokens: int
-    output_frames: int
-
-
-class _FrameWatch:
-    """A forward pre-hook on the talker: it runs once per generated frame, so it is where a
-    cancelled job stops (the package's generate() takes no stopping criteria) and where
-    the caller learns that work is progressing (to keep the model from idling out)."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def arm(self, should_stop: Callable[[], bool], on_frame: Callable[[], None]) -> None:
-        self._local.should_stop = should_stop
-        self._local.on_frame = on_frame
-
-    def disarm(self) -> None:
-        self._local.should_stop = None
-        self._local.on_frame = None
-
-    def __call__(self, module: torch.nn.Module, args: Any) -> None:
-        should_stop = getattr(self._local, "should_stop", None)
-        if should_stop is not None and should_stop():
-            raise JobCancelledError("job cancelled")
-        on_frame = getattr(self._local, "on_frame", None)
-        if on_frame is not None:
-            on_frame()
-
-
 class QwenBackend:
-    """A loaded Qwen3-TTS model and what the server needs to know about it."""
+    """A loaded Qwen3-TTS model, what the server needs to know about it, and the parts the
+    frame loop drives."""
 
-    def __init__(self, model: Any, model_id: str, device: str) -> None:
+    def __init__(self, model: Any, model_id: str, device: str, limits: LoopLimits) -> None:
+        from server.engine.batch import ActiveBatch  # the batch drives this backend's modules
+
         self._model = model
         self.model_id = model_id
         self.device = device
@@ -124,11 +96,14 @@ class QwenBackend:
         self.languages: tuple[str, ...] = tuple(model.get_supported_languages() or ())
         # The package drops `instruct` when tts_model_size is a substring of "0b6" (the 0.6B models).
         self.honours_instruct: bool = self.kind == "custom_voice" and self.size not in "0b6"
-        self._watch = _FrameWatch()
-        self._hook = inner.talker.register_forward_pre_hook(self._watch)
+        warn_about_generation_settings(model)
+        self.prompts = PromptBuilder(model, self.honours_instruct)
+        self.frames = FrameModel(model, limits.max_batch, limits.max_length)
+        self.codec_decoder = inner.speech_tokenizer.model.decoder
+        self.batch = ActiveBatch(self, limits.max_batch)
 
     @classmethod
-    def load(cls, model_id: str, device: str, threads: int = 0) -> QwenBackend:
+    def load(cls, model_id: str, device: str, threads: int = 0, limits: LoopLimits | None = None) -> QwenBackend:
         model_class = import_model_package()
         if threads > 0:
             # Process-wide; small models on few cores run faster with fewer threads.
@@ -144,86 +119,42 @@ class QwenBackend:
             attn_implementation="sdpa",
             low_cpu_mem_usage=True,
         )
-        # transformers warns on every call when pad_token_id is unset and then pads with the
-        # end-of-speech id; setting that same id up front keeps behaviour and the logs quiet.
-        talker = model.model.talker
-        talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
-        return cls(model, model_id, device)
+        return cls(model, model_id, device, limits or LoopLimits())
+
+    def row_sampling(self, sampling: SamplingParams) -> RowSampling:
+        """A request's sampling over the checkpoint's defaults, merged by the package's own rule."""
+        merged = self._model._merge_generate_kwargs(**package_sampling_kwargs(sampling))
+        return RowSampling(
+            talker=StageSampling(
+                do_sample=bool(merged["do_sample"]),
+                temperature=float(merged["temperature"]),
+                top_k=int(merged["top_k"]),
+                top_p=float(merged["top_p"]),
+            ),
+            predictor=StageSampling(
+                do_sample=bool(merged["subtalker_dosample"]),
+                temperature=float(merged["subtalker_temperature"]),
+                top_k=int(merged["subtalker_top_k"]),
+                top_p=float(merged["subtalker_top_p"]),
+            ),
+            repetition_penalty=float(merged["repetition_penalty"]),
+        )
 
     def warmup(self) -> None:
-        """Run a few short generations so the first real request does not pay for kernel selection."""
+        """Run a few short generations through the frame loop's own modules so the first real
+        request does not pay for kernel selection and allocator growth."""
         speaker = self.speakers[0] if self.speakers else None
+        if self.kind != "custom_voice" or speaker is None:
+            return
+        sampling = self.row_sampling(SamplingParams(temperature=0))
         for text in WARMUP_TEXTS:
-            if self.kind == "custom_voice" and speaker is not None:
-                self._model.generate_custom_voice(
-                    text=text, speaker=speaker, language="Auto", max_new_tokens=WARMUP_MAX_NEW_TOKENS
-                )
-
-    def count_input_tokens(self, text: str) -> int:
-        encoded = self._model.processor(text=text, return_tensors="pt")
-        return int(encoded["input_ids"].shape[-1])
-
-    def generate(
-        self,
-        inputs: Sequence[SpeechInput],
-        *,
-        max_new_tokens: int,
-        seed: int | None,
-        sampling: SamplingParams,
-        should_stop: Callable[[], bool],
-        on_frame: Callable[[], None],
-    ) -> list[Generated]:
-        """Synthesise one or several inputs in one model call (the package's list API pads
-        them to a batch). Results come back in input order."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        self._watch.arm(should_stop, on_frame)
-        try:
-            with torch.inference_mode():
-                wavs = self._call_model(inputs, max_new_tokens=max_new_tokens, **package_sampling_kwargs(sampling))
-        except JobCancelledError:
-            raise
-        except ValueError as exc:  # the package validates speakers and languages with ValueError
-            raise InvalidSynthesisInput(str(exc)) from exc
-        except Exception as exc:
-            raise SynthesisError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            self._watch.disarm()
-        results = []
-        for item, wav in zip(inputs, wavs, strict=True):
-            # Copy: the returned array may view a buffer the model frees or reuses, which once
-            # cut the tail off the audio while it was being encoded.
-            pcm = np.array(wav, dtype=np.float32, copy=True).reshape(-1)
-            frames = round(pcm.shape[0] / SAMPLES_PER_FRAME)
-            results.append(Generated(pcm=pcm, input_tokens=self.count_input_tokens(item.text), output_frames=frames))
-        return results
-
-    def _call_model(self, inputs: Sequence[SpeechInput], **generate_kwargs: Any) -> list[np.ndarray]:
-        texts = [item.text for item in inputs]
-        languages = [item.language for item in inputs]
-        if self.kind == "custom_voice":
-            if any(item.speaker is None for item in inputs):
-                raise InvalidSynthesisInput("a preset speaker is required by this model")
-            instructs = [item.instruct or "" for item in inputs]
-            wavs, _ = self._model.generate_custom_voice(
-                text=texts,
-                speaker=[item.speaker for item in inputs],
-                language=languages,
-                instruct=instructs if any(instructs) else None,
-                **generate_kwargs,
-            )
-            return list(wavs)
-        if self.kind == "base":
-            prompts = []
-            for item in inputs:
-                if item.clone is None:
-                    raise InvalidSynthesisInput("a cloned voice is required by this model")
-                prompts.extend(item.clone.prompt if item.clone.prompt is not None else self.clone_prompt(item.clone))
-            wavs, _ = self._model.generate_voice_clone(
-                text=texts, language=languages, voice_clone_prompt=prompts, **generate_kwargs
-            )
-            return list(wavs)
-        raise SynthesisError(f"model kind {self.kind!r} is not served")
+            prompt = self.prompts.build(PieceText(text=text, language="Auto", speaker=speaker))
+            prefilled = self.frames.prefill(prompt.embeds)
+            greedy = StageBatch.of([sampling.predictor], self.frames.device)
+            token = prefilled.logits.argmax(dim=-1)
+            rest = self.frames.predict(prefilled.hidden, token, greedy, [None])
+            codes = torch.cat([token.unsqueeze(1), rest], dim=1).repeat(WARMUP_FRAMES, 1)
+            StreamingDecoder(self.codec_decoder).decode(codes)
 
     def clone_prompt(self, clone: CloneVoice) -> Any:
         """Compute the reusable clone prompt from a decoded reference (never a path or URL)."""
@@ -275,8 +206,8 @@ class QwenBackend:
         """Drop the model and give its memory back (only at unload, never per request)."""
         import gc
 
-        self._hook.remove()
         self._model = None
+        del self.prompts, self.frames, self.codec_decoder, self.batch
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -297,12 +228,35 @@ def gpu_memory() -> dict[str, Any] | None:
     }
 
 
-def timed_load(model_id: str, device: str, warmup: bool, threads: int = 0) -> tuple[QwenBackend, float]:
+def timed_load(
+    model_id: str, device: str, warmup: bool, threads: int = 0, limits: LoopLimits | None = None
+) -> tuple[QwenBackend, float]:
     started = time.perf_counter()
-    backend = QwenBackend.load(model_id, device, threads)
+    backend = QwenBackend.load(model_id, device, threads, limits)
     if warmup and device.startswith("cuda"):
-        backend.warmup()
+        with torch.inference_mode():
+            backend.warmup()
     return backend, time.perf_counter() - started
+
+
+def warn_about_generation_settings(model: Any) -> None:
+    """The loop applies the processors the package's generate builds (penalty, minimum length,
+    suppressed ids, temperature, top-k, top-p). A checkpoint whose generation configs ask for
+    more would sample differently: say so in the log rather than differ silently."""
+    talker = model.model.talker
+    for name, config in (
+        ("talker", talker.generation_config),
+        ("code predictor", talker.code_predictor.generation_config),
+    ):
+        extra = {
+            key: getattr(config, key, None)
+            for key in ("no_repeat_ngram_size", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "bad_words_ids")
+            if getattr(config, key, None) not in (None, 0, 0.0, 1.0)
+        }
+        if name == "code predictor" and getattr(config, "repetition_penalty", 1.0) not in (None, 1.0):
+            extra["repetition_penalty"] = config.repetition_penalty
+        if extra:
+            log.warning("generation settings the frame loop does not apply", extra={"module": name, "settings": extra})
 
 
 @functools.cache

@@ -1,11 +1,10 @@
-"""The engine: a bounded queue in front of ONE inference thread that owns the models.
+"""The engine's async side: admission (queue depth, 503), deadlines, and the stream of audio
+chunks each job yields, in front of ONE inference thread that owns the models and runs the
+frame loop (server/engine/worker.py).
 
-A job's segments are submitted one at a time, and segment N+1 is submitted as soon as
-segment N comes back, so it is synthesised while N is being encoded and sent. Segments of
-concurrent requests that wait together share one batched model call (up to
-MAX_BATCH_SIZE); everything else runs in arrival order. A job whose consumer has gone
-stops between segments (and, through the frame hook, between frames). Every admitted job
-holds one unit of queue depth until its consumer finishes, on every path.
+A job holds one unit of queue depth from admission until its consumer finishes, on every
+path; a consumer that leaves (or passes its deadline) cancels the job, and the inference
+thread frees its row at the next frame. The async side never touches a tensor.
 """
 
 from __future__ import annotations
@@ -16,21 +15,24 @@ import contextlib
 import functools
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.engine.errors import EngineStoppedError, JobCancelledError, JobTimeoutError, QueueFullError
-from server.engine.jobs import SegmentAudio, SlotName, SynthesisJob
+from server.engine.jobs import AudioChunk, SlotName, SynthesisJob
 from server.engine.models import ModelSlot
-from server.engine.qwen import QwenBackend, SpeechInput, gpu_memory, import_model_package
-from server.engine.worker import InferenceWorker
-from server.text.budget import max_new_tokens_for
+from server.engine.qwen import QwenBackend, gpu_memory, import_model_package
+from server.engine.sequence import JobStream, StreamEnd
+from server.engine.worker import InferenceLoop
+from server.logs import request_id_var
 
 log = logging.getLogger("qwen3-tts.engine")
 
 T = TypeVar("T")
+
+# Chunks a stream may hold ready beyond what its consumer took before its sequence pauses.
+MAX_CHUNKS_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class EngineLimits:
     max_queue_depth: int
     request_timeout: float
     idle_timeout: float
-    max_batch_size: int = 1
+    max_batch_size: int = 8
 
 
 class _Ticket:
@@ -50,42 +52,11 @@ class _Ticket:
         self.cancelled = threading.Event()
 
 
-@dataclass(frozen=True)
-class _SegmentWork:
-    """One segment of one job, as queued for the inference thread."""
-
-    job: SynthesisJob
-    index: int
-    ticket: _Ticket
-    submitted: float
-
-    @property
-    def seed(self) -> int | None:
-        return None if self.job.seed is None else self.job.seed + self.index
-
-
-def _batchable(first: _SegmentWork, other: _SegmentWork) -> bool:
-    """Segments share a call when they run on the preset-voice model and neither asked for a
-    seed (a batch shares one random stream, so seeded output would depend on its company) and
-    their sampling parameters are equal.
-    Cloned voices run alone: their prompts differ in kind (ICL or speaker embedding)."""
-    return (
-        first.ticket.slot is other.ticket.slot
-        and first.job.slot == "custom_voice"
-        and first.seed is None
-        and other.seed is None
-        and first.job.sampling == other.job.sampling
-        and not other.ticket.cancelled.is_set()
-    )
-
-
 class Engine:
     def __init__(self, slots: dict[SlotName, ModelSlot], limits: EngineLimits) -> None:
         self.slots = slots
         self.limits = limits
-        self._worker: InferenceWorker[_SegmentWork, SegmentAudio] = InferenceWorker(
-            self._synthesize_batch, _batchable, limits.max_batch_size
-        )
+        self._loop_thread = InferenceLoop(slots)
         self._depth = 0
         self._accepting = True
         self._idle_task: asyncio.Task[None] | None = None
@@ -103,7 +74,7 @@ class Engine:
         # Importing the model package costs ~10 s of CPU; do it now, in the background on the
         # inference thread, so the first request pays only for loading weights. No model memory
         # is taken until a model loads.
-        self._worker.call(import_model_package)
+        self._loop_thread.call(import_model_package)
         for name in preload:
             slot = self.slots[name]
             with contextlib.suppress(Exception):  # a failed preload is kept in last_error; requests retry
@@ -119,8 +90,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._idle_task
         for slot in self.slots.values():
-            await self._run_on_thread(slot.unload, "shutdown")
-        self._worker.close()
+            await self._run_on_thread(self._loop_thread.unload, slot, "shutdown")
+        self._loop_thread.close()
 
     # ---- state -----------------------------------------------------------------------
 
@@ -133,34 +104,51 @@ class Engine:
     def accepting(self) -> bool:
         return self._accepting
 
+    @property
+    def steps(self) -> int:
+        """Decode steps the inference thread has run."""
+        return self._loop_thread.steps
+
     def health(self) -> dict[str, Any]:
+        models = {}
+        for name, slot in self.slots.items():
+            models[name] = {
+                **slot.describe(),
+                "active_sequences": self._loop_thread.active(name),
+                "waiting_segments": self._loop_thread.waiting(name),
+            }
         return {
             "queue_depth": self._depth,
             "max_queue_depth": self.limits.max_queue_depth,
             "max_batch_size": self.limits.max_batch_size,
-            "models": {name: slot.describe() for name, slot in self.slots.items()},
+            "models": models,
             "gpu": gpu_memory(),
         }
 
     # ---- work ------------------------------------------------------------------------
 
-    async def synthesize(self, job: SynthesisJob) -> AsyncIterator[SegmentAudio]:
-        """Yield each segment's audio in order. Raises QueueFullError at once when the queue
+    async def synthesize(self, job: SynthesisJob) -> AsyncIterator[AudioChunk]:
+        """Yield the job's audio chunks in order. Raises QueueFullError at once when the queue
         is full, ModelLoadError when the model cannot load, JobTimeoutError past the deadline."""
         ticket = self._admit(job.slot)
-        pending: asyncio.Future[SegmentAudio] | None = None
+        stream = JobStream(
+            job, self.limits.request_timeout, asyncio.get_running_loop(), MAX_CHUNKS_AHEAD, request_id_var.get()
+        )
         try:
-            pending = self._submit_segment(job, 0, ticket)
-            while pending is not None:
-                segment = await self._await_deadline(pending, ticket)
-                following = segment.index + 1
-                pending = self._submit_segment(job, following, ticket) if following < len(job.segments) else None
-                yield segment
+            self._loop_thread.submit(stream)
+            while True:
+                item = await self._await_deadline(stream.next_item(), ticket)
+                if isinstance(item, StreamEnd):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                self._loop_thread.wake()  # its sequence may have paused, waiting for this
+                yield item
         finally:
+            # The inference thread frees the job's row at its next frame.
+            stream.cancelled.set()
             ticket.cancelled.set()
-            if pending is not None:
-                # A queued segment is dropped; a running one stops at its next frame.
-                pending.cancel()
+            self._loop_thread.wake()
             self._release(ticket)
 
     async def run_with_model(self, slot_name: SlotName, work: Callable[[QwenBackend], T]) -> T:
@@ -180,6 +168,11 @@ class Engine:
         finally:
             ticket.cancelled.set()
             self._release(ticket)
+
+    def call_on_thread(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run `fn` on the inference thread between two frames, without taking a queue slot;
+        callable from any thread. While it runs, no model work happens."""
+        return self._loop_thread.call(fn)
 
     # ---- internals -------------------------------------------------------------------
 
@@ -203,74 +196,16 @@ class Engine:
         if self._depth == 0:
             self._drained.set()
 
-    def call_on_thread(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        """Run `fn` on the inference thread after what is queued before it, without taking a
-        queue slot; callable from any thread. While it runs, no model work happens."""
-        return self._worker.call(fn)
-
     def _run_on_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.wrap_future(self.call_on_thread(functools.partial(fn, *args)))
 
-    def _submit_segment(self, job: SynthesisJob, index: int, ticket: _Ticket) -> asyncio.Future[SegmentAudio]:
-        return asyncio.wrap_future(self._worker.submit(_SegmentWork(job, index, ticket, time.perf_counter())))
-
-    async def _await_deadline(self, future: asyncio.Future[T], ticket: _Ticket) -> T:
+    async def _await_deadline(self, awaitable: Awaitable[T], ticket: _Ticket) -> T:
         remaining = ticket.deadline - asyncio.get_running_loop().time()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
+            return await asyncio.wait_for(awaitable, max(remaining, 0.0))
         except TimeoutError:
-            ticket.cancelled.set()  # the frame hook stops the running segment at its next frame
-            future.cancel()
+            ticket.cancelled.set()
             raise JobTimeoutError(self.limits.request_timeout) from None
-
-    @staticmethod
-    def _synthesize_batch(works: Sequence[_SegmentWork]) -> list[SegmentAudio | BaseException]:
-        """Runs on the inference thread: one model call for one or more segments."""
-        started = time.perf_counter()
-        results: list[SegmentAudio | BaseException] = [JobCancelledError("job cancelled")] * len(works)
-        live = [i for i, work in enumerate(works) if not work.ticket.cancelled.is_set()]
-        if not live:
-            return results
-        slot = works[live[0]].ticket.slot
-        was_loaded = slot.backend is not None
-        backend = slot.ensure_loaded()  # a load error fails every segment of the batch
-        load_ms = 0.0 if was_loaded else (time.perf_counter() - started) * 1000
-        budgets = {i: max_new_tokens_for(works[i].job.segments[works[i].index], works[i].job.token_cap) for i in live}
-        inputs = [
-            SpeechInput(
-                text=works[i].job.segments[works[i].index],
-                language=works[i].job.language,
-                speaker=works[i].job.speaker,
-                instruct=works[i].job.instruct,
-                clone=works[i].job.clone,
-            )
-            for i in live
-        ]
-        generate_started = time.perf_counter()
-        outputs = backend.generate(
-            inputs,
-            max_new_tokens=max(budgets.values()),
-            seed=works[live[0]].seed if len(live) == 1 else None,
-            sampling=works[live[0]].job.sampling,  # batched segments share their sampling
-            # A shared call stops only when every job in it has been cancelled.
-            should_stop=lambda: all(works[i].ticket.cancelled.is_set() for i in live),
-            on_frame=slot.touch,
-        )
-        slot.touch()
-        inference_ms = (time.perf_counter() - generate_started) * 1000
-        for i, out in zip(live, outputs, strict=True):
-            results[i] = SegmentAudio(
-                pcm=out.pcm,
-                index=works[i].index,
-                input_tokens=out.input_tokens,
-                output_frames=out.output_frames,
-                max_new_tokens=budgets[i],
-                queued_ms=(started - works[i].submitted) * 1000,
-                inference_ms=inference_ms,
-                load_ms=load_ms,
-                batch_size=len(live),
-            )
-        return results
 
     async def _unload_idle_models(self) -> None:
         period = min(1.0, self.limits.idle_timeout / 4)
@@ -284,4 +219,4 @@ class Engine:
     def _unload_if_still_idle(self, slot: ModelSlot) -> None:
         # Re-checked on the inference thread: a job may have been admitted since the check.
         if slot.is_idle(self.limits.idle_timeout):
-            slot.unload(f"idle for {self.limits.idle_timeout:g} s")
+            self._loop_thread.unload(slot, f"idle for {self.limits.idle_timeout:g} s")

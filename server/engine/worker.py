@@ -1,26 +1,46 @@
-"""The inference thread: one thread that owns the models, fed by a FIFO queue.
+"""The inference thread: one thread that owns the models and runs the frame loop.
 
-Two kinds of work reach it: plain calls (load, unload, clone prompts) and synthesis
-segments. When a segment comes up, segments of other requests that are waiting and can
-share one model call are taken with it (up to `max_batch`), keeping the queue's order for
-everything else. A batched call costs little more than a single one (the per-step work is
-shared), so under concurrency throughput grows with the batch.
+Between any two frames it: runs the plain calls queued for it (loads, unloads, clone prompts);
+for each model slot in turn (so two loaded models share the thread fairly) retires sequences
+whose job was cancelled or passed its deadline, admits waiting segments into free rows
+(prefill), runs one decode step for every active sequence together, and hands out the audio
+chunks that are due. A segment that ends frees its row at once and its job's next segment
+queues ahead of new jobs, so a stream keeps flowing; a newcomer never waits for another
+sequence to finish unless every row is taken.
+
+Admission is bounded per step (a prompt-token budget), so a burst of newcomers cannot stall
+the running streams for more than about one prefill of that size.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
+import heapq
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
+
+import torch
+
+from server.engine.errors import EngineStoppedError, JobTimeoutError, ModelLoadError, SynthesisError
+from server.engine.jobs import SlotName
+from server.engine.models import ModelSlot
+from server.engine.sequence import END, JobStream, Sequence
 
 log = logging.getLogger("qwen3-tts.engine")
 
-W = TypeVar("W")  # one batchable work item
-R = TypeVar("R")  # its result
+# Prompt positions prefilled per step while other sequences are running; the first newcomer
+# is always admitted. On the dev checkpoints a prompt of this size costs well under a frame.
+PREFILL_TOKENS_PER_STEP = 1024
+# How long the thread sleeps when it has nothing to do before looking at deadlines again.
+IDLE_WAIT_SECONDS = 0.25
+
+CONTINUATION, INTERACTIVE, BULK = 0, 1, 2
 
 
 @dataclass
@@ -29,80 +49,112 @@ class _Call:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-@dataclass
-class _Item(Generic[W, R]):
-    work: W
-    future: concurrent.futures.Future[R] = field(default_factory=concurrent.futures.Future)
-
-
-class InferenceWorker(Generic[W, R]):
-    """`run_batch(works)` returns one result or exception per work, in order;
-    `compatible(a, b)` says whether two works may share a call."""
-
-    def __init__(
-        self,
-        run_batch: Callable[[Sequence[W]], Sequence[R | BaseException]],
-        compatible: Callable[[W, W], bool],
-        max_batch: int,
-    ) -> None:
-        self._run_batch = run_batch
-        self._compatible = compatible
-        self.max_batch = max(1, max_batch)
-        self._queue: collections.deque[_Call | _Item[W, R]] = collections.deque()
+class InferenceLoop:
+    def __init__(self, slots: dict[SlotName, ModelSlot]) -> None:
+        self.slots = slots
+        self._calls: deque[_Call] = deque()
+        self._waiting: dict[SlotName, list[tuple[int, int, JobStream]]] = {name: [] for name in slots}
+        self._order = itertools.count()
+        self._turn = 0
         self._wakeup = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self.steps = 0  # decode steps run, for observers
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        return self._put(_Call(fn)).future
+    # ---- any thread --------------------------------------------------------------------
 
-    def submit(self, work: W) -> concurrent.futures.Future[R]:
-        item: _Item[W, R] = self._put(_Item(work))  # type: ignore[assignment]
-        return item.future
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        call = _Call(fn)
+        with self._wakeup:
+            if self._closed:
+                raise RuntimeError("inference loop is closed")
+            self._calls.append(call)
+            self._wakeup.notify()
+        return call.future
+
+    def submit(self, stream: JobStream) -> None:
+        """Queue a job's first segment."""
+        self._enqueue(stream, INTERACTIVE if stream.job.interactive else BULK)
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def waiting(self, name: SlotName) -> int:
+        return len(self._waiting[name])
+
+    def active(self, name: SlotName) -> int:
+        backend = self.slots[name].backend
+        return len(backend.batch.rows) if backend is not None else 0
+
+    def unload(self, slot: ModelSlot, reason: str) -> bool:
+        """Unload a slot's model (inference thread only); a sequence still on it is failed."""
+        backend = slot.backend
+        if backend is not None:
+            for sequence in list(backend.batch.rows):
+                backend.batch.remove(sequence)
+                sequence.stream.deliver(EngineStoppedError())
+        return slot.unload(reason)
 
     def close(self) -> None:
-        """Finish what is running, cancel what is queued, stop the thread."""
+        """Finish the current step, fail what waits, stop the thread."""
         with self._wakeup:
             self._closed = True
-            while self._queue:
-                self._queue.popleft().future.cancel()
+            while self._calls:
+                self._calls.popleft().future.cancel()
             self._wakeup.notify()
         self._thread.join()
 
-    def _put(self, entry: _Call | _Item[W, R]) -> _Call | _Item[W, R]:
+    def _enqueue(self, stream: JobStream, priority: int) -> None:
         with self._wakeup:
-            if self._closed:
-                raise RuntimeError("inference worker is closed")
-            self._queue.append(entry)
+            heapq.heappush(self._waiting[stream.job.slot], (priority, next(self._order), stream))
             self._wakeup.notify()
-        return entry
 
-    def _next(self) -> _Call | list[_Item[W, R]] | None:
-        """Block for the next call, or the next segment with the compatible ones behind it."""
-        with self._wakeup:
-            while not self._queue and not self._closed:
-                self._wakeup.wait()
-            if not self._queue:
-                return None
-            first = self._queue.popleft()
-            if isinstance(first, _Call):
-                return first
-            batch = [first]
-            for entry in list(self._queue):
-                if len(batch) >= self.max_batch:
+    # ---- the inference thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                calls = self._next_calls()
+                if calls is None:
                     break
-                if isinstance(entry, _Item) and self._compatible(first.work, entry.work):
-                    self._queue.remove(entry)
-                    batch.append(entry)
-            return batch
+                for call in calls:
+                    self._run_call(call)
+                names = list(self.slots)
+                self._turn = (self._turn + 1) % len(names)
+                for name in names[self._turn :] + names[: self._turn]:
+                    self._tick(name)
+        self._fail_waiting(EngineStoppedError())
 
-    def _loop(self) -> None:
-        while (entry := self._next()) is not None:
-            if isinstance(entry, _Call):
-                self._run_call(entry)
-            else:
-                self._run_items(entry)
+    def _next_calls(self) -> list[_Call] | None:
+        """The calls to run now, after waiting while there is nothing to do; None to stop."""
+        with self._wakeup:
+            while not self._calls and not self._has_work():
+                if self._closed:
+                    return None
+                self._wakeup.wait(IDLE_WAIT_SECONDS)
+                if not self._calls and not self._has_work():
+                    self._expire_waiting()
+            calls = list(self._calls)
+            self._calls.clear()
+            return calls
+
+    def _has_work(self) -> bool:
+        """Whether a tick would do something: a sequence to step, emit or retire, or a waiting
+        segment with a free row (or a model to load for it)."""
+        for name, slot in self.slots.items():
+            backend = slot.backend
+            rows = backend.batch.rows if backend is not None else []
+            if any(s.finished or not s.stream.backlogged or self._gone(s.stream) for s in rows):
+                return True
+            if self._waiting[name] and (backend is None or backend.batch.free > 0):
+                return True
+        return False
+
+    @staticmethod
+    def _gone(stream: JobStream) -> bool:
+        return stream.cancelled.is_set() or time.monotonic() > stream.deadline
 
     @staticmethod
     def _run_call(call: _Call) -> None:
@@ -113,16 +165,111 @@ class InferenceWorker(Generic[W, R]):
         except BaseException as exc:
             call.future.set_exception(exc)
 
-    def _run_items(self, items: list[_Item[W, R]]) -> None:
-        live = [item for item in items if item.future.set_running_or_notify_cancel()]
-        if not live:
+    def _tick(self, name: SlotName) -> None:
+        slot = self.slots[name]
+        self._retire(slot)
+        self._admit(name, slot)
+        backend = slot.backend
+        if backend is None or not backend.batch.rows:
             return
+        batch = backend.batch
         try:
-            results = self._run_batch([item.work for item in live])
-        except BaseException as exc:
-            results = [exc] * len(live)
-        for item, result in zip(live, results, strict=True):
-            if isinstance(result, BaseException):
-                item.future.set_exception(result)
-            else:
-                item.future.set_result(result)
+            ran = batch.step()
+        except Exception as exc:  # a model failure fails the sequences that were stepping
+            log.exception("decode step failed", extra={"slot": name})
+            for sequence in list(batch.rows):
+                batch.remove(sequence)
+                sequence.stream.deliver(SynthesisError(f"{type(exc).__name__}: {exc}"))
+            return
+        if ran:
+            self.steps += 1
+            slot.touch()
+        batch.emit(self._segment_ended)
+
+    def _segment_ended(self, sequence: Sequence) -> None:
+        stream = sequence.stream
+        stream.segment_ready_at = time.perf_counter()
+        if stream.next_segment < len(stream.job.segments) and not self._gone(stream):
+            self._enqueue(stream, CONTINUATION)
+        else:
+            stream.deliver(END)
+
+    def _retire(self, slot: ModelSlot) -> None:
+        """Free the rows of cancelled and timed-out jobs (at most one frame after it happened)."""
+        backend = slot.backend
+        if backend is None:
+            return
+        for sequence in list(backend.batch.rows):
+            stream = sequence.stream
+            if stream.cancelled.is_set():
+                backend.batch.remove(sequence)
+            elif time.monotonic() > stream.deadline:
+                backend.batch.remove(sequence)
+                stream.deliver(JobTimeoutError(stream.job_timeout))
+
+    def _admit(self, name: SlotName, slot: ModelSlot) -> None:
+        waiting = self._waiting[name]
+        budget = PREFILL_TOKENS_PER_STEP
+        while True:
+            with self._wakeup:
+                if not waiting:
+                    return
+                backend = slot.backend
+                if backend is not None and backend.batch.free == 0:
+                    return
+                _, _, stream = heapq.heappop(waiting)
+            if self._gone(stream):
+                self._drop(stream)
+                continue
+            started = time.perf_counter()
+            try:
+                backend = slot.ensure_loaded()
+            except ModelLoadError as exc:
+                stream.deliver(exc)
+                continue
+            load_ms = (time.perf_counter() - started) * 1000
+            batch = backend.batch
+            running = bool(batch.rows)
+            try:
+                sequence = batch.start(stream, load_ms, backend.row_sampling(stream.job.sampling))
+            except Exception as exc:
+                stream.deliver(
+                    exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
+                )
+                continue
+            slot.touch()
+            log.debug(
+                "segment started",
+                extra={
+                    "request_id": stream.request_id,
+                    "slot": name,
+                    "segment": sequence.segment,
+                    "prompt_tokens": sequence.prompt.length,
+                    "max_new_tokens": sequence.budget,
+                    "batch_size": len(batch.rows),
+                },
+            )
+            budget -= sequence.prompt.length
+            if running and budget <= 0:
+                return
+
+    def _drop(self, stream: JobStream) -> None:
+        if not stream.cancelled.is_set():
+            stream.deliver(JobTimeoutError(stream.job_timeout))
+
+    def _expire_waiting(self) -> None:
+        """Fail jobs whose deadline passed while they waited (called with the lock held)."""
+        for name, waiting in self._waiting.items():
+            expired = [entry for entry in waiting if self._gone(entry[2])]
+            if expired:
+                self._waiting[name] = [entry for entry in waiting if not self._gone(entry[2])]
+                heapq.heapify(self._waiting[name])
+                for _, _, stream in expired:
+                    self._drop(stream)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        with self._wakeup:
+            for waiting in self._waiting.values():
+                for _, _, stream in waiting:
+                    stream.deliver(error)
+                waiting.clear()

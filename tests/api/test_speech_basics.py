@@ -36,13 +36,16 @@ def test_pcm_is_the_same_audio_as_wav_for_the_same_seed(server: LiveServer) -> N
     assert np.allclose(from_pcm.samples, from_wav.samples, atol=1 / 32768)
 
 
-def test_each_sentence_is_synthesised_and_logged(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+def test_the_request_is_synthesised_and_logged(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
     with server.client(headers={"X-Request-ID": "basics-1"}) as client:
         response = client.post("/v1/audio/speech", json={**SPEECH, "response_format": "pcm", "seed": 3})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "basics-1"
     [line] = [r for r in request_log.requests("/v1/audio/speech") if r.get("request_id") == "basics-1"]
-    assert line["segments"] == line["segments_done"] == 2
+    # Two short sentences are generated as one piece; the first chunk came after two frames.
+    assert line["segments"] == line["segments_done"] == 1
+    assert line["first_chunk_frames"] == 2
+    assert 0 < line["first_chunk_ms"] <= line["ttfa_ms"]
     assert line["status"] == 200
     assert line["voice"] == "Vivian"
     assert line["format"] == "pcm"

@@ -1,5 +1,10 @@
-"""Batching: segments of concurrent requests share one model call, seeded requests never
-do (so their audio stays repeatable), and one client leaving does not stop the others."""
+"""Continuous batching on the real engine: requests join and leave a running batch between
+frames, every seeded request gives the same audio whatever shares its batch, a request that
+arrives while others run starts before they finish, a cancelled one leaves the others
+unharmed, and the batch never grows past MAX_BATCH_SIZE.
+
+Batches are formed deterministically: the inference thread is held while requests queue up,
+or a request's consumer stops reading so it stays in the batch as long as the test needs."""
 
 from __future__ import annotations
 
@@ -10,19 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from server.api.schemas import SpeechRequest
+from server.audio.dsp import to_pcm16_bytes
+from tests.api.test_clone import clone
 from tests.support.audio import decode_pcm16
-from tests.support.engine_control import inference_held, wait_until
+from tests.support.engine_control import inference_held, on_server_loop, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server
+from tests.support.reference import wav
 
-BODY = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
+BODY = {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "stream": False}
+LONG = " ".join(f"Sentence {i} of the long one goes on." for i in range(12))
 
 
 @pytest.fixture(scope="module")
-def batching_server(custom_voice_dir: Path) -> Iterator[LiveServer]:
+def batching_server(custom_voice_dir: Path, base_dir: Path) -> Iterator[LiveServer]:
     with live_server(
-        model_id=str(custom_voice_dir), preload_model=True, idle_timeout=0, max_batch_size=4, max_new_tokens=48
+        model_id=str(custom_voice_dir),
+        clone_model_id=str(base_dir),
+        preload_model=True,
+        idle_timeout=0,
+        max_batch_size=4,
+        max_new_tokens=64,
     ) as server:
         yield server
 
@@ -32,52 +48,114 @@ def post(server: LiveServer, request_id: str, body: dict[str, Any]) -> httpx.Res
         return client.post("/v1/audio/speech", json=body)
 
 
-def concurrently(server: LiveServer, bodies: dict[str, dict[str, Any]]) -> dict[str, httpx.Response]:
+def together(server: LiveServer, bodies: dict[str, dict[str, Any]]) -> dict[str, httpx.Response]:
+    """Send every request while the engine is held, so all of them start in one batch."""
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        futures = {rid: pool.submit(post, server, rid, body) for rid, body in bodies.items()}
+        with inference_held(server):
+            futures = {rid: pool.submit(post, server, rid, body) for rid, body in bodies.items()}
+            wait_until(lambda: server.engine.depth == len(bodies))
         return {rid: future.result() for rid, future in futures.items()}
 
 
-def test_concurrent_requests_share_model_calls(batching_server: LiveServer, request_log: RecordCollector) -> None:
-    bodies = {f"batch-{i}": {**BODY, "input": f"Request {i} says its own sentence. And another."} for i in range(6)}
-    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        # All six wait together behind the held thread, so batching does not depend on timing.
-        with inference_held(batching_server):
-            futures = {rid: pool.submit(post, batching_server, rid, body) for rid, body in bodies.items()}
-            wait_until(lambda: batching_server.engine.depth == len(bodies))
-        responses = {rid: future.result() for rid, future in futures.items()}
-    for response in responses.values():
-        assert response.status_code == 200
-        audio = decode_pcm16(response.content)
-        assert audio.duration > 0.2 and audio.rms > 1e-3
-    sizes = [r.batch_size for rid in bodies for r in request_log.segments(rid)]
-    assert len(sizes) == 12  # two sentences each, all synthesised
-    assert max(sizes) > 1
-    assert max(sizes) <= 4
-    lines = {line["request_id"]: line for line in request_log.requests()}
-    assert all(lines[rid]["segments_done"] == 2 for rid in bodies)
+def pcm(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return decode_pcm16(response.content).samples
 
 
-def test_seeded_requests_run_alone_and_stay_repeatable(
+MIXED = {
+    "mix-vivian": {**BODY, "input": "A short one.", "seed": 1},
+    "mix-ryan-long": {
+        **BODY,
+        "voice": "Ryan",
+        "input": "This request is a good deal longer than the others.",
+        "seed": 2,
+    },
+    "mix-german": {**BODY, "voice": "Serena", "input": "Guten Tag, wie geht es?", "language": "German", "seed": 3},
+    "mix-sampling": {
+        **BODY,
+        "voice": "Eric",
+        "input": "Other sampling settings.",
+        "seed": 4,
+        "temperature": 1.4,
+        "top_k": 5,
+        "top_p": 0.7,
+        "repetition_penalty": 1.3,
+    },
+}
+
+
+def test_seeded_requests_give_the_same_audio_in_a_batch_as_alone(
     batching_server: LiveServer, request_log: RecordCollector
 ) -> None:
-    body = {**BODY, "input": "Seeded and repeatable.", "seed": 1234}
-    alone = post(batching_server, "seed-alone", body).content
-    bodies = {f"seed-{i}": body for i in range(4)}
-    responses = concurrently(batching_server, bodies)
-    for response in responses.values():
-        assert response.content == alone
-    assert {r.batch_size for rid in bodies for r in request_log.segments(rid)} == {1}
+    """Mixed lengths, voices, languages and sampling settings in one batch: each request's
+    audio equals its audio alone, sample for sample."""
+    alone = {rid: pcm(post(batching_server, f"{rid}-alone", body)) for rid, body in MIXED.items()}
+    batched = together(batching_server, MIXED)
+    for rid in MIXED:
+        assert np.array_equal(pcm(batched[rid]), alone[rid]), rid
+    lines = {line["request_id"]: line for line in request_log.requests()}
+    assert {lines[rid]["batch_max"] for rid in MIXED} == {4}
+    assert {lines[f"{rid}-alone"]["batch_max"] for rid in MIXED} == {1}
 
 
-def test_one_client_leaving_does_not_stop_the_others(batching_server: LiveServer, request_log: RecordCollector) -> None:
-    text = " ".join(f"Sentence {i} is spoken here." for i in range(4))
+def test_cloned_voices_batch_together_in_both_modes(batching_server: LiveServer, request_log: RecordCollector) -> None:
+    reference = wav(seed=61)
+    fields = {"clone-icl": {"ref_text": "Some reference words."}, "clone-xvec": {}}
+    alone = {rid: clone(batching_server, reference, response_format="pcm", **f).content for rid, f in fields.items()}
+
+    def run(rid: str) -> httpx.Response:
+        data = {"input": "Hello from a cloned voice.", "response_format": "pcm", "seed": "3", **fields[rid]}
+        with batching_server.client(headers={"X-Request-ID": rid}) as client:
+            return client.post("/v1/audio/speech/clone", data=data, files={"file": ("ref.wav", reference)})
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with inference_held(batching_server):
+            futures = {rid: pool.submit(run, rid) for rid in fields}
+            wait_until(lambda: batching_server.engine.depth == 2)
+        results = {rid: future.result() for rid, future in futures.items()}
+    for rid in fields:
+        assert np.array_equal(pcm(results[rid]), decode_pcm16(alone[rid]).samples), rid
+    lines = {line["request_id"]: line for line in request_log.requests()}
+    assert lines["clone-icl"]["batch_max"] == lines["clone-xvec"]["batch_max"] == 2
+
+
+async def _first_chunk(stream: Any) -> Any:
+    return await anext(stream)
+
+
+async def _rest(stream: Any, into: list[Any]) -> None:
+    async for chunk in stream:
+        into.append(chunk)
+
+
+def test_a_newcomer_starts_while_a_long_request_runs(batching_server: LiveServer) -> None:
+    """The long request's consumer takes one chunk and stops: the request keeps its row,
+    unfinished. A short request sent then gets all its audio meanwhile; the long one then
+    completes, its audio equal to its audio alone."""
+    service = batching_server.app.state.speech
+    long_body = {**BODY, "input": LONG, "seed": 8}
+    plan = on_server_loop(batching_server, service.plan_request(SpeechRequest.model_validate(long_body), "test"))
+    alone = post(batching_server, "long-alone", long_body).content
+    stream = batching_server.engine.synthesize(plan.job)
+    chunks = [on_server_loop(batching_server, _first_chunk(stream))]
+    short = post(batching_server, "newcomer", {**BODY, "input": "I came later.", "seed": 9})
+    assert short.status_code == 200
+    assert batching_server.engine.depth == 1  # the long one is still running
+    assert batching_server.health()["models"]["custom_voice"]["active_sequences"] == 1
+    on_server_loop(batching_server, _rest(stream, chunks))
+    assert chunks[-1].segment_end and chunks[-1].segment == len(plan.job.segments) - 1
+    assert to_pcm16_bytes(np.concatenate([chunk.pcm for chunk in chunks])) == alone
+
+
+def test_one_client_leaving_does_not_harm_the_others(batching_server: LiveServer, request_log: RecordCollector) -> None:
+    bodies = {f"stayer-{i}": {**BODY, "input": LONG, "seed": 20 + i} for i in range(2)}
+    alone = {rid: pcm(post(batching_server, f"{rid}-alone", body)) for rid, body in bodies.items()}
 
     def leave_early() -> None:
         with contextlib.ExitStack() as held:
             with (
                 batching_server.client(headers={"X-Request-ID": "leaver"}) as client,
-                client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text}) as response,
+                client.stream("POST", "/v1/audio/speech", json={**BODY, "input": LONG, "stream": True}) as response,
             ):
                 next(response.iter_raw())
                 # Leave while the engine is held, so the request cannot have finished first.
@@ -86,20 +164,45 @@ def test_one_client_leaving_does_not_stop_the_others(batching_server: LiveServer
 
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         leaver = pool.submit(leave_early)
-        stayers = [pool.submit(post, batching_server, f"stayer-{i}", {**BODY, "input": text}) for i in range(2)]
+        stayers = {rid: pool.submit(post, batching_server, rid, body) for rid, body in bodies.items()}
         leaver.result()
-        results = [s.result() for s in stayers]
-    assert all(r.status_code == 200 for r in results)
-    for i in range(2):
-        line = request_log.wait_for_request(f"stayer-{i}")
-        assert line["segments_done"] == line["segments"] == 4
+        results = {rid: future.result() for rid, future in stayers.items()}
+    for rid in bodies:
+        assert np.array_equal(pcm(results[rid]), alone[rid])
     assert request_log.wait_for_request("leaver")["status"] == 499
+    wait_until(lambda: batching_server.health()["models"]["custom_voice"]["active_sequences"] == 0)
     assert batching_server.health()["queue_depth"] == 0
 
 
-def test_batch_size_one_disables_batching(custom_voice_dir: Path, request_log: RecordCollector) -> None:
+def test_the_batch_is_bounded_and_the_queue_beyond_it_waits_in_order(
+    custom_voice_dir: Path, request_log: RecordCollector
+) -> None:
+    with live_server(
+        model_id=str(custom_voice_dir), preload_model=True, max_batch_size=2, max_queue_depth=4, max_new_tokens=32
+    ) as server:
+        bodies = {f"bound-{i}": {**BODY, "input": f"Request number {i} waits its turn.", "seed": i} for i in range(4)}
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            with inference_held(server):
+                futures = {}
+                for admitted, (rid, body) in enumerate(bodies.items(), start=1):
+                    futures[rid] = pool.submit(post, server, rid, body)
+                    wait_until(lambda n=admitted: server.engine.depth == n)  # type: ignore[misc]
+                refused = post(server, "bound-refused", {**BODY, "input": "No room."})
+            results = {rid: future.result() for rid, future in futures.items()}
+        assert all(r.status_code == 200 for r in results.values())
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        started = [r.request_id for r in request_log.records if r.getMessage() == "segment started"]
+        assert [rid for rid in started if rid in bodies] == list(bodies)
+        lines = {line["request_id"]: line for line in request_log.requests()}
+        assert max(lines[rid]["batch_max"] for rid in bodies) == 2
+        assert server.health()["models"]["custom_voice"]["active_sequences"] == 0
+
+
+def test_batch_size_one_runs_requests_one_at_a_time(custom_voice_dir: Path, request_log: RecordCollector) -> None:
     with live_server(model_id=str(custom_voice_dir), preload_model=True, max_batch_size=1, max_new_tokens=24) as srv:
-        bodies = {f"solo-{i}": {**BODY, "input": f"Solo request {i}."} for i in range(3)}
-        assert all(r.status_code == 200 for r in concurrently(srv, bodies).values())
+        bodies = {f"solo-{i}": {**BODY, "input": f"Solo request {i}.", "seed": i} for i in range(3)}
+        assert all(r.status_code == 200 for r in together(srv, bodies).values())
         assert srv.health()["max_batch_size"] == 1
-    assert {r.batch_size for rid in bodies for r in request_log.segments(rid)} == {1}
+    lines = {line["request_id"]: line for line in request_log.requests()}
+    assert {lines[rid]["batch_max"] for rid in bodies} == {1}

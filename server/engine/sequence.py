@@ -1,0 +1,115 @@
+"""A job as the inference thread runs it: the stream it feeds (shared with the async side) and
+the sequence of the segment being generated (the inference thread's alone).
+
+Handing audio over: the thread `deliver`s chunks onto the event loop; the consumer counts what
+it `took`. A stream more than `max_ahead` chunks ahead of its consumer is *backlogged*: its
+sequence keeps its place in the batch but is not stepped until the consumer catches up, so a
+slow reader bounds the memory its request holds and frees the compute for others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from server.engine.codec import StreamingDecoder
+from server.engine.jobs import AudioChunk, SynthesisJob
+from server.engine.prompt import Prompt
+from server.engine.sampling import RowSampling
+
+
+class StreamEnd:
+    """Marks the end of a stream's items."""
+
+
+END = StreamEnd()
+
+StreamItem = AudioChunk | BaseException | StreamEnd
+
+
+class JobStream:
+    """One admitted job: its output, its cancel flag and deadline, its place in line."""
+
+    def __init__(
+        self,
+        job: SynthesisJob,
+        timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        max_ahead: int,
+        request_id: str | None = None,
+    ) -> None:
+        self.job = job
+        self.request_id = request_id  # for the engine's log lines
+        self.job_timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.cancelled = threading.Event()
+        self.submitted = time.perf_counter()
+        self.max_ahead = max_ahead
+        self.delivered = 0  # chunks handed over (inference thread)
+        self.taken = 0  # chunks the consumer took (event loop)
+        self.next_segment = 0  # inference thread
+        self.segment_ready_at = self.submitted  # when the next segment became ready to start
+        self._loop = loop
+        self._items: asyncio.Queue[StreamItem] = asyncio.Queue()
+
+    # ---- inference thread --------------------------------------------------------------
+
+    @property
+    def backlogged(self) -> bool:
+        return self.delivered - self.taken >= self.max_ahead
+
+    def deliver(self, item: StreamItem) -> None:
+        if isinstance(item, AudioChunk):
+            self.delivered += 1
+        self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    # ---- event loop --------------------------------------------------------------------
+
+    async def next_item(self) -> StreamItem:
+        item = await self._items.get()
+        if isinstance(item, AudioChunk):
+            self.taken += 1
+        return item
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One segment being generated (inference thread only)."""
+
+    stream: JobStream
+    segment: int
+    text: str
+    prompt: Prompt
+    sampling: RowSampling
+    generator: torch.Generator | None
+    budget: int  # max_new_tokens: codebook-0 tokens it may sample (frames = tokens - 1)
+    decoder: StreamingDecoder
+    slot: int = -1  # its row in the KV cache
+    position: int = 0  # where its next token is written
+    fed: int = 0  # decode steps taken: the next trailing text embedding to add
+    token: torch.Tensor | None = None  # the last sampled codebook-0 token, long [1]
+    hidden: torch.Tensor | None = None  # the talker's last hidden state, [1, 1, H]
+    seen: torch.Tensor | None = None  # codebook-0 tokens generated so far, bool [V]
+    sampled: int = 0  # codebook-0 tokens sampled
+    frames: int = 0  # frames generated
+    pending: list[torch.Tensor] = field(default_factory=list)  # frames not yet decoded, each [16]
+    chunks: int = 0  # chunks delivered for this segment
+    finished: bool = False  # end of speech or budget reached: no more frames
+    batch_max: int = 1
+    queued_ms: float = 0.0
+    load_ms: float = 0.0
+    started: float = 0.0  # perf_counter at prefill
+
+    def chunk_due(self, first_frames: int, frames: int) -> bool:
+        """Whether the pending frames make a chunk now: the stream's first chunk after
+        `first_frames`, every other after `frames`, and whatever is left at the end."""
+        if not self.pending:
+            return False
+        if self.finished:
+            return True
+        target = first_frames if self.segment == 0 and self.chunks == 0 else frames
+        return len(self.pending) >= target

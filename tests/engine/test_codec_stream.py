@@ -1,0 +1,79 @@
+"""The streaming codec decoder: audio decoded a few frames at a time, concatenated, equals the
+decode of the whole code sequence, for every chunk size, past the transformer's window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from server.engine.codec import StreamingDecoder
+from server.engine.qwen import LoopLimits, QwenBackend
+
+FRAMES = 160  # over twice the codec transformer's window of 72 frames
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def decoder(custom_voice_dir: Path) -> Iterator[Any]:
+    backend = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LoopLimits(max_batch=1, max_length=256))
+    yield backend.codec_decoder
+    backend.release()
+
+
+def random_codes(frames: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 2048, (frames, 16), generator=torch.Generator().manual_seed(seed))
+
+
+def test_dev_codec_keeps_the_released_causal_layout(decoder: Any) -> None:
+    """Otherwise equality here would prove nothing about the real codec."""
+    config = decoder.config
+    assert config.sliding_window == 72
+    assert set(config.layer_types) == {"sliding_attention"}
+    assert list(config.upsample_rates) == [8, 5, 4, 3]
+    assert list(config.upsampling_ratios) == [2, 2]
+    assert int(decoder.total_upsample) == 1920
+    assert decoder.pre_conv.padding == 2  # kernel 3, left padding only
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 10, 37])
+def test_streamed_audio_equals_the_whole_decode(decoder: Any, chunk: int) -> None:
+    codes = random_codes(FRAMES, seed=chunk)
+    with torch.inference_mode():
+        whole = decoder(codes.T.unsqueeze(0)).clamp(-1, 1)[0, 0]
+        stream = StreamingDecoder(decoder)
+        parts = [stream.decode(codes[i : i + chunk]) for i in range(0, FRAMES, chunk)]
+    streamed = torch.cat(parts)
+    assert streamed.shape == whole.shape == (FRAMES * 1920,)
+    assert float((streamed - whole).abs().max()) <= TOLERANCE
+    assert float(whole.abs().max()) > 0.01  # not silence
+
+
+def test_a_schedule_of_growing_chunks_equals_the_whole_decode(decoder: Any) -> None:
+    codes = random_codes(FRAMES, seed=99)
+    sizes = [2, 10, 10, 25]
+    with torch.inference_mode():
+        whole = decoder(codes.T.unsqueeze(0)).clamp(-1, 1)[0, 0]
+        stream = StreamingDecoder(decoder)
+        parts, start = [], 0
+        while start < FRAMES:
+            size = sizes[min(len(parts), len(sizes) - 1)]
+            parts.append(stream.decode(codes[start : start + size]))
+            start += size
+    assert float((torch.cat(parts) - whole).abs().max()) <= TOLERANCE
+
+
+def test_skipped_reference_frames_leave_the_rest_exact(decoder: Any) -> None:
+    """ICL cloning: the reference's codes go through first and only the new audio is kept,
+    cut at exactly reference_frames x 1920 samples."""
+    codes = random_codes(FRAMES, seed=5)
+    reference = 90
+    with torch.inference_mode():
+        whole = decoder(codes.T.unsqueeze(0)).clamp(-1, 1)[0, 0]
+        stream = StreamingDecoder(decoder)
+        stream.skip(codes[:reference])
+        rest = torch.cat([stream.decode(codes[i : i + 4]) for i in range(reference, FRAMES, 4)])
+    assert float((rest - whole[reference * 1920 :]).abs().max()) <= TOLERANCE

@@ -1,0 +1,212 @@
+"""The server's own frame loop against the package's `generate`, on the real dev checkpoints:
+with greedy decoding and with a fixed seed at batch 1, every codec code is equal, for preset
+speakers with and without an instruction, cloned voices in ICL and x-vector mode, and two
+languages. The package stays here as the reference; serving never calls its generate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
+from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.sequence import JobStream
+from tests.support.reference import tone
+
+LIMITS = LoopLimits(max_batch=4, max_length=1024)
+TEXT_EN = "The frame loop must say exactly what the package says."
+TEXT_ZH = "帧循环必须和软件包说的完全一样。"
+
+
+@pytest.fixture(scope="module")
+def custom_voice(custom_voice_dir: Path) -> Iterator[QwenBackend]:
+    backend = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LIMITS)
+    yield backend
+    backend.release()
+
+
+@pytest.fixture(scope="module")
+def base(base_dir: Path) -> Iterator[QwenBackend]:
+    backend = QwenBackend.load(str(base_dir), "cpu", limits=LIMITS)
+    yield backend
+    backend.release()
+
+
+def package_codes(backend: QwenBackend, call: str, seed: int | None, **kwargs: Any) -> torch.Tensor:
+    """The codes the package's own generate produces (its decode is not needed here)."""
+    wrapper = backend._model
+    captured: list[torch.Tensor] = []
+    original = wrapper.model.generate
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        out = original(*args, **kw)
+        captured.append(out[0][0])
+        return out
+
+    wrapper.model.generate = spy
+    try:
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            getattr(wrapper, call)(**kwargs)
+    finally:
+        wrapper.model.generate = original
+    return captured[0]
+
+
+def loop_codes(backend: QwenBackend, job: SynthesisJob) -> torch.Tensor:
+    """The codes of the job's first segment from the server's batch code, stepped alone."""
+    stream = JobStream(job, 600, asyncio.new_event_loop(), max_ahead=10**9)
+    batch = backend.batch
+    with torch.inference_mode():
+        sequence = batch.start(stream, 0.0, backend.row_sampling(job.sampling))
+        while not sequence.finished:
+            batch.step()
+        codes = torch.stack(sequence.pending)
+        batch.remove(sequence)
+    return codes
+
+
+def sampling_kwargs(greedy: bool) -> dict[str, Any]:
+    return {"do_sample": False, "subtalker_dosample": False} if greedy else {}
+
+
+MODES = [pytest.param(True, None, id="greedy"), pytest.param(False, 7, id="seeded")]
+
+
+@pytest.mark.parametrize(("greedy", "seed"), MODES)
+@pytest.mark.parametrize(
+    ("text", "language", "speaker", "instruct"),
+    [
+        (TEXT_EN, "English", "Vivian", None),
+        (TEXT_ZH, "Chinese", "Dylan", None),  # a dialect speaker: the language id is remapped
+        (TEXT_EN, "Auto", "Ryan", "Speak slowly and calmly."),
+    ],
+)
+def test_preset_voice_codes_equal_the_package(
+    custom_voice: QwenBackend,
+    greedy: bool,
+    seed: int | None,
+    text: str,
+    language: str,
+    speaker: str,
+    instruct: str | None,
+) -> None:
+    assert custom_voice.honours_instruct  # the tiny checkpoint is not a 0.6B one: instruct is used
+    expected = package_codes(
+        custom_voice,
+        "generate_custom_voice",
+        seed,
+        text=text,
+        speaker=speaker,
+        language=language,
+        instruct=instruct,
+        max_new_tokens=256,
+        **sampling_kwargs(greedy),
+    )
+    job = SynthesisJob(
+        slot="custom_voice",
+        segments=(text,),
+        language=language,
+        token_cap=256,
+        speaker=speaker,
+        instruct=instruct,
+        seed=seed,
+        sampling=SamplingParams(temperature=0 if greedy else None),
+    )
+    actual = loop_codes(custom_voice, job)
+    assert actual.shape[0] > 4
+    assert torch.equal(actual, expected)
+
+
+@pytest.mark.parametrize(("greedy", "seed"), MODES)
+@pytest.mark.parametrize("mode", ["icl", "x_vector"])
+def test_cloned_voice_codes_equal_the_package(base: QwenBackend, greedy: bool, seed: int | None, mode: str) -> None:
+    reference = (tone(2.0, 24_000, seed=4)[:, 0], 24_000)
+    ref_text = "A short reference transcript." if mode == "icl" else None
+    prompt = base.clone_prompt(CloneVoice(reference=reference, ref_text=ref_text))
+    expected = package_codes(
+        base,
+        "generate_voice_clone",
+        seed,
+        text=TEXT_EN,
+        language="English",
+        voice_clone_prompt=prompt,
+        max_new_tokens=256,
+        **sampling_kwargs(greedy),
+    )
+    job = SynthesisJob(
+        slot="base",
+        segments=(TEXT_EN,),
+        language="English",
+        token_cap=256,
+        clone=CloneVoice(prompt=prompt),
+        seed=seed,
+        sampling=SamplingParams(temperature=0 if greedy else None),
+    )
+    assert torch.equal(loop_codes(base, job), expected)
+
+
+def test_token_budget_ends_the_segment_like_the_package(custom_voice: QwenBackend) -> None:
+    # max_new_tokens counts sampled tokens; the last sampled one never becomes a frame.
+    expected = package_codes(
+        custom_voice, "generate_custom_voice", 3, text=TEXT_EN, speaker="Vivian", language="English", max_new_tokens=6
+    )
+    job = SynthesisJob(
+        slot="custom_voice", segments=(TEXT_EN,), language="English", token_cap=6, speaker="Vivian", seed=3
+    )
+    actual = loop_codes(custom_voice, job)
+    assert actual.shape[0] == 5
+    assert torch.equal(actual, expected)
+
+
+def test_request_sampling_fields_equal_the_package_with_the_same_values(custom_voice: QwenBackend) -> None:
+    fields = SamplingParams(temperature=1.3, top_k=9, top_p=0.8, repetition_penalty=1.4)
+    expected = package_codes(
+        custom_voice,
+        "generate_custom_voice",
+        11,
+        text=TEXT_EN,
+        speaker="Serena",
+        language="English",
+        max_new_tokens=256,
+        temperature=1.3,
+        subtalker_temperature=1.3,
+        top_k=9,
+        subtalker_top_k=9,
+        top_p=0.8,
+        subtalker_top_p=0.8,
+        repetition_penalty=1.4,
+    )
+    job = SynthesisJob(
+        slot="custom_voice",
+        segments=(TEXT_EN,),
+        language="English",
+        token_cap=256,
+        speaker="Serena",
+        seed=11,
+        sampling=fields,
+    )
+    assert torch.equal(loop_codes(custom_voice, job), expected)
+
+
+def test_unknown_speaker_is_refused_with_the_package_message(custom_voice: QwenBackend) -> None:
+    from server.engine.errors import InvalidSynthesisInput
+
+    job = SynthesisJob(slot="custom_voice", segments=("Hi.",), language="English", token_cap=16, speaker="Nobody")
+    with pytest.raises(InvalidSynthesisInput, match="Unsupported speakers"):
+        loop_codes(custom_voice, job)
+    assert custom_voice.batch.rows == []
+
+
+def test_codes_are_plain_integers_in_codebook_range(custom_voice: QwenBackend) -> None:
+    job = SynthesisJob(slot="custom_voice", segments=(TEXT_EN,), language="English", token_cap=64, speaker="Aiden")
+    codes = loop_codes(custom_voice, job).numpy()
+    assert codes.shape[1] == 16
+    assert np.all((codes >= 0) & (codes < 2048))

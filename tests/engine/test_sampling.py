@@ -1,0 +1,99 @@
+"""Per-row sampling against transformers' own logits processors and torch.multinomial: each
+row of a mixed batch gets exactly what the package's generate would give it alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    MinNewTokensLengthLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from server.engine.sampling import StageBatch, StageSampling, draw, process_first_codebook
+
+VOCAB = 3072
+EOS = 2150
+SUPPRESSED = [i for i in range(VOCAB - 1024, VOCAB) if i != EOS]
+
+ROWS = [
+    # (do_sample, temperature, top_k, top_p, repetition_penalty, generated so far)
+    (True, 0.9, 50, 1.0, 1.05, [5, 17, 17, 900]),
+    (True, 1.3, 0, 0.8, 1.0, [3]),
+    (False, 1.0, 50, 1.0, 1.4, [1, 2, 3, 4, 5]),
+    (True, 0.5, 7, 0.95, 2.0, []),
+    (True, 1.0, 1, 1.0, 1.05, [8, 8]),
+]
+
+
+def reference(logits: torch.Tensor, row: tuple[bool, float, int, float, float, list[int]], seed: int) -> int:
+    """What transformers' _sample picks for this row alone."""
+    do_sample, temperature, top_k, top_p, penalty, generated = row
+    ids = torch.tensor([generated], dtype=torch.long)
+    processors = LogitsProcessorList()
+    if penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(penalty))
+    processors.append(MinNewTokensLengthLogitsProcessor(0, 2, EOS))
+    processors.append(SuppressTokensLogitsProcessor(SUPPRESSED))
+    if do_sample:
+        if temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(temperature))
+        if top_k != 0:
+            processors.append(TopKLogitsWarper(top_k))
+        if top_p < 1.0:
+            processors.append(TopPLogitsWarper(top_p))
+    scores = processors(ids, logits.clone().unsqueeze(0))
+    if not do_sample:
+        return int(scores.argmax(dim=-1))
+    generator = torch.Generator().manual_seed(seed)
+    return int(torch.multinomial(scores.softmax(dim=-1), 1, generator=generator))
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_each_row_matches_transformers_alone(trial: int) -> None:
+    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(trial)) * 3
+    seen = torch.zeros(len(ROWS), VOCAB, dtype=torch.bool)
+    for i, row in enumerate(ROWS):
+        seen[i, row[5]] = True
+    penalty = torch.tensor([[row[4]] for row in ROWS])
+    generated = torch.tensor([len(row[5]) for row in ROWS])
+    processed = process_first_codebook(logits, seen, penalty, generated, EOS, torch.tensor(SUPPRESSED))
+    stage = StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+    seeds = [100 * trial + i for i in range(len(ROWS))]
+    tokens = draw(processed, stage, [torch.Generator().manual_seed(s) for s in seeds])
+    expected = [reference(logits[i], row, seeds[i]) for i, row in enumerate(ROWS)]
+    assert tokens.tolist() == expected
+
+
+def test_end_of_speech_is_banned_for_the_first_two_tokens() -> None:
+    logits = torch.zeros(2, VOCAB)
+    logits[:, EOS] = 100.0
+    seen = torch.zeros(2, VOCAB, dtype=torch.bool)
+    penalty = torch.ones(2, 1)
+    processed = process_first_codebook(logits, seen, penalty, torch.tensor([1, 2]), EOS, torch.tensor(SUPPRESSED))
+    greedy = StageBatch.of([StageSampling(False, 1.0, 0, 1.0)] * 2, torch.device("cpu"))
+    first, third = draw(processed, greedy, [None, None]).tolist()
+    assert first != EOS
+    assert third == EOS
+
+
+def test_suppressed_control_ids_are_never_drawn() -> None:
+    logits = torch.zeros(1, VOCAB)
+    logits[0, SUPPRESSED] = 50.0
+    processed = process_first_codebook(
+        logits,
+        torch.zeros(1, VOCAB, dtype=torch.bool),
+        torch.ones(1, 1),
+        torch.tensor([5]),
+        EOS,
+        torch.tensor(SUPPRESSED),
+    )
+    stage = StageBatch.of([StageSampling(True, 2.0, 0, 1.0)], torch.device("cpu"))
+    for seed in range(20):
+        token = int(draw(processed, stage, [torch.Generator().manual_seed(seed)]))
+        assert token not in SUPPRESSED
