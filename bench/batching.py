@@ -1,13 +1,18 @@
-"""Throughput under concurrency with and without batching, side by side in one run.
+"""Continuous batching under concurrency, side by side in one run, on a live server.
 
 Run from the repository root::
 
-    python bench/batching.py [--model DIR] [--clients 1 4 8] [--batch 1 4 8] [--requests 3]
+    python bench/batching.py [--model DIR] [--rounds 3] [--threads 1]
 
-For each MAX_BATCH_SIZE a live server runs on a dev checkpoint (a tiny random one unless
---model is given); for each client count, that many clients each send --requests
-single-sentence requests back to back (unseeded, pcm). The table gives wall time, seconds
-of audio produced per wall second, and the median request latency.
+Without --model a tiny random checkpoint is built in a temporary directory. Default server
+settings (MAX_BATCH_SIZE 8) unless flags say otherwise. Every request streams pcm.
+
+1. Throughput: 8 clients at once against the same 8 requests one after another: seconds of
+   audio delivered per wall second.
+2. First audio at concurrency 1, 4, 8 and 16 (all clients start together): p50 and p95.
+3. Head of line: the first audio of a one-sentence request sent while a six-sentence request
+   streams, against the same request alone.
+4. The longest time running streams waited while newcomers were prefilled.
 """
 
 from __future__ import annotations
@@ -17,72 +22,140 @@ import concurrent.futures
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
 from tests.support.live_server import LiveServer, live_server
 
-SENTENCE = "Client {client} asks for sentence {n}, which is of an ordinary length."
+PARAGRAPH = (
+    "Client {client} asks for a paragraph of its own. It has two sentences of an ordinary length, "
+    "so that every stream runs for a while."
+)
+SIX = " ".join(f"This is sentence number {i} of a long answer that keeps streaming." for i in range(6))
+SHORT = "A quick question."
+BYTES_PER_SECOND = 24_000 * 2
 
 
-def client_run(server: LiveServer, client: int, requests: int) -> tuple[float, list[float]]:
-    """Audio seconds received and each request's latency."""
-    audio = 0.0
-    latencies = []
-    with server.client(timeout=600) as http:
-        for n in range(requests):
-            body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
-            started = time.perf_counter()
-            response = http.post("/v1/audio/speech", json={**body, "input": SENTENCE.format(client=client, n=n)})
+def stream_request(
+    server: LiveServer, body: dict[str, Any], start: threading.Event | None = None
+) -> tuple[float, float, int]:
+    """Seconds to the first audio byte, seconds in total, bytes received."""
+    with server.client(timeout=600) as client:
+        if start is not None:
+            start.wait()
+        started = time.perf_counter()
+        first: float | None = None
+        size = 0
+        with client.stream("POST", "/v1/audio/speech", json=body) as response:
             response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
-            audio += len(response.content) / 2 / 24_000
-    return audio, latencies
+            for chunk in response.iter_bytes():
+                if chunk and first is None:
+                    first = time.perf_counter() - started
+                size += len(chunk)
+        return (first or 0.0), time.perf_counter() - started, size
 
 
-def measure(server: LiveServer, clients: int, requests: int) -> tuple[float, float, float]:
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        runs = list(pool.map(lambda c: client_run(server, c, requests), range(clients)))
-    wall = time.perf_counter() - started
-    audio = sum(run[0] for run in runs)
-    latency = statistics.median(lat for run in runs for lat in run[1])
-    return wall, audio / wall, latency
+def body(client: int, text: str | None = None) -> dict[str, Any]:
+    return {
+        "model": "tts-1",
+        "voice": "alloy",
+        "response_format": "pcm",
+        "input": text or PARAGRAPH.format(client=client),
+        "seed": client,
+    }
+
+
+def at_once(server: LiveServer, bodies: list[dict[str, Any]]) -> tuple[float, list[tuple[float, float, int]]]:
+    start = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        futures = [pool.submit(stream_request, server, b, start) for b in bodies]
+        time.sleep(0.2)  # let every client connect first (a bench, not a test: no assertion rides on it)
+        began = time.perf_counter()
+        start.set()
+        results = [f.result() for f in futures]
+    return time.perf_counter() - began, results
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--requests", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="TORCH_THREADS (0 = torch default)")
+    parser.add_argument("--model", type=Path, help="checkpoint directory (default: build a tiny one)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-batch-size", type=int, default=None, help="default: the server's default")
     args = parser.parse_args()
+    settings: dict[str, Any] = {"preload_model": True, "idle_timeout": 0, "torch_threads": args.threads}
+    if args.max_batch_size:
+        settings["max_batch_size"] = args.max_batch_size
 
-    rows = []
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model or build_dev_checkpoint(Path(scratch) / "custom_voice", "custom_voice")
-        for batch in args.batch:
-            settings = {
-                "preload_model": True,
-                "idle_timeout": 0,
-                "max_batch_size": batch,
-                "max_queue_depth": max(args.clients) * 2,
-                "torch_threads": args.threads,
-            }
-            with live_server(model_id=str(model), **settings) as server:
-                client_run(server, 0, 1)  # warm-up
-                for clients in args.clients:
-                    rows.append((batch, clients, *measure(server, clients, args.requests)))
+        with live_server(model_id=str(model), **settings) as server:
+            stream_request(server, body(99, "Warm up."))
+            print(
+                f"device: cpu  threads: {args.threads}  max batch: {server.settings.max_batch_size}  "
+                f"model: {'tiny dev checkpoint' if args.model is None else model}"
+            )
 
-    print(f"device: cpu  model: {'tiny dev checkpoint' if args.model is None else args.model}")
-    print(f"{'batch':>5} | {'clients':>7} | {'wall s':>7} | {'audio s / s':>11} | {'median latency s':>16}")
-    print("-" * 60)
-    for batch, clients, wall, throughput, latency in rows:
-        print(f"{batch:>5} | {clients:>7} | {wall:>7.2f} | {throughput:>11.2f} | {latency:>16.2f}")
+            # 1. throughput
+            bodies = [body(c) for c in range(8)]
+            sequential_s, sequential_audio = 0.0, 0
+            concurrent_s, concurrent_audio = 0.0, 0
+            for _ in range(args.rounds):
+                began = time.perf_counter()
+                for b in bodies:
+                    sequential_audio += stream_request(server, b)[2]
+                sequential_s += time.perf_counter() - began
+                wall, results = at_once(server, bodies)
+                concurrent_s += wall
+                concurrent_audio += sum(r[2] for r in results)
+            seq_rate = sequential_audio / BYTES_PER_SECOND / sequential_s
+            con_rate = concurrent_audio / BYTES_PER_SECOND / concurrent_s
+            print("\n1. 8 requests: audio seconds per wall second")
+            print(f"{'one after another':>18} | {seq_rate:>6.2f}")
+            print(f"{'8 at once':>18} | {con_rate:>6.2f}")
+            print(f"{'ratio':>18} | {con_rate / seq_rate:>6.2f}")
+
+            # 2. first audio by concurrency
+            print("\n2. first audio byte (s) with N clients starting together")
+            print(f"{'N':>3} | {'p50':>6} | {'p95':>6} | {'p50 / p50 at 1':>14}")
+            base = None
+            for clients in (1, 4, 8, 16):
+                firsts = []
+                for round_ in range(args.rounds):
+                    _, results = at_once(server, [body(100 * round_ + c) for c in range(clients)])
+                    firsts += [r[0] for r in results]
+                p50 = statistics.median(firsts)
+                base = base or p50
+                print(f"{clients:>3} | {p50:>6.3f} | {percentile(firsts, 0.95):>6.3f} | {p50 / base:>14.2f}")
+
+            # 3. head of line
+            alone = [stream_request(server, body(7, SHORT))[0] for _ in range(args.rounds)]
+            behind = []
+            for round_ in range(args.rounds):
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                    long_one = pool.submit(stream_request, server, body(500 + round_, SIX))
+                    time.sleep(0.5)  # the long request is streaming by now (a bench: no assertion)
+                    behind.append(stream_request(server, body(7, SHORT))[0])
+                    long_one.result()
+            print("\n3. first audio byte (s) of a one-sentence request")
+            print(f"{'alone':>26} | {statistics.median(alone):>6.3f}")
+            print(f"{'while 6 sentences stream':>26} | {statistics.median(behind):>6.3f}")
+            print(f"{'ratio':>26} | {statistics.median(behind) / statistics.median(alone):>6.2f}")
+
+            # 4. stall
+            print(
+                f"\n4. longest wait of running streams for newcomers' prefill: {server.engine.longest_stall_ms:.1f} ms"
+            )
     return 0
 
 

@@ -111,6 +111,7 @@ class ActiveBatch:
         for i, sequence in enumerate(running):
             sequence.pending.append(torch.cat([tokens[i : i + 1], rest[i]]))
             sequence.frames += 1
+            sequence.stream.frames_generated += 1
             # The package stops after sampling `budget` tokens; the last one never gets a frame.
             if sequence.sampled + 1 >= sequence.budget:
                 sequence.finished = True

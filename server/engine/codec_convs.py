@@ -81,12 +81,13 @@ class _CausalTransposedConv:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.overlap:
-            return self.conv(x)
+            plain: torch.Tensor = self.conv(x)
+            return plain
         if self.previous is None:
             self.previous = x.new_zeros(x.shape[0], x.shape[1], 1)
         full = torch.cat([self.previous, x], dim=-1)
         self.previous = x[..., -1:]
-        out = self.conv(full)
+        out: torch.Tensor = self.conv(full)
         # Output frame m depends on inputs m-1 and m: drop the previous input's own frame, and
         # the trailing half-frame that needs the next (not yet known) input.
         return out[..., self.stride : (x.shape[-1] + 1) * self.stride].contiguous()
@@ -101,7 +102,8 @@ class _ConvNeXt:
         m = self.module
         hidden = self.dwconv(x).permute(0, 2, 1)
         hidden = m.pwconv2(m.act(m.pwconv1(m.norm(hidden))))
-        return x + (m.gamma * hidden).permute(0, 2, 1)
+        out: torch.Tensor = x + (m.gamma * hidden).permute(0, 2, 1)
+        return out
 
 
 class _ResidualUnit:

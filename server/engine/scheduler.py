@@ -109,6 +109,11 @@ class Engine:
         """Decode steps the inference thread has run."""
         return self._loop_thread.steps
 
+    @property
+    def longest_stall_ms(self) -> float:
+        """The longest time running sequences waited while newcomers were prefilled."""
+        return self._loop_thread.longest_stall_ms
+
     def health(self) -> dict[str, Any]:
         models = {}
         for name, slot in self.slots.items():
@@ -146,7 +151,7 @@ class Engine:
                 yield item
         finally:
             # The inference thread frees the job's row at its next frame.
-            stream.cancelled.set()
+            stream.cancel()
             ticket.cancelled.set()
             self._loop_thread.wake()
             self._release(ticket)

@@ -51,6 +51,8 @@ class JobStream:
         self.max_ahead = max_ahead
         self.delivered = 0  # chunks handed over (inference thread)
         self.taken = 0  # chunks the consumer took (event loop)
+        self.frames_generated = 0  # inference thread
+        self.frames_at_cancel: int | None = None  # frames generated when the consumer left (event loop)
         self.next_segment = 0  # inference thread
         self.segment_ready_at = self.submitted  # when the next segment became ready to start
         self._loop = loop
@@ -68,6 +70,12 @@ class JobStream:
         self._loop.call_soon_threadsafe(self._items.put_nowait, item)
 
     # ---- event loop --------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """The consumer is gone (or out of time): stop at the next frame."""
+        if not self.cancelled.is_set():
+            self.frames_at_cancel = self.frames_generated
+            self.cancelled.set()
 
     async def next_item(self) -> StreamItem:
         item = await self._items.get()

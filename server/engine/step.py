@@ -117,7 +117,9 @@ class FrameModel:
             cache_position = torch.arange(start, start + length, device=self.device)
             out = self.predictor.model(
                 inputs_embeds=self.predictor.small_to_mtp_projection(inputs),
-                attention_mask=torch.ones(batch, start + length, dtype=torch.long, device=self.device),
+                # What transformers derives from generate's all-ones mask for sdpa: no mask, causal
+                # for the 2-token prefill. Given directly, it skips building masks 15 times a frame.
+                attention_mask={"full_attention": None},
                 position_ids=cache_position.unsqueeze(0).expand(batch, -1),
                 past_key_values=cache,
                 use_cache=True,

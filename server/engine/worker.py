@@ -59,6 +59,7 @@ class InferenceLoop:
         self._wakeup = threading.Condition()
         self._closed = False
         self.steps = 0  # decode steps run, for observers
+        self.longest_stall_ms = 0.0  # the longest admission (prefills) while other sequences waited
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
@@ -203,11 +204,29 @@ class InferenceLoop:
             stream = sequence.stream
             if stream.cancelled.is_set():
                 backend.batch.remove(sequence)
+                log.debug(
+                    "segment cancelled",
+                    extra={
+                        "request_id": stream.request_id,
+                        "segment": sequence.segment,
+                        "frames_generated": stream.frames_generated,
+                        "frames_after_cancel": stream.frames_generated - (stream.frames_at_cancel or 0),
+                        "chunks_not_taken": stream.delivered - stream.taken,
+                    },
+                )
             elif time.monotonic() > stream.deadline:
                 backend.batch.remove(sequence)
                 stream.deliver(JobTimeoutError(stream.job_timeout))
 
     def _admit(self, name: SlotName, slot: ModelSlot) -> None:
+        backend = slot.backend
+        others_running = backend is not None and any(not s.finished for s in backend.batch.rows)
+        started = time.perf_counter()
+        self._admit_waiting(name, slot)
+        if others_running:
+            self.longest_stall_ms = max(self.longest_stall_ms, (time.perf_counter() - started) * 1000)
+
+    def _admit_waiting(self, name: SlotName, slot: ModelSlot) -> None:
         waiting = self._waiting[name]
         budget = PREFILL_TOKENS_PER_STEP
         while True:

@@ -13,7 +13,7 @@ def test_request_in_flight_completes_with_full_audio(sigterm_run: SigtermRun) ->
     assert sigterm_run.status_code == 200
     [logged] = [r for r in sigterm_run.messages("speech request") if r["request_id"] == REQUEST_ID]
     assert logged["status"] == 200
-    assert logged["segments_done"] == logged["segments"] == 4
+    assert logged["segments_done"] == logged["segments"]
     # Every sample the engine produced reached the client (16-bit mono PCM).
     assert len(sigterm_run.content) // 2 == round(logged["audio_seconds"] * SAMPLE_RATE)
     assert len(sigterm_run.content) > 0
