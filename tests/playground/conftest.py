@@ -39,7 +39,7 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def playground_server(
     custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:

@@ -149,8 +149,11 @@ async function speak(overrides = {}, note = "") {
   $("download").disabled = true;
   try {
     await speaker.speak(body, $("stream-mode").value);
-    if ($("result").dataset.instructionsIgnored === "true")
-      $("result-note").textContent = `${note ? note + " · " : ""}The server reported the instructions as ignored.`;
+    const notes = note ? [note] : [];
+    if ($("result").dataset.instructionsIgnored === "true") notes.push("The server reported the instructions as ignored.");
+    if (context && context.state !== "running")
+      notes.push("The browser's audio output is not running (no output device?): download the audio instead.");
+    $("result-note").textContent = notes.join(" · ");
   } catch (error) {
     showError(error);
   } finally {

@@ -46,8 +46,8 @@ export class Voices {
 
   // How the server's logs label a voice ("saved:<id>" for saved ones), as a person would.
   label(logged) {
-    const id = logged.startsWith("saved:") ? logged.slice(6) : null;
-    if (id === null) return logged;
+    if (!logged.startsWith("saved:")) return logged.replace("->", " → ");
+    const id = logged.slice("saved:".length);
     return this.saved.find((voice) => voice.id === id)?.name ?? "saved voice";
   }
 
