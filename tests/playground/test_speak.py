@@ -129,3 +129,42 @@ def test_api_errors_show_the_servers_message(page: webdriver.Chrome) -> None:
     by_id(page, "text").send_keys(Keys.CONTROL, Keys.ENTER)  # the keyboard shortcut speaks too
     wait_for(page, lambda d: "temperature" in by_id(d, "error").text)
     assert "less than or equal to 2" in error.text
+
+
+def test_stop_ends_the_stream_and_the_server_stops_working(
+    page: webdriver.Chrome, playground_server: LiveServer
+) -> None:
+    text = " ".join(f"Sentence {i} goes on for a while." for i in range(30))
+    fill(page, "text", text)
+    by_id(page, "speak").click()
+    result = by_id(page, "result")
+    wait_for(page, lambda d: data(result, "ttfa-ms") != "" or data(result, "state") != "speaking")
+    by_id(page, "stop").click()
+    wait_for(page, lambda d: data(result, "state") != "speaking")
+    assert data(result, "state") == "stopped"
+    assert not by_id(page, "error").is_displayed()
+    request_id = data(result, "request-id")
+    # The server notices the closed connection and logs the request as abandoned (499).
+    with playground_server.client() as client:
+        entry = wait_for(
+            page,
+            lambda d: next(
+                (e for e in client.get("/v1/requests/recent").json()["data"] if e["request_id"] == request_id), None
+            ),
+        )
+    assert entry["status"] == 499
+    assert entry["segments_done"] < entry["segments"] == 30
+    wait_for(page, lambda d: "499" in by_id(d, "recent").text)
+
+
+def test_the_character_count_warns_past_the_limit_and_the_server_refuses(page: webdriver.Chrome) -> None:
+    page.execute_script(
+        "const text = document.getElementById('text');"
+        "text.value = 'a'.repeat(4097); text.dispatchEvent(new Event('input'));"
+    )
+    counter = by_id(page, "char-count")
+    assert counter.text == "4,097 / 4,096"
+    assert "over" in counter.get_attribute("class")
+    by_id(page, "speak").click()
+    wait_for(page, lambda d: data(by_id(d, "result"), "state") == "error")
+    assert "at most 4096 characters" in by_id(page, "error").text
