@@ -11,6 +11,7 @@ holds one unit of queue depth until its consumer finishes, on every path.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -90,10 +91,13 @@ class Engine:
         self._idle_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the event loop the engine serves, set at start
+        self.idle_sweeps = 0  # passes of the idle unloader, so observers can wait for one to happen
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self, preload: tuple[SlotName, ...] = ()) -> None:
+        self.loop = asyncio.get_running_loop()
         if self.limits.idle_timeout > 0:
             self._idle_task = asyncio.create_task(self._unload_idle_models(), name="idle-unload")
         # Importing the model package costs ~10 s of CPU; do it now, in the background on the
@@ -199,8 +203,13 @@ class Engine:
         if self._depth == 0:
             self._drained.set()
 
+    def call_on_thread(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run `fn` on the inference thread after what is queued before it, without taking a
+        queue slot; callable from any thread. While it runs, no model work happens."""
+        return self._worker.call(fn)
+
     def _run_on_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.wrap_future(self._worker.call(functools.partial(fn, *args)))
+        return asyncio.wrap_future(self.call_on_thread(functools.partial(fn, *args)))
 
     def _submit_segment(self, job: SynthesisJob, index: int, ticket: _Ticket) -> asyncio.Future[SegmentAudio]:
         return asyncio.wrap_future(self._worker.submit(_SegmentWork(job, index, ticket, time.perf_counter())))
@@ -267,6 +276,7 @@ class Engine:
         period = min(1.0, self.limits.idle_timeout / 4)
         while True:
             await asyncio.sleep(period)
+            self.idle_sweeps += 1
             for slot in self.slots.values():
                 if slot.is_idle(self.limits.idle_timeout):
                     await self._run_on_thread(self._unload_if_still_idle, slot)

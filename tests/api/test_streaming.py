@@ -1,11 +1,10 @@
 """Streaming with real clients on the live server: chunked audio in every format, OpenAI's
-SSE events, the sentence SSE endpoint, disconnects and idle unload mid-stream."""
+SSE events, the sentence SSE endpoint, disconnects and failures mid-stream."""
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from tests.support.audio import decode_any, decode_pcm16
+from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, live_server
 
 THREE = "First sentence here. Second one follows. And the third ends it."
@@ -93,18 +93,20 @@ def test_streamed_bytes_decode_like_the_whole_file(server: LiveServer, fmt: str)
 def test_sdk_streaming_response_gets_audio_before_the_last_sentence_is_done(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
     text = " ".join(f"This is sentence number {i}." for i in range(6))
-    arrivals: list[float] = []
+    chunks = 0
     with client.audio.speech.with_streaming_response.create(
         model="tts-1", voice="nova", input=text, response_format="pcm", extra_headers={"X-Request-ID": "stream-sdk-1"}
     ) as response:
         for chunk in response.iter_bytes():
-            if chunk:
-                arrivals.append(time.time())
-    assert len(arrivals) > 1
-    segments = request_log.segments("stream-sdk-1")
-    assert [r.segment for r in segments] == list(range(6))
-    # The server's own record of finishing the last sentence comes after the client already had audio.
-    assert arrivals[0] < segments[-1].created
+            if chunk and chunks == 0:
+                # Freeze the engine the moment the first audio is in hand: what it had
+                # synthesised by then is fixed, and must not be the whole input.
+                with inference_held(server):
+                    done_at_first_audio = len(request_log.segments("stream-sdk-1"))
+            chunks += 1 if chunk else 0
+    assert chunks > 1
+    assert done_at_first_audio < 6
+    assert [r.segment for r in request_log.segments("stream-sdk-1")] == list(range(6))
 
 
 def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
@@ -118,8 +120,8 @@ def test_disconnect_stops_synthesis_and_frees_the_queue(server: LiveServer, requ
         next(r.iter_raw())
     line = request_log.wait_for_request("gone-1")
     assert line["status"] == 499
-    assert line["segments"] == 10
-    assert line["segments_done"] <= 2
+    # The work stopped early (how early, in frames, is measured by bench/streaming.py).
+    assert line["segments_done"] < line["segments"] == 10
     assert server.health()["queue_depth"] == 0
     with server.client() as client:
         assert client.post("/v1/audio/speech", json={**BODY, "response_format": "pcm"}).status_code == 200
@@ -133,7 +135,7 @@ def test_sse_disconnect_stops_synthesis(server: LiveServer, request_log) -> None
     ):
         next(source.iter_sse())
     line = request_log.wait_for_request("gone-sse")
-    assert line["segments_done"] <= 2 < line["segments"]
+    assert line["segments_done"] < line["segments"] == 10
     assert server.health()["queue_depth"] == 0
 
 
@@ -146,36 +148,31 @@ def test_bad_requests_fail_before_the_stream_opens(server: LiveServer) -> None:
 
 
 def test_failure_mid_stream_is_an_error_event(custom_voice_dir: Path) -> None:
+    """After the first audio the status is sent; a failure then (here the deadline, passed while
+    the inference thread is held) ends each kind of SSE stream with its error event."""
     text = " ".join(f"Sentence {i} goes on a while." for i in range(30))
-    with live_server(model_id=str(custom_voice_dir), preload_model=True, request_timeout=2.0, max_new_tokens=16) as srv:
-        sentence = events(srv, "/v1/audio/speech/stream", {**BODY, "input": text})
-        assert sentence[0] not in ("[DONE]",) and not sentence[0].startswith("[ERROR]")
-        assert sentence[-1].startswith("[ERROR]")
-        assert "within 2 s" in sentence[-1]
-        openai_sse = [
-            json.loads(d) for d in events(srv, "/v1/audio/speech", {**BODY, "input": text, "stream_format": "sse"})
-        ]
-        assert openai_sse[0]["type"] == "speech.audio.delta"
-        assert openai_sse[-1]["type"] == "speech.audio.error"
-        assert openai_sse[-1]["error"]["code"] == "timeout"
-        assert srv.health()["queue_depth"] == 0
-
-
-def test_no_idle_unload_during_a_stream_longer_than_the_idle_timeout(custom_voice_dir: Path) -> None:
-    text = " ".join(f"Sentence {i} goes on a while." for i in range(8))
-    with live_server(model_id=str(custom_voice_dir), idle_timeout=0.5, preload_model=True, max_new_tokens=24) as srv:
-        started = time.monotonic()
-        loaded_states = []
-        with (
-            srv.client() as client,
-            client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text, "response_format": "pcm"}) as r,
-        ):
-            for _ in r.iter_bytes():
-                loaded_states.append(srv.engine.slots["custom_voice"].backend is not None)
-                time.sleep(0.2)  # a slow reader keeps the stream open longer
-        assert time.monotonic() - started > 1.0
-        assert all(loaded_states)
-        assert srv.health()["models"]["custom_voice"]["unload_count"] == 0
+    with (
+        # Sentences of at most 3 frames: the first is done long before the deadline on any machine.
+        live_server(model_id=str(custom_voice_dir), preload_model=True, request_timeout=3.0, max_new_tokens=4) as srv,
+        srv.client() as client,
+    ):
+        for path, extra in (("/v1/audio/speech/stream", {}), ("/v1/audio/speech", {"stream_format": "sse"})):
+            with connect_sse(client, "POST", path, json={**BODY, **extra, "input": text}) as source:
+                assert source.response.status_code == 200
+                received = source.iter_sse()
+                first = next(received).data
+                with inference_held(srv):
+                    rest = [event.data for event in received]
+            assert not first.startswith("[")
+            if path == "/v1/audio/speech/stream":
+                assert rest[-1].startswith("[ERROR]")
+                assert "within 3 s" in rest[-1]
+            else:
+                assert json.loads(first)["type"] == "speech.audio.delta"
+                last = json.loads(rest[-1])
+                assert last["type"] == "speech.audio.error"
+                assert last["error"]["code"] == "timeout"
+            wait_until(lambda: srv.health()["queue_depth"] == 0)
 
 
 def test_stream_has_no_cache_headers(server: LiveServer) -> None:

@@ -4,6 +4,7 @@ do (so their audio stays repeatable), and one client leaving does not stop the o
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.audio import decode_pcm16
+from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 
 BODY = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
@@ -38,7 +40,12 @@ def concurrently(server: LiveServer, bodies: dict[str, dict[str, Any]]) -> dict[
 
 def test_concurrent_requests_share_model_calls(batching_server: LiveServer, request_log: RecordCollector) -> None:
     bodies = {f"batch-{i}": {**BODY, "input": f"Request {i} says its own sentence. And another."} for i in range(6)}
-    responses = concurrently(batching_server, bodies)
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        # All six wait together behind the held thread, so batching does not depend on timing.
+        with inference_held(batching_server):
+            futures = {rid: pool.submit(post, batching_server, rid, body) for rid, body in bodies.items()}
+            wait_until(lambda: batching_server.engine.depth == len(bodies))
+        responses = {rid: future.result() for rid, future in futures.items()}
     for response in responses.values():
         assert response.status_code == 200
         audio = decode_pcm16(response.content)
@@ -67,11 +74,15 @@ def test_one_client_leaving_does_not_stop_the_others(batching_server: LiveServer
     text = " ".join(f"Sentence {i} is spoken here." for i in range(4))
 
     def leave_early() -> None:
-        with (
-            batching_server.client(headers={"X-Request-ID": "leaver"}) as client,
-            client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text}) as response,
-        ):
-            next(response.iter_raw())
+        with contextlib.ExitStack() as held:
+            with (
+                batching_server.client(headers={"X-Request-ID": "leaver"}) as client,
+                client.stream("POST", "/v1/audio/speech", json={**BODY, "input": text}) as response,
+            ):
+                next(response.iter_raw())
+                # Leave while the engine is held, so the request cannot have finished first.
+                held.enter_context(inference_held(batching_server))
+            request_log.wait_for_request("leaver")
 
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         leaver = pool.submit(leave_early)

@@ -4,12 +4,12 @@ that move as real requests happen."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, live_server
 
 SPEECH = "/v1/audio/speech"
@@ -68,19 +68,20 @@ def test_speech_timings_audio_and_characters_are_observed(ops_server: LiveServer
 
 
 def test_queue_gauges_are_live(ops_server: LiveServer) -> None:
+    with ops_server.client() as client:  # the model is loaded (and stays: no idle unload here)
+        assert client.post(SPEECH, json={**BODY, "input": "Hi."}).status_code == 200
     body = {**BODY, "input": " ".join(f"Sentence {i} is here." for i in range(3))}
     thread = threading.Thread(target=lambda: httpx.post(ops_server.base_url + SPEECH, json=body, timeout=120))
-    thread.start()
-    seen: Samples = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and value(seen, "qwen3_tts_queue_depth") != 1:
+    with inference_held(ops_server):  # the request is admitted and cannot finish while we look
+        thread.start()
+        wait_until(lambda: ops_server.engine.depth == 1)
         seen = scrape(ops_server)
     thread.join()
     assert value(seen, "qwen3_tts_queue_depth") == 1
     assert value(seen, "qwen3_tts_in_flight_jobs", slot="custom_voice") == 1
     assert value(seen, "qwen3_tts_model_loaded", slot="custom_voice") == 1
+    wait_until(lambda: value(scrape(ops_server), "qwen3_tts_queue_depth") == 0)
     idle = scrape(ops_server)
-    assert value(idle, "qwen3_tts_queue_depth") == 0
     assert value(idle, "qwen3_tts_in_flight_jobs", slot="custom_voice") == 0
 
 
@@ -91,11 +92,8 @@ def test_model_load_and_idle_unload_are_counted(custom_voice_dir: Path) -> None:
         assert value(fresh, "qwen3_tts_model_loads_total", slot="custom_voice") == 0
         with server.client() as client:
             assert client.post(SPEECH, json={**BODY, "input": "Hi."}).status_code == 200
-        deadline = time.monotonic() + 20
+        wait_until(lambda: value(scrape(server), "qwen3_tts_model_loaded", slot="custom_voice") == 0)
         samples = scrape(server)
-        while time.monotonic() < deadline and value(samples, "qwen3_tts_model_loaded", slot="custom_voice") != 0:
-            time.sleep(0.1)
-            samples = scrape(server)
     assert value(samples, "qwen3_tts_model_loaded", slot="custom_voice") == 0
     assert value(samples, "qwen3_tts_model_loads_total", slot="custom_voice") == 1
     assert value(samples, "qwen3_tts_model_unloads_total", slot="custom_voice") == 1

@@ -105,7 +105,7 @@ class RecordCollector(logging.Handler):
                     found.append(fields)
         return found
 
-    def wait_for_request(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    def wait_for_request(self, request_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """The one request line of `request_id`, waiting for it: a stream's line is written
         when the server notices the stream has ended, a moment after the client leaves."""
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ ALLOWED_ORIGIN = "https://app.example.com"
 API_KEY = "sk-ops-test-secret-0123456789"
 SHUTDOWN_GRACE = 60.0  # generous: the test machines may be busy
 REQUEST_ID = "ops-sigterm-1"
-# Several sentences, one model call each: long enough to be in flight when SIGTERM lands.
+# Several sentences, streamed: SIGTERM is sent once the first audio has arrived.
 LONG_BODY = {
     "model": "tts-1",
     "voice": "Ryan",
@@ -37,7 +37,8 @@ LONG_BODY = {
 class SigtermRun:
     """What happened around one SIGTERM sent to a real server process."""
 
-    response: httpx.Response | None = None
+    status_code: int | None = None
+    content: bytes = b""
     request_error: BaseException | None = None
     sigterm_to_exit_s: float = 0.0
     exit_code: int | None = None
@@ -100,20 +101,31 @@ def run_through_sigterm(checkpoint: Path, log_path: Path) -> SigtermRun:
             if not ready:
                 raise RuntimeError("server process did not become ready")
 
+            first_audio = threading.Event()
+
             def speak() -> None:
                 headers = {"Authorization": f"Bearer {API_KEY}", "X-Request-ID": REQUEST_ID}
                 try:
-                    run.response = httpx.post(
-                        f"{base_url}/v1/audio/speech", json=LONG_BODY, headers=headers, timeout=120
-                    )
+                    with (
+                        httpx.Client(timeout=120) as client,
+                        client.stream("POST", f"{base_url}/v1/audio/speech", json=LONG_BODY, headers=headers) as r,
+                    ):
+                        run.status_code = r.status_code
+                        received = bytearray()
+                        for chunk in r.iter_bytes():
+                            received += chunk
+                            first_audio.set()
+                        run.content = bytes(received)
                 except BaseException as exc:  # kept for the test to report
                     run.request_error = exc
+                finally:
+                    first_audio.set()
 
             speaker = threading.Thread(target=speak)
             speaker.start()
-            in_flight = _wait_until(lambda: httpx.get(f"{base_url}/health", timeout=2).json()["queue_depth"] == 1, 30)
-            if not in_flight:
-                raise RuntimeError("the request never showed up in the queue")
+            # The response has started and is not finished: SIGTERM lands mid-request.
+            if not first_audio.wait(120) or run.request_error is not None:
+                raise RuntimeError(f"the request never started streaming: {run.request_error!r}")
             proc.send_signal(signal.SIGTERM)
             sent = time.monotonic()
             # Poll with fresh connections until the server stops taking them.
