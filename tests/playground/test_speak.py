@@ -133,9 +133,7 @@ def test_api_errors_show_the_servers_message(page: webdriver.Chrome) -> None:
     assert "less than or equal to 2" in error.text
 
 
-def test_stop_abandons_the_request_on_the_server(
-    page: webdriver.Chrome, playground_server: LiveServer
-) -> None:
+def test_stop_abandons_the_request_on_the_server(page: webdriver.Chrome, playground_server: LiveServer) -> None:
     fill(page, "text", " ".join(f"Sentence {i} goes on for a while." for i in range(30)))
     by_id(page, "speak").click()
     result = by_id(page, "result")
