@@ -12,7 +12,7 @@ import pytest
 from selenium import webdriver
 
 from tests.support.browser import chromium, open_page, require_chromium, script_errors
-from tests.support.live_server import LiveServer, live_server
+from tests.support.live_server import LiveServer, dev_settings, live_server
 
 _artifacts: list[Path] = []
 _outcome = pytest.StashKey[pytest.TestReport]()
@@ -43,13 +43,8 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 def playground_server(
     custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    with live_server(
-        model_id=str(custom_voice_dir),
-        clone_model_id=str(base_dir),
-        idle_timeout=0,
-        voices_dir=tmp_path_factory.mktemp("voices"),
-        max_new_tokens=256,
-    ) as server:
+    """Its own server (and voice folder), so the page's voice list holds only what these tests save."""
+    with live_server(**dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))) as server:
         yield server
 
 
