@@ -26,7 +26,9 @@ function show(element, error) {
 const showError = (error) => show($("error"), error);
 const showVoiceError = (error) => show($("voice-error"), error);
 
+// Shows the key field (focused the first time only: the panel's polling also lands here).
 function askForKey() {
+  if (!keyForm.hidden) return;
   keyForm.hidden = false;
   $("api-key").focus();
 }
@@ -36,7 +38,7 @@ function audioContext() {
   // Made (or resumed) inside the click that starts speech: browsers allow audio then.
   try {
     context ??= new AudioContext();
-    if (context.state === "suspended") context.resume();
+    if (context.state === "suspended") context.resume().catch(() => {});
   } catch {
     context = null; // no audio output: the page still decodes and draws
   }
@@ -139,7 +141,16 @@ function bodyFromForm() {
   return body;
 }
 
-async function speak(overrides = {}, note = "") {
+// A new speech replaces the one in progress: that one is stopped, and this one starts once
+// it has wound down.
+let speaking = Promise.resolve();
+function speak(overrides = {}, note = "") {
+  speaker.stop();
+  speaking = speaking.then(() => speakNow(overrides, note));
+  return speaking;
+}
+
+async function speakNow(overrides, note) {
   showError(null);
   const body = { ...bodyFromForm(), ...overrides };
   lastBody = body;
@@ -221,7 +232,7 @@ async function loadVoices() {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (!speaker.busy) speak();
+  speak();
 });
 text.addEventListener("input", updateCount);
 text.addEventListener("keydown", (event) => {

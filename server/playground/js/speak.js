@@ -26,16 +26,13 @@ export class Speaker {
     this.player = null;
     this.chunks = []; // the raw int16 bytes received, for the pcm and wav downloads
     this.byteLength = 0;
-  }
-
-  get busy() {
-    return this.controller !== null;
+    this.started = 0; // performance.now() when the request was sent
   }
 
   // Streams `body` (without format fields) in `mode` ("audio" or "sse"). Resolves when the
-  // stream has ended (playback may still be going on); throws ApiError on failure.
+  // stream has ended or was stopped (playback may still be going on); throws ApiError on
+  // failure. One at a time: the caller waits for the previous one after stop().
   async speak(body, mode) {
-    this.stop();
     const controller = new AbortController();
     this.controller = controller;
     this.reset(mode, body.seed);
