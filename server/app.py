@@ -20,6 +20,8 @@ from server.api.cors import install_cors
 from server.api.library import LibraryVoices, VoiceLibrary
 from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
+from server.api.playground import install_playground
+from server.api.recent import RecentRequests
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
 from server.config import Settings
@@ -71,6 +73,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.health_sections = {
         "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
     }
+    app.state.recent_requests = RecentRequests()
     app.state.speech = SpeechService(
         engine,
         app.state.models,
@@ -78,6 +81,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         LibraryVoices(library),
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
+        recent=app.state.recent_requests,
     )
 
 
@@ -115,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(speech.router, dependencies=v1)
     app.include_router(clone.router, dependencies=v1)
     app.include_router(voices.router, dependencies=v1)
+    install_playground(app, settings.playground_enabled)
     return app
 
 

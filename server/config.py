@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # The web page at /playground/ (and / redirecting to it).
+    playground_enabled: bool = True
     shutdown_grace: float = Field(default=30.0, ge=0)
 
     @field_validator("device")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.devmodel import build_dev_checkpoint
-from tests.support.live_server import LiveServer, RecordCollector, live_server
+from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +24,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The shared server most API tests use: both dev checkpoints, no idle unload."""
-    with live_server(
-        model_id=str(custom_voice_dir),
-        clone_model_id=str(base_dir),
-        idle_timeout=0,
-        voices_dir=tmp_path_factory.mktemp("voices"),
-        max_new_tokens=256,
-    ) as running:
+    with live_server(**dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))) as running:
         yield running
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
+from server.api.recent import RecentRequests
 from server.api.schemas import SamplingFields, SpeechRequest
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
@@ -164,6 +165,7 @@ class SpeechService:
         voices: VoiceResolver,
         metrics: Metrics | None = None,
         chunks: ChunkPlan | None = None,
+        recent: RecentRequests | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
@@ -171,6 +173,7 @@ class SpeechService:
         self.voices = voices
         self.metrics = metrics
         self.chunk_plan = chunks or ChunkPlan()
+        self.recent = recent
 
     async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
@@ -327,6 +330,8 @@ class SpeechService:
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)
+        if self.recent is not None:
+            self.recent.add(fields)
         if self.metrics is not None:
             self.metrics.observe_request(
                 endpoint=plan.endpoint,

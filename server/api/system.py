@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from server.api.catalog import ModelCatalog
+from server.api.recent import RecentRequests
 from server.engine.scheduler import Engine
 
 router = APIRouter()
@@ -38,3 +39,11 @@ async def list_models(request: Request) -> dict[str, Any]:
             for name in catalog.listed()
         ],
     }
+
+
+@v1_router.get("/v1/requests/recent")
+async def recent_requests(request: Request) -> dict[str, Any]:
+    """The last speech requests (newest first) with the fields each one logged: status,
+    voice, format and the latency breakdown (queue, load, inference, encode, first audio)."""
+    recent: RecentRequests = request.app.state.recent_requests
+    return {"object": "list", "data": recent.newest_first()}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.audio import decode_pcm16
+from tests.support.checkpoints import relabelled_as_small
 from tests.support.live_server import LiveServer, live_server
 
 # One sentence: a speed change stretches each sentence on its own, so a longer text would be
@@ -44,12 +43,7 @@ def test_instructions_are_followed_by_a_model_that_honours_them(server: LiveServ
 @pytest.fixture(scope="module")
 def small_model_server(custom_voice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The dev checkpoint relabelled as a 0.6B model, which the package runs without instructions."""
-    copy = tmp_path_factory.mktemp("ckpt06") / "custom_voice_0b6"
-    shutil.copytree(custom_voice_dir, copy)
-    config_path = copy / "config.json"
-    config = json.loads(config_path.read_text())
-    config["tts_model_size"] = "0b6"
-    config_path.write_text(json.dumps(config))
+    copy = relabelled_as_small(custom_voice_dir, tmp_path_factory.mktemp("ckpt06") / "custom_voice_0b6")
     with live_server(model_id=str(copy)) as server:
         yield server
 

@@ -55,6 +55,7 @@ SETTINGS: dict[str, str] = {
     "LOG_FORMAT": "text",
     "LOG_LEVEL": "INFO",
     "CORS_ORIGINS": "",
+    "PLAYGROUND_ENABLED": "true",
     "SHUTDOWN_GRACE": "30",
 }
 # Settings whose deployed default is set by the image rather than by the server code.

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,6 +71,18 @@ class LiveServer:
             response.raise_for_status()
             result: dict[str, Any] = response.json()
             return result
+
+
+def dev_settings(custom_voice_dir: Path, base_dir: Path, voices_dir: Path) -> dict[str, Any]:
+    """Both dev checkpoints, no idle unload, pieces capped at 256 frames: what most tests
+    that speak through HTTP share."""
+    return {
+        "model_id": str(custom_voice_dir),
+        "clone_model_id": str(base_dir),
+        "idle_timeout": 0,
+        "voices_dir": voices_dir,
+        "max_new_tokens": 256,
+    }
 
 
 @contextmanager

@@ -1,0 +1,18 @@
+"""Variants of the dev checkpoints for tests that need a model to behave differently."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def relabelled_as_small(checkpoint: Path, destination: Path) -> Path:
+    """A copy of `checkpoint` labelled as a 0.6B model, which the package runs without
+    instructions (it drops `instruct` for that size)."""
+    shutil.copytree(checkpoint, destination)
+    config_path = destination / "config.json"
+    config = json.loads(config_path.read_text())
+    config["tts_model_size"] = "0b6"
+    config_path.write_text(json.dumps(config))
+    return destination
