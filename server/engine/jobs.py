@@ -50,7 +50,8 @@ class SynthesisJob:
     request's lower `max_new_tokens`); the engine sizes each segment's budget to its text
     below that cap. `seed`, when given, makes generation repeatable:
     segment i is seeded with seed + i, so the same request yields the same audio whether
-    its segments are streamed or collected.
+    its segments are streamed or collected. `interactive` jobs (someone is listening live,
+    e.g. on a WebSocket) have their waiting segments taken before those of other jobs.
     """
 
     slot: SlotName
@@ -62,6 +63,7 @@ class SynthesisJob:
     clone: CloneVoice | None = None
     seed: int | None = None
     sampling: SamplingParams = SamplingParams()
+    interactive: bool = False
 
 
 @dataclass(frozen=True)

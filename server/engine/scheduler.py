@@ -83,7 +83,7 @@ class Engine:
         self.slots = slots
         self.limits = limits
         self._worker: InferenceWorker[_SegmentWork, SegmentAudio] = InferenceWorker(
-            self._synthesize_batch, _batchable, limits.max_batch_size
+            self._synthesize_batch, _batchable, limits.max_batch_size, urgent=lambda work: work.job.interactive
         )
         self._depth = 0
         self._accepting = True

@@ -1,7 +1,9 @@
 """The inference thread: one thread that owns the models, fed by a FIFO queue.
 
 Two kinds of work reach it: plain calls (load, unload, clone prompts) and synthesis
-segments. When a segment comes up, segments of other requests that are waiting and can
+segments. Urgent segments (those of interactive jobs) are taken before everything else
+that waits, first come first served among themselves; otherwise the queue is FIFO. When a
+segment comes up, segments of other requests that are waiting, are as urgent, and can
 share one model call are taken with it (up to `max_batch`), keeping the queue's order for
 everything else. A batched call costs little more than a single one (the per-step work is
 shared), so under concurrency throughput grows with the batch.
@@ -37,16 +39,19 @@ class _Item(Generic[W, R]):
 
 class InferenceWorker(Generic[W, R]):
     """`run_batch(works)` returns one result or exception per work, in order;
-    `compatible(a, b)` says whether two works may share a call."""
+    `compatible(a, b)` says whether two works may share a call; `urgent(work)` whether it
+    goes before the works that are not."""
 
     def __init__(
         self,
         run_batch: Callable[[Sequence[W]], Sequence[R | BaseException]],
         compatible: Callable[[W, W], bool],
         max_batch: int,
+        urgent: Callable[[W], bool] = lambda work: False,
     ) -> None:
         self._run_batch = run_batch
         self._compatible = compatible
+        self._urgent = urgent
         self.max_batch = max(1, max_batch)
         self._queue: collections.deque[_Call | _Item[W, R]] = collections.deque()
         self._wakeup = threading.Condition()
@@ -85,14 +90,22 @@ class InferenceWorker(Generic[W, R]):
                 self._wakeup.wait()
             if not self._queue:
                 return None
-            first = self._queue.popleft()
+            first = next((e for e in self._queue if isinstance(e, _Item) and self._urgent(e.work)), self._queue[0])
+            self._queue.remove(first)
             if isinstance(first, _Call):
                 return first
+            # In a call of whole sentences a batch lasts as long as its longest member, so an
+            # urgent segment shares its call only with other urgent ones.
+            urgent = self._urgent(first.work)
             batch = [first]
             for entry in list(self._queue):
                 if len(batch) >= self.max_batch:
                     break
-                if isinstance(entry, _Item) and self._compatible(first.work, entry.work):
+                if (
+                    isinstance(entry, _Item)
+                    and self._urgent(entry.work) == urgent
+                    and self._compatible(first.work, entry.work)
+                ):
                     self._queue.remove(entry)
                     batch.append(entry)
             return batch
