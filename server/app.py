@@ -20,6 +20,7 @@ from server.api.cors import install_cors
 from server.api.library import LibraryVoices, VoiceLibrary
 from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
+from server.api.output_cache import OutputCache
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
 from server.config import Settings
@@ -62,11 +63,16 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         settings.max_reference_seconds,
     )
     library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+    output_cache = OutputCache(settings.audio_cache_max, settings.audio_cache_max_bytes)
     app.state.clones = clones
     app.state.voice_library = library
+    app.state.output_cache = output_cache
     app.state.health_sections = {
-        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
+        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())},
+        "cache": lambda: {"output": output_cache.stats(), "prompt": clones.cache.stats()},
     }
+    if app.state.metrics is not None:
+        app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
     app.state.speech = SpeechService(
         engine, app.state.models, settings.max_new_tokens, LibraryVoices(library), metrics=app.state.metrics
     )

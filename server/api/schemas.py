@@ -45,7 +45,8 @@ class SamplingFields(BaseModel):
 class SpeechRequest(SamplingFields):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    model: str = Field(min_length=1, max_length=256)
+    # Optional, as with the earlier server, vLLM and Kokoro: absent means the preset-voice model.
+    model: str | None = Field(default=None, min_length=1, max_length=256)
     input: str = Field(max_length=MAX_INPUT_CHARS)
     voice: str | VoiceRef
     instructions: str | None = Field(

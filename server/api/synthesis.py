@@ -60,6 +60,7 @@ class SpeechStats:
     samples: int = 0
     batch_max: int = 0
     instructions_ignored: bool = False
+    cache: str | None = None  # hit, miss or bypass where the output cache applies
 
     def add_segment(self, segment: SegmentAudio) -> None:
         self.segments_done += 1
@@ -168,7 +169,8 @@ class SpeechService:
 
     async def plan_request(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
-        self.models.require(request.model)
+        if request.model is not None:
+            self.models.require(request.model)
         fmt = resolve_format(request.response_format)
         voice = await self.voices.resolve(request.voice_name)
         options = SpeechOptions(
@@ -271,6 +273,8 @@ class SpeechService:
         }
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True
+        if stats.cache is not None:
+            fields["cache"] = stats.cache
         sampling = plan.job.sampling.describe()
         if sampling:
             fields["sampling"] = sampling

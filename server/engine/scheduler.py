@@ -79,6 +79,9 @@ def _batchable(first: _SegmentWork, other: _SegmentWork) -> bool:
 
 
 class Engine:
+    # What one streamed chunk of audio is: a whole sentence, with today's generate calls.
+    stream_unit = "sentence"
+
     def __init__(self, slots: dict[SlotName, ModelSlot], limits: EngineLimits) -> None:
         self.slots = slots
         self.limits = limits
