@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
-from server.api.schemas import SamplingFields, SpeechRequest
+from server.api.schemas import SamplingFields, SpeechRequest, VoiceFields
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, CloneVoice, SamplingParams, SegmentAudio, SlotName, SynthesisJob
@@ -152,6 +152,20 @@ def sampling_of(request: SamplingFields) -> SamplingParams:
     )
 
 
+def options_of(request: VoiceFields, text: str) -> SpeechOptions:
+    """The shared options of a JSON speech request, for `text`."""
+    return SpeechOptions(
+        input=text,
+        response_format=request.response_format,
+        speed=request.speed,
+        language=request.language,
+        instructions=request.instructions,
+        seed=request.seed,
+        sampling=sampling_of(request),
+        max_new_tokens=request.max_new_tokens,
+    )
+
+
 class SpeechService:
     def __init__(
         self,
@@ -169,21 +183,15 @@ class SpeechService:
 
     async def plan_request(self, request: SpeechRequest, endpoint: str) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
+        voice, fmt = await self.prepare(request)
+        return self.plan(options_of(request, request.input), voice, fmt, endpoint)
+
+    async def prepare(self, request: VoiceFields) -> tuple[ResolvedVoice, FormatSpec]:
+        """Check a request's model and format and resolve its voice (400/404 when unknown)."""
         if request.model is not None:
             self.models.require(request.model)
         fmt = resolve_format(request.response_format)
-        voice = await self.voices.resolve(request.voice_name)
-        options = SpeechOptions(
-            input=request.input,
-            response_format=request.response_format,
-            speed=request.speed,
-            language=request.language,
-            instructions=request.instructions,
-            seed=request.seed,
-            sampling=sampling_of(request),
-            max_new_tokens=request.max_new_tokens,
-        )
-        return self.plan(options, voice, fmt, endpoint)
+        return await self.voices.resolve(request.voice_name), fmt
 
     def token_cap_for(self, requested: int | None) -> int:
         """The request's cap on frames per generated piece: MAX_NEW_TOKENS unless it asks for less."""
@@ -196,8 +204,11 @@ class SpeechService:
             )
         return requested
 
-    def plan(self, options: SpeechOptions, voice: ResolvedVoice, fmt: FormatSpec, endpoint: str) -> SpeechPlan:
-        """A plan for any voice; every field is validated here, before audio is produced."""
+    def plan(
+        self, options: SpeechOptions, voice: ResolvedVoice, fmt: FormatSpec, endpoint: str, interactive: bool = False
+    ) -> SpeechPlan:
+        """A plan for any voice; every field is validated here, before audio is produced.
+        `interactive` plans (someone listens live) go before bulk work in the engine's queue."""
         job = SynthesisJob(
             slot=voice.slot,
             segments=segments_of(options.input),
@@ -208,6 +219,7 @@ class SpeechService:
             instruct=options.instructions or None,
             seed=options.seed,
             sampling=options.sampling,
+            interactive=interactive,
         )
         return SpeechPlan(
             job=job,

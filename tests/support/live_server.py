@@ -37,6 +37,7 @@ class LiveServer:
             port=self.port,
             loop="asyncio",
             http="httptools",
+            ws="websockets-sansio",
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=5,
