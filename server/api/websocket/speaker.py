@@ -18,6 +18,11 @@ from server.errors import to_api_error
 from server.logs import request_id_var
 
 
+# Audio is sent in binary frames of at most this size: common clients refuse messages over
+# 1 MiB by default, and a long sentence of raw PCM is more than that.
+MAX_FRAME_BYTES = 64 * 1024
+
+
 class ClientGone(Exception):
     """The client closed the connection; nothing more can be sent."""
 
@@ -62,10 +67,9 @@ class Speaker:
             raise ClientGone() from exc
 
     async def send_audio(self, data: bytes) -> None:
-        if not data:
-            return
         try:
-            await self.websocket.send_bytes(data)
+            for offset in range(0, len(data), MAX_FRAME_BYTES):
+                await self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES])
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ClientGone() from exc
 
