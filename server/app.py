@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(speech.router, dependencies=v1)
     app.include_router(clone.router, dependencies=v1)
     app.include_router(voices.router, dependencies=v1)
+    app.include_router(voices.listing_router)
     app.include_router(websocket.router)  # checks its key itself: browsers send it as a query parameter
     return app
 

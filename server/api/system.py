@@ -73,9 +73,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@v1_router.get("/v1/audio/models")
+@router.get("/v1/audio/models")
 async def list_audio_models(request: Request) -> dict[str, Any]:
-    """The shape Open WebUI's OpenAI TTS engine reads to fill its model list."""
+    """The shape Open WebUI's OpenAI TTS engine reads to fill its model list (it sends no
+    key for it, so it is open like /health)."""
     catalog: ModelCatalog = request.app.state.models
     return {"models": [{"id": name} for name in catalog.listed()]}
 

@@ -17,7 +17,6 @@ from server.audio.resample import StreamResampler
 from server.errors import to_api_error
 from server.logs import request_id_var
 
-
 # Audio is sent in binary frames of at most this size: common clients refuse messages over
 # 1 MiB by default, and a long sentence of raw PCM is more than that.
 MAX_FRAME_BYTES = 64 * 1024
