@@ -14,6 +14,7 @@ from server.api.cloning import CloneService
 from server.api.library import VoiceLibrary
 from server.api.output_cache import OutputCache
 from server.api.schemas import MAX_INPUT_CHARS
+from server.api.websocket.session import ENDPOINT as WEBSOCKET_PATH
 from server.audio.formats import SUPPORTED_FORMATS
 from server.audio.resample import ALLOWED_SAMPLE_RATES
 from server.engine.jobs import SAMPLE_RATE
@@ -24,7 +25,6 @@ router = APIRouter()
 v1_router = APIRouter()
 
 _CREATED = int(time.time())
-WEBSOCKET_PATH = "/v1/audio/speech/ws"
 
 
 def _voices(request: Request) -> list[str]:

@@ -43,10 +43,12 @@ def test_utterance_is_int16_pcm_then_done_like_the_http_response(server: LiveSer
     assert decode_pcm16(answer.audio).rms > 1e-3
 
 
-def test_several_utterances_are_answered_in_order_and_errors_keep_the_connection(server: LiveServer) -> None:
+def test_several_utterances_are_answered_in_order_and_errors_keep_the_connection(
+    server: LiveServer, request_log: RecordCollector
+) -> None:
     first = {**UTTERANCE, "input": "First of all."}
     second = {**UTTERANCE, "input": "Second comes next.", "seed": 6}
-    with ws_connect(server) as socket:
+    with ws_connect(server, additional_headers={"X-Request-ID": "ws-order"}) as socket:
         # Sent all at once: answers come back in the order of the messages.
         send(socket, first)
         send(socket, {**UTTERANCE, "voice": "nobody"})
@@ -65,6 +67,10 @@ def test_several_utterances_are_answered_in_order_and_errors_keep_the_connection
     assert "JSON" in errors[1]["detail"] and "text frames" in errors[2]["detail"]
     assert "24000" in errors[3]["detail"]
     assert answers[7].last["event"] == "done" and answers[7].audio == http_pcm(server, second)
+    refused = [r for r in request_log.records if r.getMessage() == "request refused"]
+    assert [getattr(r, "param", None) for r in refused if getattr(r, "request_id", None) == "ws-order"] == [
+        e["param"] for e in errors
+    ]
 
 
 def test_sample_rate_and_format_are_honoured(server: LiveServer) -> None:

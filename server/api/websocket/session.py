@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
@@ -32,6 +33,8 @@ from server.api.websocket.speaker import AudioOut, ClientGone, Speaker
 from server.audio.formats import FormatSpec
 from server.errors import APIError, invalid_request
 from server.text.incremental import SentenceAccumulator
+
+log = logging.getLogger("qwen3-tts")
 
 ENDPOINT = "/v1/audio/speech/ws"
 # Messages read ahead while one is served; beyond that the reader waits (and TCP pushes back).
@@ -78,6 +81,7 @@ class Connection:
         self.websocket = websocket
         self.service = service
         self.speaker = Speaker(websocket, service)
+        self.connection_id = connection_id
         self._ids = (f"{connection_id}-{n}" for n in itertools.count(1))
 
     async def run(self) -> None:
@@ -116,12 +120,27 @@ class Connection:
                 try:
                     stream = await self._answer(message, stream)
                 except APIError as exc:
+                    self._log_refusal(exc)
                     await self.speaker.send_event(error_event(exc))
         finally:
             if stream is not None and stream.task is not None:
                 stream.task.cancel()  # the client left mid-stream: stop the sentence being spoken
                 with contextlib.suppress(asyncio.CancelledError, ClientGone):
                     await stream.task
+
+    def _log_refusal(self, error: APIError) -> None:
+        # Like refused HTTP requests: messages refused before synthesis get their own line.
+        log.info(
+            "request refused",
+            extra={
+                "request_id": self.connection_id,
+                "endpoint": ENDPOINT,
+                "status": error.status,
+                "code": error.code,
+                "param": error.param,
+                "error": error.message,
+            },
+        )
 
     async def _answer(self, message: ClientMessage | APIError, stream: _TextStream | None) -> _TextStream | None:
         """Serve one message; returns the text stream that is open afterwards."""
