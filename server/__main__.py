@@ -40,6 +40,7 @@ def serve() -> int:
         port=settings.port,
         loop="uvloop",
         http="httptools",
+        ws="websockets-sansio",
         access_log=False,
         timeout_keep_alive=65,
         # In-flight requests and streams get SHUTDOWN_GRACE to finish (uvicorn cancels what

@@ -4,7 +4,7 @@ the engine. Nothing is built at import time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,17 +20,19 @@ from server.api.cors import install_cors
 from server.api.library import LibraryVoices, VoiceLibrary
 from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
+from server.api.output_cache import OutputCache
 from server.api.playground import install_playground
 from server.api.recent import RecentRequests
 from server.api.responses import OrjsonResponse
 from server.api.synthesis import SpeechService
+from server.api.websocket import router as websocket
 from server.config import Settings
 from server.engine.errors import EngineError
 from server.engine.jobs import ChunkPlan, SlotName
 from server.engine.models import ModelSlot
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
-from server.errors import APIError, invalid_request, to_api_error
+from server.errors import APIError, to_api_error, validation_error
 from server.logs import request_id_var
 
 log = logging.getLogger("qwen3-tts")
@@ -68,12 +70,17 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         settings.max_reference_seconds,
     )
     library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+    output_cache = OutputCache(settings.audio_cache_max, settings.audio_cache_max_bytes)
     app.state.clones = clones
     app.state.voice_library = library
+    app.state.output_cache = output_cache
     app.state.health_sections = {
-        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
+        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())},
+        "cache": lambda: {"output": output_cache.stats(), "prompt": clones.cache.stats()},
     }
     app.state.recent_requests = RecentRequests()
+    if app.state.metrics is not None:
+        app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
     app.state.speech = SpeechService(
         engine,
         app.state.models,
@@ -120,6 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(clone.router, dependencies=v1)
     app.include_router(voices.router, dependencies=v1)
     install_playground(app, settings.playground_enabled)
+    app.include_router(voices.listing_router)
+    app.include_router(websocket.router)  # checks its key itself: browsers send it as a query parameter
     return app
 
 
@@ -140,30 +149,14 @@ def _error_response(request: Request, error: APIError) -> OrjsonResponse:
     return OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
 
 
-def _validation_error(errors: Sequence[Any]) -> APIError:
-    """FastAPI's validation errors as one OpenAI-shaped 400 naming the first bad field."""
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
-    if first.get("type") == "json_invalid":
-        return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
-    # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
-    param = loc[0] if loc else None
-    message = first.get("msg", "invalid request")
-    if param is not None:
-        message = f"{'.'.join(loc)}: {message}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return invalid_request(message, param=param)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> OrjsonResponse:
         return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
-        return _error_response(request, _validation_error(exc.errors()))
+    async def request_validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
+        return _error_response(request, validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:

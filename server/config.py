@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     voices_dir: Path = Path("voices")
     voice_cache_max: int = Field(default=32, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Finished responses kept for repeats of the same unseeded request; 0 disables the cache.
+    audio_cache_max: int = Field(default=256, ge=0)
+    audio_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     min_reference_seconds: float = Field(default=1.0, ge=0)
     max_reference_seconds: float = Field(default=30.0, gt=0)
 

@@ -6,7 +6,9 @@ that decides which status an exception becomes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.engine.errors import (
     EngineError,
@@ -70,6 +72,22 @@ def unauthorized(message: str) -> APIError:
         "invalid_api_key",
         {"WWW-Authenticate": "Bearer"},
     )
+
+
+def validation_error(errors: Sequence[Any]) -> APIError:
+    """Pydantic's validation errors as one OpenAI-shaped 400 naming the first bad field."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    if first.get("type") == "json_invalid":
+        return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
+    # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
+    param = loc[0] if loc else None
+    message = first.get("msg", "invalid request")
+    if param is not None:
+        message = f"{'.'.join(loc)}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return invalid_request(message, param=param)
 
 
 def to_api_error(exc: BaseException) -> APIError:

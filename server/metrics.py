@@ -8,11 +8,11 @@ neither FastAPI nor torch: the HTTP side feeds it, and the engine is read at scr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
     from server.engine.models import ModelSlot
@@ -102,6 +102,10 @@ class Metrics:
             slot.on_unload = self.model_unloaded
         self.registry.register(EngineCollector(engine))
 
+    def bind_caches(self, caches: dict[str, Callable[[], dict[str, int]]]) -> None:
+        """Expose each cache's stats (`size`, `hits`, `misses`, and `bytes` where kept) at scrape time."""
+        self.registry.register(CacheCollector(caches))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -123,3 +127,25 @@ class EngineCollector:
             in_flight.add_metric([name], slot.in_flight)
             loaded.add_metric([name], 1 if slot.backend is not None else 0)
         return [depth, in_flight, loaded]
+
+
+class CacheCollector:
+    """Hits, misses, entries and bytes of the server's caches (output, clone prompts), read
+    from the caches' own counters when scraped, the same numbers /health shows."""
+
+    def __init__(self, caches: dict[str, Callable[[], dict[str, int]]]) -> None:
+        self._caches = caches
+
+    def collect(self) -> Iterable[Metric]:
+        hits = CounterMetricFamily(f"{PREFIX}_cache_hits", "Cache hits by cache.", labels=["cache"])
+        misses = CounterMetricFamily(f"{PREFIX}_cache_misses", "Cache misses by cache.", labels=["cache"])
+        entries = GaugeMetricFamily(f"{PREFIX}_cache_entries", "Entries held by cache.", labels=["cache"])
+        size = GaugeMetricFamily(f"{PREFIX}_cache_bytes", "Bytes held by cache (where counted).", labels=["cache"])
+        for name, stats_of in self._caches.items():
+            stats = stats_of()
+            hits.add_metric([name], stats["hits"])
+            misses.add_metric([name], stats["misses"])
+            entries.add_metric([name], stats["size"])
+            if "bytes" in stats:
+                size.add_metric([name], stats["bytes"])
+        return [hits, misses, entries, size]

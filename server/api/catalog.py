@@ -64,8 +64,13 @@ def resolve_preset_voice(name: str) -> PresetVoice | None:
     return None
 
 
+def accepted_voice_names(saved: tuple[str, ...] = ()) -> list[str]:
+    """Every voice name a request may use: the speakers, OpenAI's names, saved voices."""
+    return [*QWEN_SPEAKERS, *OPENAI_VOICES, *saved]
+
+
 def unknown_voice(name: str, saved: tuple[str, ...] = ()) -> APIError:
-    valid = ", ".join((*QWEN_SPEAKERS, *OPENAI_VOICES, *saved))
+    valid = ", ".join(accepted_voice_names(saved))
     return invalid_request(f"unknown voice {name!r}; valid voices: {valid}", param="voice", code="invalid_voice")
 
 

@@ -74,6 +74,11 @@ class PromptCache:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def clear(self) -> int:
+        cleared = len(self._items)
+        self._items.clear()
+        return cleared
+
     def stats(self) -> dict[str, int]:
         return {"size": len(self._items), "max": self.capacity, "hits": self.hits, "misses": self.misses}
 

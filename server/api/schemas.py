@@ -42,30 +42,22 @@ class SamplingFields(BaseModel):
     max_new_tokens: int | None = Field(default=None, ge=2)
 
 
-class SpeechRequest(SamplingFields):
+class VoiceFields(SamplingFields):
+    """What every JSON speech request says besides its text, over HTTP and on the WebSocket."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    model: str = Field(min_length=1, max_length=256)
-    input: str = Field(max_length=MAX_INPUT_CHARS)
+    # Optional, as with the earlier server, vLLM and Kokoro: absent means the preset-voice model.
+    model: str | None = Field(default=None, min_length=1, max_length=256)
     voice: str | VoiceRef
     instructions: str | None = Field(
         default=None, max_length=MAX_INPUT_CHARS, validation_alias=AliasChoices("instructions", "instruct")
     )
     response_format: str = "mp3"
     speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
-    stream_format: Literal["audio", "sse"] = "audio"
     # Extensions beyond OpenAI's schema.
     language: str | None = Field(default=None, max_length=32)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    # False answers one whole file with exact headers and length instead of a chunked stream.
-    stream: bool = True
-
-    @field_validator("input")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("input must contain text to speak")
-        return value
 
     @field_validator("response_format")
     @classmethod
@@ -75,3 +67,24 @@ class SpeechRequest(SamplingFields):
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+
+class SpokenText(BaseModel):
+    """The text to speak, as `input`."""
+
+    input: str = Field(max_length=MAX_INPUT_CHARS)
+
+    @field_validator("input")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input must contain text to speak")
+        return value
+
+
+class SpeechRequest(VoiceFields, SpokenText):
+    """OpenAI's speech body, with this server's extensions."""
+
+    stream_format: Literal["audio", "sse"] = "audio"
+    # False answers one whole file with exact headers and length instead of a chunked stream.
+    stream: bool = True

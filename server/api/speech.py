@@ -1,4 +1,5 @@
-"""POST /v1/audio/speech (OpenAI's endpoint) and POST /v1/audio/speech/stream (sentence SSE)."""
+"""POST /v1/audio/speech (OpenAI's endpoint), POST /v1/audio/speech/stream (sentence SSE) and
+POST /v1/audio/speech/stream/pcm (raw PCM chunks, as the earlier server answered)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from server.api.cached_speech import CachedSpeech, attachment_headers
 from server.api.schemas import SpeechRequest
 from server.api.streaming import (
     SegmentStream,
@@ -15,23 +17,20 @@ from server.api.streaming import (
     sentence_events,
     sse_response,
 )
-from server.api.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+from server.api.synthesis import SpeechPlan, SpeechService, SpeechStats
 from server.audio.encoders import encode_whole
-from server.errors import to_api_error
+from server.engine.jobs import SAMPLE_RATE
+from server.errors import invalid_request, to_api_error
 
 router = APIRouter()
 
-
-def attachment_headers(plan: SpeechPlan, stats: SpeechStats) -> dict[str, str]:
-    headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"'}
-    if stats.instructions_ignored:
-        headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
-    return headers
+PCM_ENDPOINT = "/v1/audio/speech/stream/pcm"
+PCM_HEADERS = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Sample-Width": "2", "X-Channels": "1"}
 
 
-async def render_whole(service: SpeechService, plan: SpeechPlan) -> Response:
+async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> Response:
     """Synthesise everything, encode it as one file, answer it with its length known."""
-    stats = SpeechStats()
+    stats = stats or SpeechStats()
     try:
         pcm = await service.collect(plan, stats)
         stats.mark_sent(int(pcm.shape[0]))
@@ -42,7 +41,26 @@ async def render_whole(service: SpeechService, plan: SpeechPlan) -> Response:
         service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
         raise
     service.log_request(plan, stats, 200)
-    return Response(data, media_type=plan.format.media_type, headers=attachment_headers(plan, stats))
+    headers = attachment_headers(plan, stats.instructions_ignored)
+    return Response(data, media_type=plan.format.media_type, headers=headers)
+
+
+async def speak(request: Request, service: SpeechService, plan: SpeechPlan, streamed: bool) -> Response:
+    """Audio in the plan's format, from the output cache or freshly synthesised (and kept)."""
+    cached = CachedSpeech(request, service, plan, streamed)
+    hit = cached.lookup()
+    if hit is not None:
+        return hit
+    if not streamed:
+        stats = cached.new_stats()
+        response = await render_whole(service, plan, stats)
+        cached.store(bytes(response.body), stats)
+        return response
+    stream = SegmentStream(service, plan)
+    stream.stats.cache = cached.state
+    response = audio_response(await stream.open())
+    response.body_iterator = cached.recording(response.body_iterator, stream.stats)
+    return response
 
 
 @router.post("/v1/audio/speech")
@@ -52,9 +70,7 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
     if body.stream_format == "sse":
         stream = await SegmentStream(service, plan).open()
         return sse_response(openai_events(stream), stream)
-    if not body.stream:
-        return await render_whole(service, plan)
-    return audio_response(await SegmentStream(service, plan).open())
+    return await speak(request, service, plan, streamed=body.stream)
 
 
 @router.post("/v1/audio/speech/stream")
@@ -63,3 +79,17 @@ async def stream_sentences(body: SpeechRequest, request: Request) -> Response:
     plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream", per_sentence=True)
     stream = await SegmentStream(service, plan, per_sentence=True).open()
     return sse_response(sentence_events(stream), stream)
+
+
+@router.post(PCM_ENDPOINT)
+async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
+    """The speech body answered as raw int16 little-endian mono PCM, streamed in chunks."""
+    if "response_format" in body.model_fields_set and body.response_format != "pcm":
+        raise invalid_request("this endpoint answers raw pcm only", param="response_format")
+    if body.stream_format != "audio":
+        raise invalid_request("this endpoint streams raw pcm; use /v1/audio/speech for sse", param="stream_format")
+    service: SpeechService = request.app.state.speech
+    plan = await service.plan_request(body.model_copy(update={"response_format": "pcm"}), endpoint=PCM_ENDPOINT)
+    response = await speak(request, service, plan, streamed=body.stream)
+    response.headers.update(PCM_HEADERS)
+    return response

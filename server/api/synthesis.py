@@ -15,7 +15,7 @@ import numpy as np
 
 from server.api.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
 from server.api.recent import RecentRequests
-from server.api.schemas import SamplingFields, SpeechRequest
+from server.api.schemas import SamplingFields, SpeechRequest, VoiceFields
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
@@ -64,6 +64,7 @@ class SpeechStats:
     samples: int = 0
     batch_max: int = 0
     instructions_ignored: bool = False
+    cache: str | None = None  # hit, miss or bypass where the output cache applies
 
     def add_chunk(self, chunk: AudioChunk) -> None:
         if self.first_chunk_ms is None:
@@ -156,6 +157,20 @@ def sampling_of(request: SamplingFields) -> SamplingParams:
     )
 
 
+def options_of(request: VoiceFields, text: str) -> SpeechOptions:
+    """The shared options of a JSON speech request, for `text`."""
+    return SpeechOptions(
+        input=text,
+        response_format=request.response_format,
+        speed=request.speed,
+        language=request.language,
+        instructions=request.instructions,
+        seed=request.seed,
+        sampling=sampling_of(request),
+        max_new_tokens=request.max_new_tokens,
+    )
+
+
 class SpeechService:
     def __init__(
         self,
@@ -177,20 +192,15 @@ class SpeechService:
 
     async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
-        self.models.require(request.model)
+        voice, fmt = await self.prepare(request)
+        return self.plan(options_of(request, request.input), voice, fmt, endpoint, per_sentence=per_sentence)
+
+    async def prepare(self, request: VoiceFields) -> tuple[ResolvedVoice, FormatSpec]:
+        """Check a request's model and format and resolve its voice (400/404 when unknown)."""
+        if request.model is not None:
+            self.models.require(request.model)
         fmt = resolve_format(request.response_format)
-        voice = await self.voices.resolve(request.voice_name)
-        options = SpeechOptions(
-            input=request.input,
-            response_format=request.response_format,
-            speed=request.speed,
-            language=request.language,
-            instructions=request.instructions,
-            seed=request.seed,
-            sampling=sampling_of(request),
-            max_new_tokens=request.max_new_tokens,
-        )
-        return self.plan(options, voice, fmt, endpoint, per_sentence=per_sentence)
+        return await self.voices.resolve(request.voice_name), fmt
 
     def token_cap_for(self, requested: int | None) -> int:
         """The request's cap on frames per generated piece: MAX_NEW_TOKENS unless it asks for less."""
@@ -322,6 +332,8 @@ class SpeechService:
         }
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True
+        if stats.cache is not None:
+            fields["cache"] = stats.cache
         sampling = plan.job.sampling.describe()
         if sampling:
             fields["sampling"] = sampling

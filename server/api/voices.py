@@ -12,6 +12,9 @@ from server.api.library import VoiceLibrary
 from server.api.uploads import bounded_form, read_file, text_field
 
 router = APIRouter()
+# Read without a key: Open WebUI fetches the list without sending one, and the same names are
+# on /health.
+listing_router = APIRouter()
 
 MAX_REF_TEXT_CHARS = 2048
 MAX_CONSENT_CHARS = 1024
@@ -39,7 +42,7 @@ async def create_voice(request: Request) -> dict[str, Any]:
     return voice.public()
 
 
-@router.get("/v1/audio/voices")
+@listing_router.get("/v1/audio/voices")
 async def list_voices(request: Request) -> dict[str, Any]:
     presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in QWEN_SPEAKERS]
     presets += [{"id": name, "name": name, "type": "preset", "speaker": spk} for name, spk in OPENAI_VOICES.items()]

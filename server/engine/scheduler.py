@@ -53,6 +53,9 @@ class _Ticket:
 
 
 class Engine:
+    # What one streamed item of audio is (reported by /v1/info): a few codec frames.
+    stream_unit = "frames"
+
     def __init__(self, slots: dict[SlotName, ModelSlot], limits: EngineLimits) -> None:
         self.slots = slots
         self.limits = limits

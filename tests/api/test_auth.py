@@ -1,14 +1,17 @@
-"""API_KEYS: bearer keys on /v1/*, /health open."""
+"""API_KEYS: bearer keys on /v1/*, the WebSocket and /cache/clear; /health open."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.support.live_server import LiveServer, live_server
+from tests.support.ws import receive_until_end, send, ws_connect
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +52,29 @@ def test_missing_or_malformed_key_is_401_in_openai_shape(keyed: LiveServer, head
 def test_health_stays_open(keyed: LiveServer) -> None:
     with keyed.client() as http:
         assert http.get("/health").status_code == 200
+
+
+def test_websocket_takes_the_key_as_bearer_header_or_query_parameter(keyed: LiveServer) -> None:
+    utterance = {"input": "Hi.", "voice": "alloy"}
+    for kwargs in ({"additional_headers": {"Authorization": "Bearer first-key"}}, {"query": "?api_key=second-key"}):
+        with ws_connect(keyed, **kwargs) as socket:
+            send(socket, utterance)
+            answer = receive_until_end(socket)
+        assert answer.last["event"] == "done" and answer.audio
+
+
+@pytest.mark.parametrize("query", ["", "?api_key=wrong-key", "?api_key="])
+def test_websocket_without_a_valid_key_is_refused_with_401(keyed: LiveServer, query: str) -> None:
+    with pytest.raises(InvalidStatus) as caught, ws_connect(keyed, query=query):
+        pass
+    response = caught.value.response
+    assert response.status_code == 401
+    assert json.loads(response.body or b"")["error"]["code"] == "invalid_api_key"
+
+
+def test_cache_clear_needs_the_key(keyed: LiveServer) -> None:
+    with keyed.client() as http:
+        assert http.post("/cache/clear").status_code == 401
+        cleared = http.post("/cache/clear", headers={"Authorization": "Bearer first-key"})
+    assert cleared.status_code == 200
+    assert set(cleared.json()["cleared"]) == {"output", "prompt"}

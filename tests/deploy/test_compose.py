@@ -48,6 +48,8 @@ SETTINGS: dict[str, str] = {
     "API_KEYS": "",
     "VOICES_DIR": "/data/voices",
     "VOICE_CACHE_MAX": "32",
+    "AUDIO_CACHE_MAX": "256",
+    "AUDIO_CACHE_MAX_BYTES": "67108864",
     "MAX_UPLOAD_BYTES": "10485760",
     "MIN_REFERENCE_SECONDS": "1.0",
     "MAX_REFERENCE_SECONDS": "30.0",

@@ -38,6 +38,7 @@ class LiveServer:
             port=self.port,
             loop="asyncio",
             http="httptools",
+            ws="websockets-sansio",
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=5,
