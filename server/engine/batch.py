@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from server.engine.codec import StreamingDecoder, to_numpy
@@ -160,22 +161,20 @@ class ActiveBatch:
 
     def emit(self, on_segment_end: Callable[[Sequence], None]) -> None:
         """Decode and deliver every chunk that is due; a finished sequence delivers its last
-        chunk, leaves the batch, and is handed to `on_segment_end`."""
+        chunk, leaves the batch, and is handed to `on_segment_end`. Each stream decodes alone:
+        decoding several at once would save little on a CPU and would change their audio in
+        the last bits, and a seeded request's audio must not depend on its company."""
         for sequence in list(self.rows):
-            plan = sequence.stream.job.chunks
-            if sequence.chunk_due(plan.first_frames, plan.frames) or sequence.finished:
-                self._deliver(sequence)
+            if not (sequence.finished or sequence.chunk_due(sequence.stream.job.chunks)):
+                continue
+            frames = len(sequence.pending)
+            audio = sequence.decoder.decode(torch.stack(sequence.pending)) if frames else torch.zeros(0)
+            self._deliver(sequence, to_numpy(audio), frames)
             if sequence.finished:
                 self.remove(sequence)
                 on_segment_end(sequence)
 
-    def _deliver(self, sequence: Sequence) -> None:
-        frames = len(sequence.pending)
-        if frames:
-            codes = torch.stack(sequence.pending)
-            pcm = to_numpy(sequence.decoder.decode(codes))
-        else:
-            pcm = to_numpy(torch.zeros(0))
+    def _deliver(self, sequence: Sequence, pcm: np.ndarray, frames: int) -> None:
         sequence.pending.clear()
         sequence.chunks += 1
         stats = None

@@ -22,20 +22,21 @@ SMALL_CONV_CHANNELS = 256
 
 
 def _fast_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """A stride-1, ungrouped, unpadded conv1d of a [1, C_in, L] input as one matrix product
-    over its taps (im2col), [1, C_out, L - span]."""
+    """A stride-1, ungrouped, unpadded conv1d of a [B, C_in, L] input as one matrix product
+    over its taps (im2col), [B, C_out, L - span]."""
     weight = conv.weight  # [C_out, C_in, K]
     c_out, c_in, taps = weight.shape
     dilation = int(conv.dilation[0])
     length = x.shape[-1] - (taps - 1) * dilation
-    source = x[0]
-    columns = source.as_strided(
-        (c_in, taps, length), (source.stride(0), dilation * source.stride(1), source.stride(1))
-    ).reshape(c_in * taps, length)
+    x = x.contiguous()
+    batch_stride, channel_stride, time_stride = x.stride()
+    columns = x.as_strided(
+        (x.shape[0], c_in, taps, length), (batch_stride, channel_stride, dilation * time_stride, time_stride)
+    ).reshape(x.shape[0], c_in * taps, length)
     out = weight.reshape(c_out, c_in * taps) @ columns
     if conv.bias is not None:
         out = out + conv.bias.unsqueeze(1)
-    return out.unsqueeze(0)
+    return out
 
 
 class _CausalConv:
@@ -77,16 +78,16 @@ class _CausalTransposedConv:
         if kernel not in (self.stride, 2 * self.stride) or int(module.right_pad) != kernel - self.stride:
             raise ValueError("streaming decode supports transposed convolutions of kernel = stride or 2 x stride")
         self.overlap = kernel != self.stride
-        self.previous: torch.Tensor | None = None
+        self.state: torch.Tensor | None = None  # the last input frame
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.overlap:
             plain: torch.Tensor = self.conv(x)
             return plain
-        if self.previous is None:
-            self.previous = x.new_zeros(x.shape[0], x.shape[1], 1)
-        full = torch.cat([self.previous, x], dim=-1)
-        self.previous = x[..., -1:]
+        if self.state is None:
+            self.state = x.new_zeros(x.shape[0], x.shape[1], 1)
+        full = torch.cat([self.state, x], dim=-1)
+        self.state = x[..., -1:]
         out: torch.Tensor = self.conv(full)
         # Output frame m depends on inputs m-1 and m: drop the previous input's own frame, and
         # the trailing half-frame that needs the next (not yet known) input.

@@ -47,6 +47,7 @@ class StageBatch:
     """One stage's settings for the rows of a batch, as tensors (built once per batch)."""
 
     do_sample: torch.Tensor  # bool [B]
+    sample_rows: tuple[bool, ...]  # the same, on the host
     temperature: torch.Tensor  # float32 [B, 1]
     top_k: torch.Tensor  # long [B]; 0 = off
     top_p_floor: torch.Tensor  # float32 [B, 1]: 1 - top_p, computed in double as transformers does
@@ -60,6 +61,7 @@ class StageBatch:
         sample = [s.do_sample for s in stages]
         return cls(
             do_sample=torch.tensor(sample, dtype=torch.bool, device=device),
+            sample_rows=tuple(sample),
             temperature=torch.tensor([[s.temperature] for s in stages], dtype=torch.float32, device=device),
             top_k=torch.tensor([s.top_k if s.do_sample else 0 for s in stages], dtype=torch.long, device=device),
             top_p_floor=torch.tensor([[1 - s.top_p] for s in stages], dtype=torch.float32, device=device),
@@ -108,17 +110,21 @@ def warp(scores: torch.Tensor, stage: StageBatch) -> torch.Tensor:
 
 def draw(processed: torch.Tensor, stage: StageBatch, generators: list[torch.Generator | None]) -> torch.Tensor:
     """One token per row: argmax for greedy rows, a draw from the warped distribution for the
-    others, each from its own generator (None: the process-wide one). Returns long [B]."""
+    others, each from its own generator; rows without one (None) draw together from the
+    process-wide generator, which is cheaper and needs no repeatability. Returns long [B]."""
     greedy = processed.argmax(dim=-1)
     if not stage.any_sample:
         return greedy
     probs = warp(processed, stage).softmax(dim=-1)
-    noise = torch.empty_like(probs)
-    for row, generator in enumerate(generators):
-        if bool(stage.do_sample[row]):
+    noise = torch.ones_like(probs)
+    sampling = [row for row in range(len(generators)) if stage.sample_rows[row]]
+    shared = [row for row in sampling if generators[row] is None]
+    if shared:  # rows without a seed draw together from the process-wide generator
+        noise[shared] = torch.empty(len(shared), probs.shape[-1], device=probs.device).exponential_(1)
+    for row in sampling:
+        generator = generators[row]
+        if generator is not None:  # greedy rows draw nothing, as in the package
             noise[row].exponential_(1, generator=generator)
-        else:
-            noise[row].fill_(1.0)
     sampled = (probs / noise).argmax(dim=-1)
     return torch.where(stage.do_sample, sampled, greedy)
 

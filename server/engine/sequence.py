@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from server.engine.codec import StreamingDecoder
-from server.engine.jobs import AudioChunk, SynthesisJob
+from server.engine.jobs import AudioChunk, ChunkPlan, SynthesisJob
 from server.engine.prompt import Prompt
 from server.engine.sampling import RowSampling
 
@@ -112,12 +112,12 @@ class Sequence:
     load_ms: float = 0.0
     started: float = 0.0  # perf_counter at prefill
 
-    def chunk_due(self, first_frames: int, frames: int) -> bool:
+    def chunk_due(self, plan: ChunkPlan) -> bool:
         """Whether the pending frames make a chunk now: the stream's first chunk after
-        `first_frames`, every other after `frames`, and whatever is left at the end."""
+        `plan.first_frames`, every other after `plan.frames`, and whatever is left at the end."""
         if not self.pending:
             return False
         if self.finished:
             return True
-        target = first_frames if self.segment == 0 and self.chunks == 0 else frames
+        target = plan.first_frames if self.segment == 0 and self.chunks == 0 else plan.frames
         return len(self.pending) >= target
