@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
         log.info("stopping: draining the replicas")
     finally:
         if own_cluster:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         else:
             serve.delete(APP_NAME)
         ray.shutdown()
