@@ -49,16 +49,22 @@ class ClusterOptions(BaseModel):
 
     @model_validator(mode="after")
     def _fixed_or_autoscaled(self) -> ClusterOptions:
-        autoscaling = self.min_replicas is not None or self.max_replicas is not None
-        if self.replicas is not None and autoscaling:
+        if self.replicas is not None and self.autoscaling:
             raise ValueError("give either replicas (a fixed count) or min_replicas/max_replicas (autoscaling)")
-        if autoscaling and (self.max_replicas or 1) < (self.min_replicas or 0):
+        low, high = self.bounds
+        if high < low:
             raise ValueError("max_replicas must be at least min_replicas")
         return self
 
     @property
     def autoscaling(self) -> bool:
         return self.min_replicas is not None or self.max_replicas is not None
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """Autoscaling's fewest and most replicas (1 and at least 1 when not given)."""
+        low = self.min_replicas if self.min_replicas is not None else 1
+        return low, self.max_replicas if self.max_replicas is not None else max(low, 1)
 
 
 def deployment_options(options: ClusterOptions, settings: Settings) -> dict[str, Any]:
@@ -77,10 +83,10 @@ def deployment_options(options: ClusterOptions, settings: Settings) -> dict[str,
         "graceful_shutdown_timeout_s": settings.shutdown_grace,
     }
     if options.autoscaling:
-        minimum = options.min_replicas if options.min_replicas is not None else 1
+        low, high = options.bounds
         result["autoscaling_config"] = {
-            "min_replicas": minimum,
-            "max_replicas": options.max_replicas if options.max_replicas is not None else max(minimum, 1),
+            "min_replicas": low,
+            "max_replicas": high,
             "target_ongoing_requests": options.target_ongoing_requests or settings.max_batch_size,
             "upscale_delay_s": options.upscale_delay_s,
             "downscale_delay_s": options.downscale_delay_s,

@@ -43,6 +43,8 @@ def test_autoscaling_targets_a_batch_per_replica_by_default() -> None:
     scaled = deployment_options(given, settings)["autoscaling_config"]
     assert scaled["min_replicas"] == 1 and scaled["target_ongoing_requests"] == 2.5
     assert (scaled["upscale_delay_s"], scaled["downscale_delay_s"]) == (0, 5)
+    floor_only = deployment_options(ClusterOptions(min_replicas=3), settings)["autoscaling_config"]
+    assert (floor_only["min_replicas"], floor_only["max_replicas"]) == (3, 3)
 
 
 @pytest.mark.parametrize(
