@@ -35,8 +35,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-replicas", type=int, help="autoscaling: fewest replicas")
     p.add_argument("--max-replicas", type=int, help="autoscaling: most replicas")
     p.add_argument("--target-ongoing-requests", type=float, help="autoscaling target per replica (MAX_BATCH_SIZE)")
-    p.add_argument("--upscale-delay", type=float, help="seconds of high load before adding a replica (30)")
-    p.add_argument("--downscale-delay", type=float, help="seconds of low load before removing one (600)")
+    p.add_argument(
+        "--upscale-delay", dest="upscale_delay_s", type=float, help="seconds of load before adding a replica (30)"
+    )
+    p.add_argument(
+        "--downscale-delay", dest="downscale_delay_s", type=float, help="seconds of calm before removing one (600)"
+    )
     p.add_argument("--num-gpus", type=float, help="GPUs per replica (1; 0 with DEVICE=cpu)")
     p.add_argument("--num-cpus", type=float, help="CPUs per replica (1)")
     p.add_argument("--max-queued-requests", type=int, help="requests Serve holds before 503 (MAX_QUEUE_DEPTH)")
@@ -48,19 +52,8 @@ class _Raw(argparse.RawDescriptionHelpFormatter):
 
 
 def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The command line as ClusterOptions fields (those given)."""
-    names = {
-        "replicas": "replicas",
-        "min_replicas": "min_replicas",
-        "max_replicas": "max_replicas",
-        "target_ongoing_requests": "target_ongoing_requests",
-        "upscale_delay": "upscale_delay_s",
-        "downscale_delay": "downscale_delay_s",
-        "num_gpus": "num_gpus",
-        "num_cpus": "num_cpus",
-        "max_queued_requests": "max_queued_requests",
-    }
-    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    """The ClusterOptions fields given on the command line (every option but --address)."""
+    return {name: value for name, value in vars(args).items() if name != "address" and value is not None}
 
 
 def with_absolute_paths(settings: Settings) -> Settings:
