@@ -23,7 +23,6 @@ settings (TORCH_THREADS=1, the model preloaded).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import statistics
 import subprocess
@@ -38,11 +37,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.batching import client_run, measure
+from server.cluster.deployment import ClusterOptions, speech_app
+from server.config import load_settings
 from server.devmodel import build_dev_checkpoint
 from tests.support.live_server import free_port
 
 SENTENCE = "The server speaks this sentence as one segment of the stream."
-CLIENT_SENTENCE = "Client {client} asks for sentence {n}, which is of an ordinary length."
 
 
 def server_env(model: Path, voices: Path, args: argparse.Namespace) -> dict[str, str]:
@@ -101,29 +102,9 @@ def timed_stream(client: httpx.Client, url: str, body: dict[str, object]) -> tup
     return (first if first is not None else total), total
 
 
-def client_run(url: str, client: int, requests: int) -> tuple[float, list[float]]:
-    audio = 0.0
-    latencies = []
-    with httpx.Client(timeout=600) as http:
-        for n in range(requests):
-            body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "stream": False}
-            body["input"] = CLIENT_SENTENCE.format(client=client, n=n)
-            started = time.perf_counter()
-            response = http.post(f"{url}/v1/audio/speech", json=body)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
-            audio += len(response.content) / 2 / 24_000
-    return audio, latencies
-
-
 def throughput(url: str, clients: int, requests: int) -> tuple[float, float, float]:
     client_run(url, 0, 1)  # warm-up
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        runs = list(pool.map(lambda c: client_run(url, c, requests), range(clients)))
-    wall = time.perf_counter() - started
-    audio = sum(run[0] for run in runs)
-    return wall, audio / wall, statistics.median(lat for run in runs for lat in run[1])
+    return measure(url, clients, requests)
 
 
 def measure_overhead(direct_url: str, ray_url: str, repeats: int, into: dict[str, list[tuple[float, float]]]) -> None:
@@ -148,11 +129,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="TORCH_THREADS per server or replica")
     args = parser.parse_args()
 
-    import ray
+    import ray  # after server.cluster (imported above), which keeps Ray's workers in this environment
     from ray import serve
-
-    from server.cluster.deployment import ClusterOptions, speech_app
-    from server.config import load_settings
 
     overhead: dict[str, list[tuple[float, float]]] = {"direct": [], "ray": []}
     rows: list[tuple[int, str, float, float, float]] = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import server.cluster  # noqa: F401  (before Ray: keeps its workers in this environment under `uv run`)
 from tests.support.live_server import free_port
 
 ray = pytest.importorskip("ray", reason="Ray Serve is the optional `ray` extra (scripts/test installs it)")
