@@ -40,7 +40,6 @@ LONG = " ".join(f"This is sentence number {i} of a long text." for i in range(40
 @dataclass
 class Deployed:
     cluster: RayCluster
-    settings_env: dict[str, str]
     log: Path
 
     def client(self) -> httpx.Client:
@@ -75,7 +74,7 @@ def deployed(
     argv += ["--num-cpus", "1"]
     with log.open("wb") as output:
         command = subprocess.Popen(argv, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
-    running = Deployed(ray_cluster, env, log)
+    running = Deployed(ray_cluster, log)
     try:
         wait_for(lambda: command.poll() is not None or app_running(APP_NAME, 2), "two running replicas")
         assert command.poll() is None, running.log_tail()
