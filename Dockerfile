@@ -26,6 +26,9 @@ FROM python:3.11-slim-bookworm AS builder
 
 ARG UV_VERSION
 ARG PYTHON_VERSION
+# Optional extras to install, e.g. `--build-arg EXTRAS=ray` for an image that runs on a Ray
+# cluster (KubeRay, deploy/ray/); empty for the plain server.
+ARG EXTRAS=""
 
 # UV_PYTHON_PREFERENCE=only-managed keeps uv away from this image's /usr/local Python,
 # which does not exist in the runtime stage.
@@ -44,14 +47,15 @@ WORKDIR /app
 # Dependencies first (they change rarely and are gigabytes: torch + CUDA wheels) ...
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project --no-editable --python "${PYTHON_VERSION}"
+    uv sync --frozen --no-dev --no-install-project --no-editable --python "${PYTHON_VERSION}" \
+        ${EXTRAS:+--extra "${EXTRAS}"}
 
 # ... then the server itself, installed non-editable so the runtime needs no source tree.
 # README.md is the package's readme in pyproject.toml, so the build backend needs it.
 COPY README.md ./
 COPY server/ ./server/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --python "${PYTHON_VERSION}"
+    uv sync --frozen --no-dev --no-editable --python "${PYTHON_VERSION}" ${EXTRAS:+--extra "${EXTRAS}"}
 
 # ---------------------------------------------------------------------------------------
 # Runtime

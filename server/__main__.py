@@ -1,6 +1,7 @@
 """`qwen3-tts-server` (or `python -m server`): serve, or build a dev checkpoint.
 
 qwen3-tts-server                      start the HTTP server (settings from the environment)
+qwen3-tts-server ray [...]            serve from several replicas on Ray Serve (the `ray` extra)
 qwen3-tts-server devmodel DIR [...]   build a small random checkpoint for tests and smoke tests
 """
 
@@ -51,12 +52,23 @@ def serve() -> int:
     return 0
 
 
+def ray_command(args: list[str]) -> int:
+    try:
+        from server.cluster.cli import main as cluster_main
+    except ImportError as exc:  # Ray is an optional extra
+        print(f"qwen3-tts-server ray: Ray Serve is not installed ({exc}); install the `ray` extra", file=sys.stderr)
+        return 2
+    return cluster_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "devmodel":
         from server.devmodel import main as devmodel_main
 
         return devmodel_main(args[1:])
+    if args and args[0] == "ray":
+        return ray_command(args[1:])
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0

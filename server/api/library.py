@@ -6,6 +6,11 @@ reference at 24 kHz, kept so the prompt can be recomputed), `<id>.prompt` (the c
 clone prompt, written by the adapter) and `<id>.json` (its metadata, written last, so a
 voice exists only once all of it is on disk). Every write goes to a temporary file and is
 renamed into place, so a crash never leaves a half-written voice behind.
+
+Several processes may serve one VOICES_DIR (the replicas of a cluster on a shared volume):
+each reads the directory again when a voice is not in its memory or its metadata file has
+gone, and the metadata is published under a lock on the directory (`LibraryLock`), so a
+name stays unique across processes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import soundfile as sf
 
 from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS, unknown_voice
 from server.api.cloning import CloneMode, CloneService, clone_mode
+from server.api.library_lock import LibraryLock
 from server.api.synthesis import PresetVoices, ResolvedVoice
 from server.audio.reference import SAMPLE_RATE
 from server.engine.errors import SynthesisError
@@ -92,6 +98,8 @@ class VoiceLibrary:
         self._voices: dict[str, SavedVoice] = {}
         self._prompts: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # serialises create/delete so names stay unique
+        self._shared_lock = LibraryLock(root)  # ...and across processes sharing the directory
+        self._skipped: set[str] = set()  # unreadable metadata files, warned about once
         # Created on first save, so a server that never clones needs no writable VOICES_DIR.
         for meta in sorted(root.glob("voice_*.json")) if root.is_dir() else ():
             voice = self._read_meta(meta)
@@ -112,19 +120,50 @@ class VoiceLibrary:
         return self.root / f"{voice_id}{suffix}"
 
     def voices(self) -> list[SavedVoice]:
+        self.refresh()
         return sorted(self._voices.values(), key=lambda v: (v.created_at, v.created_ns, v.id))
 
     def names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.voices())
 
     def get(self, voice_id: str) -> SavedVoice:
-        voice = self._voices.get(voice_id) if valid_voice_id(voice_id) else None
+        voice = self.find(voice_id) if valid_voice_id(voice_id) else None
         if voice is None:
             raise not_found(f"voice {voice_id!r} not found", param="voice_id")
         return voice
 
     def find(self, name_or_id: str) -> SavedVoice | None:
-        """A saved voice by id or by name (case-insensitive)."""
+        """A saved voice by id or by name (case-insensitive), saved by this process or by
+        another one sharing the directory."""
+        voice = self._find_known(name_or_id)
+        if voice is not None and not self._path(voice.id, ".json").exists():
+            self._forget(voice.id)  # deleted by another process
+            voice = None
+        if voice is None:
+            self.refresh()
+            voice = self._find_known(name_or_id)
+        return voice
+
+    def refresh(self) -> None:
+        """Catch up with the directory: forget voices whose metadata has gone, read the
+        metadata files not seen before (those other processes saved)."""
+        on_disk = {path.stem: path for path in self.root.glob("voice_*.json")} if self.root.is_dir() else {}
+        for voice_id in self._voices.keys() - on_disk.keys():
+            self._forget(voice_id)
+        for voice_id, path in on_disk.items():
+            if voice_id in self._voices or path.name in self._skipped:
+                continue
+            voice = self._read_meta(path)
+            if voice is None:
+                self._skipped.add(path.name)
+            else:
+                self._voices[voice.id] = voice
+
+    def _forget(self, voice_id: str) -> None:
+        self._voices.pop(voice_id, None)
+        self._prompts.pop(voice_id, None)
+
+    def _find_known(self, name_or_id: str) -> SavedVoice | None:
         key = name_or_id.strip()
         if valid_voice_id(key):
             return self._voices.get(key)
@@ -162,7 +201,9 @@ class VoiceLibrary:
                 await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
                 await self._save_prompt(voice.id, prompt)
                 meta = json.dumps(asdict(voice), ensure_ascii=False).encode()
-                await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
+                async with self._shared_lock.held():
+                    self.check_name(name)  # across processes: another one may have saved it meanwhile
+                    await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
             except BaseException:
                 for suffix in (".json", ".prompt", ".wav"):  # no orphans from a failed save
                     self._path(voice.id, suffix).unlink(missing_ok=True)
@@ -173,13 +214,13 @@ class VoiceLibrary:
         return voice
 
     async def delete(self, voice_id: str) -> SavedVoice:
-        async with self._lock:
-            voice = self.get(voice_id)
+        self.get(voice_id)  # 404 without touching the directory
+        async with self._lock, self._shared_lock.held():
+            voice = self.get(voice_id)  # again: another process may have deleted it meanwhile
             # Metadata first: once it is gone the voice no longer exists, whatever else fails.
             for suffix in (".json", ".prompt", ".wav"):
                 self._path(voice_id, suffix).unlink(missing_ok=True)
-            self._voices.pop(voice_id, None)
-            self._prompts.pop(voice_id, None)
+            self._forget(voice_id)
         log.info("voice deleted", extra={"voice_id": voice_id})
         return voice
 

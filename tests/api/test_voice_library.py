@@ -12,6 +12,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS
+from server.api.library_lock import LOCK_FILE
 from tests.support.audio import decode_soundfile
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 from tests.support.reference import wav
@@ -75,7 +76,8 @@ def test_create_list_get_use_delete(library_server: LiveServer, request_log: Rec
         unknown = speak(client, "My Voice")
         assert unknown.status_code == 400
         assert "Plain" in unknown.json()["error"]["message"]  # saved voices are listed as valid
-    assert sorted(p.suffix for p in library_server.settings.voices_dir.iterdir()) == [".json", ".prompt", ".wav"]
+    left = sorted(p.suffix for p in library_server.settings.voices_dir.iterdir() if p.name != LOCK_FILE)
+    assert left == [".json", ".prompt", ".wav"]
 
 
 def test_voices_survive_a_restart(custom_voice_dir: Path, base_dir: Path, tmp_path: Path) -> None:
