@@ -8,19 +8,22 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import clone, speech, system, voices
-from server.api.auth import require_api_key
 from server.api.catalog import ModelCatalog
 from server.api.cloning import CloneService, PromptCache
 from server.api.cors import install_cors
+from server.api.gate import RequestGate
 from server.api.library import LibraryVoices, VoiceLibrary
 from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
+from server.api.openapi import install_openapi
+from server.api.refusals import error_response
 from server.api.responses import OrjsonResponse
+from server.api.sending import SendGuard
 from server.api.synthesis import SpeechService
 from server.config import Settings
 from server.engine.errors import EngineError
@@ -29,7 +32,6 @@ from server.engine.models import ModelSlot
 from server.engine.qwen import resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, invalid_request, to_api_error
-from server.logs import request_id_var
 
 log = logging.getLogger("qwen3-tts")
 
@@ -65,7 +67,11 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.clones = clones
     app.state.voice_library = library
     app.state.health_sections = {
-        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())}
+        "clone": lambda: {
+            "prompt_cache": clones.cache.stats(),
+            "saved_voices": len(library.voices()),
+            "library_problems": library.problems,
+        }
     }
     app.state.speech = SpeechService(
         engine, app.state.models, settings.max_new_tokens, LibraryVoices(library), metrics=app.state.metrics
@@ -84,46 +90,48 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await engine.stop(settings.shutdown_grace)
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="Qwen3-TTS server",
         description="OpenAI-compatible text-to-speech on Qwen3-TTS",
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)
+    # First added = innermost. The gate runs inside the request id (its refusals carry it);
+    # the send guard sits closest to the app, so a stalled send never reaches the error
+    # middleware outside.
+    app.add_middleware(SendGuard, send_timeout=settings.send_timeout)
+    app.add_middleware(
+        RequestGate,
+        api_keys=app.state.api_keys,
+        max_json_bytes=settings.max_json_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app, settings.metrics_enabled)
     install_cors(app, settings.cors_origins)  # last added = outermost
 
+    # The API key for /v1/* and the docs is checked by the gate, before any body is read.
     app.include_router(system.router)
-    v1 = [Depends(require_api_key)]
-    app.include_router(system.v1_router, dependencies=v1)
-    app.include_router(speech.router, dependencies=v1)
-    app.include_router(clone.router, dependencies=v1)
-    app.include_router(voices.router, dependencies=v1)
+    app.include_router(system.v1_router)
+    app.include_router(speech.router)
+    app.include_router(clone.router)
+    app.include_router(voices.router)
+    install_openapi(app, settings)
     return app
 
 
 def _error_response(request: Request, error: APIError) -> OrjsonResponse:
-    # Requests refused before synthesis (validation, auth, unknown model or voice) get their
-    # own log line; those that reached the engine are logged by the speech service.
-    log.info(
-        "request refused",
-        extra={
-            "request_id": request_id_var.get(),
-            "endpoint": request.url.path,
-            "status": error.status,
-            "code": error.code,
-            "param": error.param,
-            "error": error.message,
-        },
-    )
-    return OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
+    return error_response(request.url.path, error)
 
 
 def _validation_error(errors: Sequence[Any]) -> APIError:
@@ -134,7 +142,7 @@ def _validation_error(errors: Sequence[Any]) -> APIError:
         return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
     # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
     param = loc[0] if loc else None
-    message = first.get("msg", "invalid request")
+    message = first.get("msg", "invalid request").removeprefix("Value error, ")
     if param is not None:
         message = f"{'.'.join(loc)}: {message}"
     if len(errors) > 1:
@@ -154,7 +162,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
+        # exc.headers carries Allow on a 405.
+        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code, dict(exc.headers or {}))
         return _error_response(request, error)
 
     @app.exception_handler(EngineError)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Sentences of concurrent requests synthesised together in one model call; 1 disables.
     max_batch_size: int = Field(default=4, ge=1, le=64)
     request_timeout: float = Field(default=300.0, gt=0)
+    # Longest wait for a client to take one chunk of a response body before the response
+    # is abandoned and its work stopped (a reader that stopped reading holds a queue slot).
+    send_timeout: float = Field(default=30.0, gt=0)
     max_new_tokens: int = Field(default=2048, ge=2)
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     voices_dir: Path = Path("voices")
     voice_cache_max: int = Field(default=32, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Largest JSON body; enforced while reading, before anything parses it.
+    max_json_bytes: int = Field(default=256 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0)
     max_reference_seconds: float = Field(default=30.0, gt=0)
 
@@ -51,6 +56,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Serve /docs, /redoc and /openapi.json (behind the API key when API_KEYS is set).
+    docs_enabled: bool = True
     shutdown_grace: float = Field(default=30.0, ge=0)
 
     @field_validator("device")

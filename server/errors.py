@@ -18,6 +18,17 @@ from server.engine.errors import (
 )
 
 RETRY_AFTER_SECONDS = 1
+# Client-supplied strings are quoted in error messages up to this many characters: enough
+# to recognise a typo, never a megabyte echoed back.
+USER_STRING_CHARS = 64
+
+
+def user_string(value: str, limit: int = USER_STRING_CHARS) -> str:
+    """A client's string as an error message may quote it: in quotes, with control and
+    non-printable characters escaped (repr), cut to `limit` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 @dataclass
@@ -59,6 +70,10 @@ def conflict(message: str, param: str | None = None) -> APIError:
 
 def payload_too_large(message: str, param: str | None = None) -> APIError:
     return APIError(413, message, "invalid_request_error", param, "payload_too_large")
+
+
+def unsupported_media_type(message: str) -> APIError:
+    return APIError(415, message, "invalid_request_error", None, "unsupported_media_type")
 
 
 def unauthorized(message: str) -> APIError:

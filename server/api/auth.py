@@ -1,26 +1,24 @@
-"""Bearer-key check for /v1/*, enabled when API_KEYS is set."""
+"""Bearer keys (API_KEYS): the check itself, used by the request gate for /v1/* and the
+API docs, and by /health to decide how much it tells."""
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
-
-from server.errors import unauthorized
+from server.errors import APIError, unauthorized
 
 
-def require_api_key(request: Request) -> None:
-    keys: tuple[bytes, ...] = request.app.state.api_keys
+def key_error(authorization: str | None, keys: tuple[bytes, ...]) -> APIError | None:
+    """None when `keys` is empty or the Authorization header carries one of them; otherwise
+    the 401 to answer."""
     if not keys:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+        return None
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+        return unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
     presented = token.strip().encode()
     # Compare against every key without stopping early, each in constant time.
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(presented, key)
-    if not matched:
-        raise unauthorized("Incorrect API key provided.")
+    return None if matched else unauthorized("Incorrect API key provided.")

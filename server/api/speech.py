@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.api.schemas import SpeechRequest
+from server.api.sending import Outcome, TrackedResponse
 from server.api.streaming import (
     SegmentStream,
     audio_response,
@@ -30,7 +31,8 @@ def attachment_headers(plan: SpeechPlan, stats: SpeechStats) -> dict[str, str]:
 
 
 async def render_whole(service: SpeechService, plan: SpeechPlan) -> Response:
-    """Synthesise everything, encode it as one file, answer it with its length known."""
+    """Synthesise everything, encode it as one file, answer it with its length known. The
+    request is logged once the file has been handed over (or the client stalled or left)."""
     stats = SpeechStats()
     try:
         pcm = await service.collect(plan, stats)
@@ -41,8 +43,12 @@ async def render_whole(service: SpeechService, plan: SpeechPlan) -> Response:
     except BaseException as exc:
         service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
         raise
-    service.log_request(plan, stats, 200)
-    return Response(data, media_type=plan.format.media_type, headers=attachment_headers(plan, stats))
+
+    async def log_outcome(outcome: Outcome) -> None:
+        service.log_request(plan, stats, outcome.status, outcome.error)
+
+    response = Response(data, media_type=plan.format.media_type, headers=attachment_headers(plan, stats))
+    return TrackedResponse(response, log_outcome)
 
 
 @router.post("/v1/audio/speech")

@@ -18,6 +18,7 @@ from server.api.schemas import SpeechRequest
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, CloneVoice, SegmentAudio, SlotName, SynthesisJob
+from server.engine.models import ModelSlot
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var
@@ -195,28 +196,42 @@ class SpeechService:
     async def segments(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio, segment by segment, with speed applied."""
         slot = self.engine.slots[plan.job.slot]
-        async for segment in self.engine.synthesize(plan.job):
-            stats.add_segment(segment)
-            segment_log.debug(
-                "segment synthesised",
-                extra={
-                    "request_id": request_id_var.get(),
-                    "segment": segment.index,
-                    "segments": len(plan.job.segments),
-                    "inference_ms": round(segment.inference_ms, 1),
-                    "output_frames": segment.output_frames,
-                    "batch_size": segment.batch_size,
-                },
-            )
-            if segment.index == 0 and plan.instructions_given:
-                backend = slot.backend
-                stats.instructions_ignored = backend is not None and not backend.honours_instruct
-            pcm = segment.pcm
-            if plan.speed != 1.0:
-                started = time.perf_counter()
-                pcm = await asyncio.to_thread(change_speed, pcm, plan.speed, SAMPLE_RATE)
-                stats.encode_ms += (time.perf_counter() - started) * 1000
-            yield pcm
+        synthesized = self.engine.synthesize(plan.job)
+        try:
+            async for segment in synthesized:
+                yield await self._prepare(plan, stats, slot, segment)
+        finally:
+            # When this generator is closed early, the engine's job is closed with it at once
+            # (freeing its queue slot), not whenever the garbage collector gets to it.
+            close = getattr(synthesized, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _prepare(
+        self, plan: SpeechPlan, stats: SpeechStats, slot: ModelSlot, segment: SegmentAudio
+    ) -> np.ndarray:
+        """One synthesised segment, counted and logged, with speed applied."""
+        stats.add_segment(segment)
+        segment_log.debug(
+            "segment synthesised",
+            extra={
+                "request_id": request_id_var.get(),
+                "segment": segment.index,
+                "segments": len(plan.job.segments),
+                "inference_ms": round(segment.inference_ms, 1),
+                "output_frames": segment.output_frames,
+                "batch_size": segment.batch_size,
+            },
+        )
+        if segment.index == 0 and plan.instructions_given:
+            backend = slot.backend
+            stats.instructions_ignored = backend is not None and not backend.honours_instruct
+        pcm = segment.pcm
+        if plan.speed != 1.0:
+            started = time.perf_counter()
+            pcm = await asyncio.to_thread(change_speed, pcm, plan.speed, SAMPLE_RATE)
+            stats.encode_ms += (time.perf_counter() - started) * 1000
+        return pcm
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
         parts = [pcm async for pcm in self.segments(plan, stats)]

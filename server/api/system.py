@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from server.api.auth import key_error
 from server.api.catalog import ModelCatalog
 from server.engine.scheduler import Engine
 
@@ -23,6 +24,10 @@ async def health(request: Request) -> dict[str, Any]:
     report = engine.health()
     errors = [slot["last_error"] for slot in report["models"].values() if slot["last_error"]]
     status = "shutting_down" if not engine.accepting else ("degraded" if errors else "ok")
+    if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
+        # With API_KEYS set, an anonymous caller (a load balancer) gets the status alone:
+        # model paths and load errors are for callers with a key.
+        return {"status": status}
     # Services add their own sections (e.g. the clone prompt cache) through this hook.
     sections: dict[str, Callable[[], dict[str, Any]]] = getattr(request.app.state, "health_sections", {})
     return {"status": status, **report, **{name: describe() for name, describe in sections.items()}}

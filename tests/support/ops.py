@@ -111,7 +111,11 @@ def run_through_sigterm(checkpoint: Path, log_path: Path) -> SigtermRun:
 
             speaker = threading.Thread(target=speak)
             speaker.start()
-            in_flight = _wait_until(lambda: httpx.get(f"{base_url}/health", timeout=2).json()["queue_depth"] == 1, 30)
+            # With API_KEYS set, /health shows the queue only to a caller with a key.
+            keyed = {"Authorization": f"Bearer {API_KEY}"}
+            in_flight = _wait_until(
+                lambda: httpx.get(f"{base_url}/health", headers=keyed, timeout=2).json()["queue_depth"] == 1, 30
+            )
             if not in_flight:
                 raise RuntimeError("the request never showed up in the queue")
             proc.send_signal(signal.SIGTERM)
