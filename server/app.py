@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from server.api import clone, speech, system, voices
 from server.api.catalog import ModelCatalog
@@ -150,6 +151,17 @@ def _validation_error(errors: Sequence[Any]) -> APIError:
     return invalid_request(message, param=param)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers. Starlette's own Allow header names only
+    the first route that matched the path, and a path here often has one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> OrjsonResponse:
@@ -162,8 +174,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        # exc.headers carries Allow on a 405.
-        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code, headers)
         return _error_response(request, error)
 
     @app.exception_handler(EngineError)
