@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from server.api import clone, speech, system, voices
 from server.api.catalog import ModelCatalog
@@ -122,11 +122,16 @@ def create_app(settings: Settings) -> FastAPI:
     install_cors(app, settings.cors_origins)  # last added = outermost
 
     # The API key for /v1/* and the docs is checked by the gate, before any body is read.
-    app.include_router(system.router)
-    app.include_router(system.v1_router)
-    app.include_router(speech.router)
-    app.include_router(clone.router)
-    app.include_router(voices.router)
+    routers = (system.router, system.v1_router, speech.router, clone.router, voices.router)
+    for router in routers:
+        app.include_router(router)
+    # Every path's methods, for the Allow header of a 405.
+    app.state.route_methods = [
+        (route.path_regex, frozenset(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     install_openapi(app, settings)
     return app
 
@@ -155,10 +160,9 @@ def _allowed_methods(request: Request) -> list[str]:
     """Every method some route of this path answers. Starlette's own Allow header names only
     the first route that matched the path, and a path here often has one route per method."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for pattern, route_methods in request.app.state.route_methods:
+        if pattern.match(request.url.path):
+            methods |= route_methods
     return sorted(methods)
 
 

@@ -13,6 +13,9 @@ from typing import Any
 import orjson
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Set once a request's own line is written (by the speech service), so an error handler that
+# sees the same failure afterwards does not write a second line for it.
+request_logged_var: contextvars.ContextVar[bool] = contextvars.ContextVar("request_logged", default=False)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
 # uvicorn adds `color_message` (the message again, with ANSI colours) to its own records.

@@ -10,14 +10,16 @@ from starlette.types import Receive, Scope, Send
 
 from server.api.responses import OrjsonResponse
 from server.errors import APIError
-from server.logs import request_id_var
+from server.logs import request_id_var, request_logged_var
 
 log = logging.getLogger("qwen3-tts")
 
 
 def log_refusal(path: str, error: APIError) -> None:
     # Requests refused before synthesis (validation, auth, unknown model or voice) get their
-    # own line; those that reached the engine are logged by the speech service.
+    # own line; those that reached the engine were logged by the speech service already.
+    if request_logged_var.get():
+        return
     log.info(
         "request refused",
         extra={

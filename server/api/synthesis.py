@@ -21,7 +21,7 @@ from server.engine.jobs import SAMPLE_RATE, CloneVoice, SegmentAudio, SlotName, 
 from server.engine.models import ModelSlot
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
-from server.logs import request_id_var
+from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
 from server.text import UnsupportedLanguageError, detect_language, normalize_language, split_sentences
 
@@ -264,6 +264,7 @@ class SpeechService:
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)
+        request_logged_var.set(True)
         if self.metrics is not None:
             self.metrics.observe_request(
                 endpoint=plan.endpoint,
