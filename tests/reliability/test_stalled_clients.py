@@ -58,7 +58,7 @@ def two_slots(custom_voice_dir: Path) -> Iterator[LiveServer]:
         preload_model=True,
         max_queue_depth=3,
         send_timeout=2.0,
-        max_new_tokens=64,
+        max_new_tokens=32,
     ) as server:
         yield server
 
@@ -88,8 +88,8 @@ def test_request_deadline_covers_sending(custom_voice_dir: Path, request_log: Re
             model_id=str(custom_voice_dir),
             preload_model=True,
             send_timeout=600,
-            request_timeout=8,
-            max_new_tokens=64,
+            request_timeout=5,
+            max_new_tokens=32,
         ) as server,
         stalled(server, STREAMS[:1], "deadline") as [request_id],
     ):
