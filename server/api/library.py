@@ -59,7 +59,8 @@ class VoiceLibrary:
         self.root = root
         self.clones = clones
         self.model_id = model_id
-        # Created on first save, so a server that never clones needs no writable VOICES_DIR.
+        # A missing directory is an empty library: it is created on first save, so a server
+        # that never clones needs no writable VOICES_DIR.
         scan = scan_library(root)
         self._voices: dict[str, SavedVoice] = scan.voices
         self.problems = scan.problems  # what the scan at start skipped or flagged, for /health

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from server.logs import JsonFormatter, TextFormatter
+from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 
 LONG = " ".join(f"Sentence {i} goes on for a while." for i in range(30))
@@ -29,10 +30,14 @@ def test_timeout_mid_audio_stream_is_one_504_line_and_a_cut_stream(custom_voice_
             client.stream("POST", "/v1/audio/speech", json={**SPEECH, "input": LONG}) as response,
         ):
             assert response.status_code == 200
-            for chunk in response.iter_raw():
-                received += chunk
+            chunks = response.iter_raw()
+            received += next(chunks)
+            # The stream is open; from here nothing more is synthesised until its deadline passed.
+            with inference_held(srv):
+                for chunk in chunks:
+                    received += chunk
         line = everything.wait_for_request("cut-1")
-        assert srv.health()["queue_depth"] == 0
+        wait_until(lambda: srv.health()["queue_depth"] == 0)
     assert received  # the audio before the timeout arrived
     assert line["status"] == 504
     assert "within 3 s" in line["error"]

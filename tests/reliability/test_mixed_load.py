@@ -89,7 +89,9 @@ def stall(server: LiveServer, count: int) -> list[socket.socket]:
     sockets = []
     for i in range(count):
         sock = connect(server.port, receive_buffer=4096)
-        body = {"model": "tts-1", "voice": "alloy", "input": " ".join(TEXTS * 4), "response_format": "wav"}
+        # Slowed down four times: far more audio than the socket buffers hold.
+        text = " ".join(TEXTS * 12)
+        body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "wav", "speed": 0.25}
         post_json(sock, "/v1/audio/speech", body, {"X-Request-ID": f"stall-{i}"})
         sockets.append(sock)
     return sockets

@@ -74,8 +74,8 @@ def test_readers_that_stop_free_their_slots_within_the_send_timeout(
     for line in lines:
         assert line["status"] == 499, line
         assert "stopped reading" in line["error"]
-        # The work stopped too: far from all 40 sentences were synthesised.
-        assert line["segments_done"] < line["segments"] == 40
+        # The work stopped too: not all of the text was synthesised.
+        assert line["segments_done"] < line["segments"]
     with two_slots.client() as client:
         response = client.post("/v1/audio/speech", json={**BODY, "input": "Still serving."})
     assert response.status_code == 200
