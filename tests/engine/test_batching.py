@@ -47,8 +47,7 @@ def test_concurrent_requests_share_model_calls(batching_server: LiveServer, requ
     assert len(sizes) == 12  # two sentences each, all synthesised
     assert max(sizes) > 1
     assert max(sizes) <= 4
-    lines = {line["request_id"]: line for line in request_log.requests()}
-    assert all(lines[rid]["segments_done"] == 2 for rid in bodies)
+    assert all(request_log.wait_for_request(rid)["segments_done"] == 2 for rid in bodies)
 
 
 def test_seeded_requests_run_alone_and_stay_repeatable(

@@ -57,7 +57,13 @@ def test_speech_timings_audio_and_characters_are_observed(ops_server: LiveServer
     with ops_server.client() as client:
         response = client.post(SPEECH, json=BODY)
     assert response.status_code == 200
-    after = scrape(ops_server)
+    # A request is observed once its last byte has been handed over, a moment after the client has it.
+    deadline = time.monotonic() + 30
+    while (after := scrape(ops_server)) and time.monotonic() < deadline:
+        name = "qwen3_tts_request_seconds_count"
+        if value(after, name, endpoint=SPEECH) > value(before, name, endpoint=SPEECH):
+            break
+        time.sleep(0.05)
     for histogram in ("queue", "inference", "encode", "request"):
         name = f"qwen3_tts_{histogram}_seconds_count"
         assert value(after, name, endpoint=SPEECH) - value(before, name, endpoint=SPEECH) == 1, name

@@ -131,6 +131,15 @@ class RecordCollector(logging.Handler):
                 return line
             time.sleep(0.05)
 
+    def wait_for_requests(self, count: int, endpoint: str | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The request lines (of `endpoint`), once there are at least `count` of them: a line is
+        written after its response's last byte, a moment after the client has it all."""
+        deadline = time.monotonic() + timeout
+        while len(lines := self.requests(endpoint)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(lines) >= count, f"{len(lines)} request lines, expected {count}"
+        return lines
+
     @contextmanager
     def attached(self, logger_name: str = "qwen3-tts", level: int = logging.DEBUG) -> Iterator[RecordCollector]:
         """Collect `logger_name`'s records (at `level` and above) while the block runs."""
