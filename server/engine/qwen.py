@@ -270,8 +270,8 @@ class QwenBackend:
 def trim_native_heap() -> None:
     """Give freed heap memory back to the OS. glibc keeps what a model's weights and
     activations freed in its arenas (one per thread that allocated, the inference thread's
-    included), so without this resident memory crept up by a megabyte or two per load and
-    unload cycle. A no-op where the C library is not glibc."""
+    included); without this, resident memory after an unload stayed about 8 MB higher on the
+    tiny checkpoint and drifted from cycle to cycle. A no-op where the C library is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:

@@ -133,8 +133,11 @@ def test_mixed_load_with_faults(custom_voice_dir: Path, base_dir: Path, tmp_path
     assert set(counts) <= {200, 400, 404, 503, 504, GONE}, counts
     assert counts[200] > 0 and counts[GONE] > 0
     for request_id, status in seen.items():
-        expected = 499 if status == GONE else status
-        assert logged.get(request_id) == [expected], (request_id, status, logged.get(request_id))
+        # A client that left saw only the start; the server logs 499, or 504 when the deadline
+        # passed before the disconnect reached it (both honest; never 200, it cannot have
+        # sent the whole long text).
+        expected = [[499], [504]] if status == GONE else [[status]]
+        assert logged.get(request_id) in expected, (request_id, status, logged.get(request_id))
     for line in lines.values():
         assert line["status"] in (499, 504)
 
