@@ -8,22 +8,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import clone, speech, system, voices
-from server.api.auth import require_api_key
 from server.api.catalog import ModelCatalog
 from server.api.cloning import CloneService, PromptCache
 from server.api.cors import install_cors
+from server.api.gate import RequestGate
 from server.api.library import LibraryVoices, VoiceLibrary
 from server.api.metrics import install_metrics
 from server.api.middleware import RequestIdMiddleware
+from server.api.openapi import install_openapi
 from server.api.output_cache import OutputCache
 from server.api.playground import install_playground
 from server.api.recent import RecentRequests
+from server.api.refusals import error_response
 from server.api.responses import OrjsonResponse
+from server.api.sending import SendGuard
 from server.api.synthesis import SpeechService
 from server.api.websocket import router as websocket
 from server.config import Settings
@@ -33,7 +37,6 @@ from server.engine.models import ModelSlot
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, to_api_error, validation_error
-from server.logs import request_id_var
 
 log = logging.getLogger("qwen3-tts")
 
@@ -75,7 +78,11 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.voice_library = library
     app.state.output_cache = output_cache
     app.state.health_sections = {
-        "clone": lambda: {"prompt_cache": clones.cache.stats(), "saved_voices": len(library.voices())},
+        "clone": lambda: {
+            "prompt_cache": clones.cache.stats(),
+            "saved_voices": len(library.voices()),
+            "library_problems": library.problems,
+        },
         "cache": lambda: {"output": output_cache.stats(), "prompt": clones.cache.stats()},
     }
     app.state.recent_requests = RecentRequests()
@@ -104,49 +111,73 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await engine.stop(settings.shutdown_grace)
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="Qwen3-TTS server",
         description="OpenAI-compatible text-to-speech on Qwen3-TTS",
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)
+    # First added = innermost. The gate runs inside the request id (its refusals carry it);
+    # the send guard sits closest to the app, so a stalled send never reaches the error
+    # middleware outside.
+    app.add_middleware(SendGuard, send_timeout=settings.send_timeout)
+    app.add_middleware(
+        RequestGate,
+        api_keys=app.state.api_keys,
+        max_json_bytes=settings.max_json_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app, settings.metrics_enabled)
     install_cors(app, settings.cors_origins)  # last added = outermost
 
-    app.include_router(system.router)
-    v1 = [Depends(require_api_key)]
-    app.include_router(system.v1_router, dependencies=v1)
-    app.include_router(speech.router, dependencies=v1)
-    app.include_router(clone.router, dependencies=v1)
-    app.include_router(voices.router, dependencies=v1)
+    # The API key for /v1/* and the docs is checked by the gate, before any body is read; the
+    # WebSocket checks its own (browsers send it as a query parameter).
+    routers = (
+        system.router,
+        system.v1_router,
+        speech.router,
+        clone.router,
+        voices.router,
+        voices.listing_router,
+        websocket.router,
+    )
+    for router in routers:
+        app.include_router(router)
     install_playground(app, settings.playground_enabled)
-    app.include_router(voices.listing_router)
-    app.include_router(websocket.router)  # checks its key itself: browsers send it as a query parameter
+    # Every path's methods, for the Allow header of a 405.
+    app.state.route_methods = [
+        (route.path_regex, frozenset(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    install_openapi(app, settings)
     return app
 
 
 def _error_response(request: Request, error: APIError) -> OrjsonResponse:
-    # Requests refused before synthesis (validation, auth, unknown model or voice) get their
-    # own log line; those that reached the engine are logged by the speech service.
-    log.info(
-        "request refused",
-        extra={
-            "request_id": request_id_var.get(),
-            "endpoint": request.url.path,
-            "status": error.status,
-            "code": error.code,
-            "param": error.param,
-            "error": error.message,
-        },
-    )
-    return OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
+    return error_response(request.url.path, error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers. Starlette's own Allow header names only
+    the first route that matched the path, and a path here often has one route per method."""
+    methods: set[str] = set()
+    for pattern, route_methods in request.app.state.route_methods:
+        if pattern.match(request.url.path):
+            methods |= route_methods
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -161,7 +192,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        error = APIError(exc.status_code, str(exc.detail), "invalid_request_error", None, code, headers)
         return _error_response(request, error)
 
     @app.exception_handler(EngineError)

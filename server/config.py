@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Positions of one row (prompt plus generated frames): the longest sequence.
     max_sequence_length: int = Field(default=4096, ge=256, le=32768)
     request_timeout: float = Field(default=300.0, gt=0)
+    # Longest wait for a client to take one chunk of a response body before the response
+    # is abandoned and its work stopped (a reader that stopped reading holds a queue slot).
+    send_timeout: float = Field(default=30.0, gt=0)
     max_new_tokens: int = Field(default=2048, ge=2)
     # Streaming: the first chunk after this many codec frames (80 ms each), later chunks after
     # STREAM_CHUNK_FRAMES.
@@ -53,6 +56,8 @@ class Settings(BaseSettings):
     # Finished responses kept for repeats of the same unseeded request; 0 disables the cache.
     audio_cache_max: int = Field(default=256, ge=0)
     audio_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # Largest JSON body; enforced while reading, before anything parses it.
+    max_json_bytes: int = Field(default=256 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0)
     max_reference_seconds: float = Field(default=30.0, gt=0)
 
@@ -62,6 +67,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # The web page at /playground/ (and / redirecting to it).
     playground_enabled: bool = True
+    # Serve /docs, /redoc and /openapi.json (behind the API key when API_KEYS is set).
+    docs_enabled: bool = True
     shutdown_grace: float = Field(default=30.0, ge=0)
 
     @field_validator("device")

@@ -20,6 +20,17 @@ from server.engine.errors import (
 )
 
 RETRY_AFTER_SECONDS = 1
+# Client-supplied strings are quoted in error messages up to this many characters: enough
+# to recognise a typo, never a megabyte echoed back.
+USER_STRING_CHARS = 64
+
+
+def user_string(value: str, limit: int = USER_STRING_CHARS) -> str:
+    """A client's string as an error message may quote it: in quotes, with control and
+    non-printable characters escaped (repr), cut to `limit` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 @dataclass
@@ -63,6 +74,10 @@ def payload_too_large(message: str, param: str | None = None) -> APIError:
     return APIError(413, message, "invalid_request_error", param, "payload_too_large")
 
 
+def unsupported_media_type(message: str) -> APIError:
+    return APIError(415, message, "invalid_request_error", None, "unsupported_media_type")
+
+
 def unauthorized(message: str) -> APIError:
     return APIError(
         401,
@@ -82,7 +97,7 @@ def validation_error(errors: Sequence[Any]) -> APIError:
         return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
     # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
     param = loc[0] if loc else None
-    message = first.get("msg", "invalid request")
+    message = first.get("msg", "invalid request").removeprefix("Value error, ")
     if param is not None:
         message = f"{'.'.join(loc)}: {message}"
     if len(errors) > 1:

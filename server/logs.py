@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import orjson
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Set once a request's own line is written (by the speech service), so an error handler that
+# sees the same failure afterwards does not write a second line for it.
+request_logged_var: contextvars.ContextVar[bool] = contextvars.ContextVar("request_logged", default=False)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
 # uvicorn adds `color_message` (the message again, with ANSI colours) to its own records.
@@ -23,8 +27,31 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
 }
 
 
+# A field value longer than this is cut: a client's megabyte-long string must not become a
+# megabyte-long log line.
+MAX_FIELD_CHARS = 512
+# C0 and C1 control characters and DEL: a raw newline or ESC from a client would forge a
+# log line or drive the reader's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def safe_text(value: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """`value` with control characters escaped and cut to `limit` characters."""
+    if len(value) > limit:
+        value = f"{value[:limit]}...({len(value)} chars)"
+    return _CONTROL.sub(_escape_control, value)
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+    fields = {
+        k: safe_text(v) if isinstance(v, str) else v
+        for k, v in vars(record).items()
+        if k not in _RECORD_ATTRS and not k.startswith("_")
+    }
     request_id = request_id_var.get()
     if request_id is not None and "request_id" not in fields:
         fields["request_id"] = request_id
@@ -39,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": safe_text(record.getMessage(), 4096),
         }
         entry.update(record_fields(record))
         if record.exc_info:
@@ -54,10 +81,13 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        # Only the message is escaped, not a traceback that follows it on its own lines.
+        line = f"{self.formatTime(record)} {record.levelname} {record.name} {safe_text(record.getMessage(), 4096)}"
         fields = record_fields(record)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
         return line
 
 

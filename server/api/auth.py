@@ -1,4 +1,6 @@
-"""Bearer-key check for /v1/* (and the WebSocket), enabled when API_KEYS is set."""
+"""Bearer keys (API_KEYS): the check itself, used by the request gate for /v1/* and the API
+docs, by /health to decide how much it tells, by routes outside /v1/ that need the key, and
+by the WebSocket handshake (where a browser can send the key only as a query parameter)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from server.errors import APIError, unauthorized
 
 # Browsers cannot set headers on a WebSocket, so the key may come as ?api_key=... there.
 WEBSOCKET_KEY_PARAM = "api_key"
+_BEARER_HOW = "'Authorization: Bearer <key>'"
 
 
-def _bearer_token(connection: HTTPConnection) -> str | None:
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
@@ -30,14 +33,22 @@ def _check(keys: tuple[bytes, ...], presented: str | None, how: str) -> APIError
     return None if matched else unauthorized("Incorrect API key provided.")
 
 
+def key_error(authorization: str | None, keys: tuple[bytes, ...]) -> APIError | None:
+    """None when `keys` is empty or the Authorization header carries one of them; otherwise
+    the 401 to answer."""
+    return _check(keys, _bearer_token(authorization), _BEARER_HOW)
+
+
 def require_api_key(request: Request) -> None:
-    error = _check(request.app.state.api_keys, _bearer_token(request), "'Authorization: Bearer <key>'")
+    """A route dependency for the few keyed routes outside /v1/ (the gate covers /v1/)."""
+    error = key_error(request.headers.get("authorization"), request.app.state.api_keys)
     if error is not None:
         raise error
 
 
 def websocket_key_error(connection: HTTPConnection) -> APIError | None:
     """The 401 for a WebSocket handshake without a valid key (bearer header or ?api_key=)."""
-    presented = _bearer_token(connection) or connection.query_params.get(WEBSOCKET_KEY_PARAM) or None
-    how = f"'Authorization: Bearer <key>' or the {WEBSOCKET_KEY_PARAM} query parameter"
+    presented = _bearer_token(connection.headers.get("authorization"))
+    presented = presented or connection.query_params.get(WEBSOCKET_KEY_PARAM) or None
+    how = f"{_BEARER_HOW} or the {WEBSOCKET_KEY_PARAM} query parameter"
     return _check(connection.app.state.api_keys, presented, how)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
-from server.errors import APIError, invalid_request
+from server.errors import APIError, invalid_request, user_string
 
 # The nine preset speakers of the Qwen3-TTS CustomVoice models.
 QWEN_SPEAKERS: tuple[str, ...] = (
@@ -71,11 +72,19 @@ def accepted_voice_names(saved: tuple[str, ...] = ()) -> list[str]:
 
 def unknown_voice(name: str, saved: tuple[str, ...] = ()) -> APIError:
     valid = ", ".join(accepted_voice_names(saved))
-    return invalid_request(f"unknown voice {name!r}; valid voices: {valid}", param="voice", code="invalid_voice")
+    return invalid_request(
+        f"unknown voice {user_string(name)}; valid voices: {valid}", param="voice", code="invalid_voice"
+    )
 
 
 def _short_name(model_id: str) -> str:
     return model_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _is_local_path(model_id: str) -> bool:
+    """A model directory on this machine (as opposed to a hub id): its path is not shown to
+    clients, who may still name it."""
+    return model_id.startswith(("/", ".", "~")) or os.path.isdir(model_id)
 
 
 class ModelCatalog:
@@ -87,6 +96,7 @@ class ModelCatalog:
                 (SERVER_MODEL_ALIAS, model_id, _short_name(model_id), clone_model_id, _short_name(clone_model_id))
             )
         )
+        self.public_ids = tuple(name for name in self.served_ids if not _is_local_path(name))
 
     def is_known(self, name: str) -> bool:
         return name in self.served_ids or bool(_OPENAI_MODEL.match(name))
@@ -95,11 +105,12 @@ class ModelCatalog:
         if not self.is_known(name):
             raise APIError(
                 404,
-                f"The model {name!r} does not exist; use one of: {', '.join((*OPENAI_MODEL_NAMES, *self.served_ids))}",
+                f"The model {user_string(name)} does not exist; "
+                f"use one of: {', '.join((*OPENAI_MODEL_NAMES, *self.public_ids))}",
                 "invalid_request_error",
                 "model",
                 "model_not_found",
             )
 
     def listed(self) -> tuple[str, ...]:
-        return (*OPENAI_MODEL_NAMES, *self.served_ids)
+        return (*OPENAI_MODEL_NAMES, *self.public_ids)

@@ -19,56 +19,34 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS, unknown_voice
-from server.api.cloning import CloneMode, CloneService, clone_mode
+from server.api.catalog import unknown_voice
+from server.api.cloning import CloneService, clone_mode
 from server.api.library_lock import LibraryLock
 from server.api.synthesis import PresetVoices, ResolvedVoice
+from server.api.voice_files import (
+    PRESET_NAMES,
+    VOICE_NAME,
+    DamagedVoice,
+    SavedVoice,
+    read_voice,
+    scan_library,
+    valid_voice_id,
+)
 from server.audio.reference import SAMPLE_RATE
 from server.engine.errors import SynthesisError
 from server.engine.jobs import CloneVoice
-from server.errors import APIError, conflict, invalid_request, not_found
+from server.errors import APIError, conflict, invalid_request, not_found, user_string
 
 log = logging.getLogger("qwen3-tts")
-
-VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
-# Checked before an id from a request comes near the filesystem: no separators, no dots.
-VOICE_ID = re.compile(r"^voice_[0-9a-f]{16,32}$")
-_PRESET_NAMES = frozenset(name.lower() for name in (*QWEN_SPEAKERS, *OPENAI_VOICES))
-
-
-@dataclass(frozen=True)
-class SavedVoice:
-    id: str
-    name: str
-    created_at: int
-    mode: CloneMode
-    ref_text: str | None
-    consent: str | None
-    model_id: str
-    created_ns: int = 0  # orders voices made within the same second
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "audio.voice",
-            "name": self.name,
-            "created_at": self.created_at,
-            "mode": self.mode,
-        }
-
-
-def valid_voice_id(value: str) -> bool:
-    return bool(VOICE_ID.fullmatch(value))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -95,28 +73,29 @@ class VoiceLibrary:
         self.root = root
         self.clones = clones
         self.model_id = model_id
-        self._voices: dict[str, SavedVoice] = {}
+        # A missing directory is an empty library: it is created on first save, so a server
+        # that never clones needs no writable VOICES_DIR.
+        scan = scan_library(root)
+        self._voices: dict[str, SavedVoice] = scan.voices
+        self.problems = scan.problems  # what the scan at start skipped or flagged, for /health
         self._prompts: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # serialises create/delete so names stay unique
         self._shared_lock = LibraryLock(root)  # ...and across processes sharing the directory
-        self._skipped: set[str] = set()  # unreadable metadata files, warned about once
-        # Created on first save, so a server that never clones needs no writable VOICES_DIR.
-        for meta in sorted(root.glob("voice_*.json")) if root.is_dir() else ():
-            voice = self._read_meta(meta)
-            if voice is not None:
-                self._voices[voice.id] = voice
+        # Files found damaged (at start or when another process wrote them), not read again.
+        self._skipped: set[str] = {problem["file"] for problem in scan.problems if problem["action"] == "skipped"}
 
-    def _read_meta(self, path: Path) -> SavedVoice | None:
+    def _read_new(self, path: Path) -> SavedVoice | None:
+        """A metadata file another process wrote, checked as the scan at start checks it."""
         try:
-            voice = SavedVoice(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("skipping unreadable saved voice", extra={"file": path.name, "error": str(exc)})
+            return read_voice(path)
+        except DamagedVoice as exc:
+            self.problems.append({"file": path.name, "problem": str(exc), "action": "skipped"})
+            log.warning("skipping damaged saved voice", extra={"file": path.name, "reason": str(exc)})
             return None
-        return voice if valid_voice_id(voice.id) and path.stem == voice.id else None
 
     def _path(self, voice_id: str, suffix: str) -> Path:
         if not valid_voice_id(voice_id):  # never build a path from an unchecked id
-            raise not_found(f"voice {voice_id!r} not found", param="voice_id")
+            raise not_found(f"voice {user_string(voice_id)} not found", param="voice_id")
         return self.root / f"{voice_id}{suffix}"
 
     def voices(self) -> list[SavedVoice]:
@@ -129,7 +108,7 @@ class VoiceLibrary:
     def get(self, voice_id: str) -> SavedVoice:
         voice = self.find(voice_id) if valid_voice_id(voice_id) else None
         if voice is None:
-            raise not_found(f"voice {voice_id!r} not found", param="voice_id")
+            raise not_found(f"voice {user_string(voice_id)} not found", param="voice_id")
         return voice
 
     def find(self, name_or_id: str) -> SavedVoice | None:
@@ -153,7 +132,7 @@ class VoiceLibrary:
         for voice_id, path in on_disk.items():
             if voice_id in self._voices or path.name in self._skipped:
                 continue
-            voice = self._read_meta(path)
+            voice = self._read_new(path)
             if voice is None:
                 self._skipped.add(path.name)
             else:
@@ -168,7 +147,8 @@ class VoiceLibrary:
         if valid_voice_id(key):
             return self._voices.get(key)
         lowered = key.lower()
-        return next((v for v in self._voices.values() if v.name.lower() == lowered), None)
+        # The oldest voice of a name wins (two can share one only if the disk was edited).
+        return next((v for v in self.voices() if v.name.lower() == lowered), None)
 
     def check_name(self, name: str) -> None:
         """400 for a name outside the safe set, 409 for one a preset or saved voice has."""
@@ -177,10 +157,10 @@ class VoiceLibrary:
                 "name must be 1-64 characters (letters, digits, space, '_', '.', '-'), starting with a letter or digit",
                 param="name",
             )
-        if name.lower() in _PRESET_NAMES:
-            raise conflict(f"{name!r} is the name of a preset voice", param="name")
+        if name.lower() in PRESET_NAMES:
+            raise conflict(f"{user_string(name)} is the name of a preset voice", param="name")
         if self.find(name) is not None:
-            raise conflict(f"a saved voice named {name!r} already exists", param="name")
+            raise conflict(f"a saved voice named {user_string(name)} already exists", param="name")
 
     async def create(self, name: str, audio: np.ndarray, ref_text: str | None, consent: str | None) -> SavedVoice:
         async with self._lock:
@@ -226,7 +206,17 @@ class VoiceLibrary:
 
     async def prompt(self, voice: SavedVoice) -> Any:
         """The voice's prompt: in memory, else from its file, else recomputed from its
-        reference (when the file is missing or unreadable, or was made by another model)."""
+        reference (when the file is missing or unreadable, or was made by another model).
+        A voice whose files are damaged is a 500 naming it, not an internal error; a full
+        queue or a timeout keeps its own status."""
+        try:
+            return await self._prompt(voice)
+        except (OSError, RuntimeError, ValueError) as exc:  # soundfile's errors are RuntimeErrors
+            raise voice_unavailable(voice, "its reference recording is missing or unreadable", exc) from exc
+        except SynthesisError as exc:
+            raise voice_unavailable(voice, "its clone prompt could not be made from its files", exc) from exc
+
+    async def _prompt(self, voice: SavedVoice) -> Any:
         cached = self._prompts.get(voice.id)
         if cached is not None:
             return cached
@@ -247,6 +237,17 @@ class VoiceLibrary:
     async def _save_prompt(self, voice_id: str, prompt: Any) -> None:
         path = self._path(voice_id, ".prompt")
         await self.clones.engine.run_with_model("base", lambda backend: backend.save_prompt(prompt, path))
+
+
+def voice_unavailable(voice: SavedVoice, reason: str, exc: BaseException) -> APIError:
+    log.warning("saved voice unusable", extra={"voice_id": voice.id, "reason": reason, "error": str(exc)})
+    return APIError(
+        500,
+        f"saved voice {voice.name!r} ({voice.id}) cannot be used: {reason}; delete it and save it again",
+        "server_error",
+        "voice",
+        "voice_unavailable",
+    )
 
 
 class LibraryVoices:

@@ -7,7 +7,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.logs import request_id_var
+from server.logs import request_id_var, request_logged_var
 
 REQUEST_ID_HEADER = "x-request-id"
 # Accept a caller's id only when it is short and printable, so it is safe in logs and headers.
@@ -29,6 +29,7 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        logged = request_logged_var.set(False)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -41,3 +42,4 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+            request_logged_var.reset(logged)

@@ -7,11 +7,12 @@ are declared here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_INPUT_CHARS = 4096
+MAX_VOICE_CHARS = 128
 MIN_SPEED = 0.25
 MAX_SPEED = 4.0
 # Bounds of the sampling extensions; the model's defaults come from its generation_config.json.
@@ -24,7 +25,10 @@ class VoiceRef(BaseModel):
     """OpenAI's object form of a voice: `{"id": "..."}`."""
 
     model_config = ConfigDict(extra="ignore")
-    id: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=MAX_VOICE_CHARS)
+
+
+VoiceName = Annotated[str, Field(min_length=1, max_length=MAX_VOICE_CHARS)]
 
 
 class SamplingFields(BaseModel):
@@ -49,15 +53,30 @@ class VoiceFields(SamplingFields):
 
     # Optional, as with the earlier server, vLLM and Kokoro: absent means the preset-voice model.
     model: str | None = Field(default=None, min_length=1, max_length=256)
-    voice: str | VoiceRef
+    voice: VoiceName | VoiceRef = Field(description="A voice name (preset or saved), or the object form")
     instructions: str | None = Field(
         default=None, max_length=MAX_INPUT_CHARS, validation_alias=AliasChoices("instructions", "instruct")
     )
-    response_format: str = "mp3"
-    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
+    response_format: str = Field(default="mp3", max_length=32)
+    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)
     # Extensions beyond OpenAI's schema.
     language: str | None = Field(default=None, max_length=32)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _one_voice_form(cls, value: Any) -> Any:
+        """One clear message for either form, instead of one per union member."""
+        if isinstance(value, str):
+            if not 1 <= len(value) <= MAX_VOICE_CHARS:
+                raise ValueError(f"a voice name has 1 to {MAX_VOICE_CHARS} characters")
+            return value
+        if isinstance(value, dict):
+            try:
+                return VoiceRef.model_validate(value)
+            except ValidationError:
+                raise ValueError(f'the object form is {{"id": "<1 to {MAX_VOICE_CHARS} characters>"}}') from None
+        raise ValueError('voice must be a string or an object {"id": "..."}')
 
     @field_validator("response_format")
     @classmethod
@@ -72,7 +91,7 @@ class VoiceFields(SamplingFields):
 class SpokenText(BaseModel):
     """The text to speak, as `input`."""
 
-    input: str = Field(max_length=MAX_INPUT_CHARS)
+    input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
 
     @field_validator("input")
     @classmethod

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from server.api.cached_speech import CachedSpeech, attachment_headers
 from server.api.schemas import SpeechRequest
+from server.api.sending import Outcome, TrackedResponse
 from server.api.streaming import (
     SegmentStream,
     audio_response,
@@ -28,8 +29,9 @@ PCM_ENDPOINT = "/v1/audio/speech/stream/pcm"
 PCM_HEADERS = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Sample-Width": "2", "X-Channels": "1"}
 
 
-async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> Response:
-    """Synthesise everything, encode it as one file, answer it with its length known."""
+async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
+    """Synthesise everything, encode it as one file, answer it with its length known. The
+    request is logged once the file has been handed over (or the client stalled or left)."""
     stats = stats or SpeechStats()
     try:
         pcm = await service.collect(plan, stats)
@@ -40,9 +42,14 @@ async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechSt
     except BaseException as exc:
         service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
         raise
-    service.log_request(plan, stats, 200)
-    headers = attachment_headers(plan, stats.instructions_ignored)
-    return Response(data, media_type=plan.format.media_type, headers=headers)
+
+    async def log_outcome(outcome: Outcome) -> None:
+        service.log_request(plan, stats, outcome.status, outcome.error)
+
+    response = Response(
+        data, media_type=plan.format.media_type, headers=attachment_headers(plan, stats.instructions_ignored)
+    )
+    return TrackedResponse(response, log_outcome)
 
 
 async def speak(request: Request, service: SpeechService, plan: SpeechPlan, streamed: bool) -> Response:
@@ -54,13 +61,15 @@ async def speak(request: Request, service: SpeechService, plan: SpeechPlan, stre
     if not streamed:
         stats = cached.new_stats()
         response = await render_whole(service, plan, stats)
-        cached.store(bytes(response.body), stats)
+        cached.store(bytes(response.inner.body), stats)
         return response
     stream = SegmentStream(service, plan)
     stream.stats.cache = cached.state
-    response = audio_response(await stream.open())
-    response.body_iterator = cached.recording(response.body_iterator, stream.stats)
-    return response
+    tracked = audio_response(await stream.open())
+    inner = tracked.inner
+    assert isinstance(inner, StreamingResponse)
+    inner.body_iterator = cached.recording(inner.body_iterator, stream.stats)
+    return tracked
 
 
 @router.post("/v1/audio/speech")

@@ -5,7 +5,8 @@ response collects (the sentence stream gathers it per sentence).
 The first chunk (a couple of codec frames) is awaited BEFORE the response starts, so
 everything that can fail early (queue full, model load, bad speaker) still gets its HTTP
 status and OpenAI error; once the 200 is sent, a failure can only be reported inside the
-stream.
+stream (an SSE error event, or an audio stream cut short). Each response is tracked, so the
+request is logged once, after its last byte, with the status it really ended with.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sse_starlette import EventSourceResponse
 
+from server.api.sending import Outcome, TrackedResponse
 from server.api.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
 from server.audio.dsp import to_pcm16_bytes
 from server.audio.encoders import AudioEncoder, create_encoder
@@ -42,18 +44,23 @@ class SegmentStream:
         self.stats = SpeechStats()
         self._segments = service.sentences(plan, self.stats) if per_sentence else service.chunks(plan, self.stats)
         self._first: np.ndarray | None = None
-        self._status = 200
-        self._error: str | None = None
+        self._failure: Outcome | None = None
+        self._finished = False
 
     async def open(self) -> SegmentStream:
         """Synthesise the first chunk; raises (and logs) what would have failed the request."""
         try:
             self._first = await anext(self._segments)
         except BaseException as exc:
-            await self._segments.aclose()
-            self.service.log_request(self.plan, self.stats, to_api_error(exc).status, str(exc) or type(exc).__name__)
+            await self.finish(Outcome(to_api_error(exc).status, str(exc) or type(exc).__name__))
             raise
         return self
+
+    @property
+    def deadline(self) -> float:
+        """When REQUEST_TIMEOUT runs out, in event-loop time: it bounds sending too."""
+        elapsed = time.perf_counter() - self.stats.started
+        return asyncio.get_running_loop().time() - elapsed + self.service.engine.limits.request_timeout
 
     def headers(self) -> dict[str, str]:
         headers = dict(STREAM_HEADERS)
@@ -62,22 +69,29 @@ class SegmentStream:
         return headers
 
     async def __aiter__(self) -> AsyncIterator[np.ndarray]:
-        """All the audio; logs the request once, however the stream ends."""
+        """All the audio; a failure is remembered for the request's log line."""
         try:
             if self._first is not None:
                 first, self._first = self._first, None
                 yield first
             async for pcm in self._segments:
                 yield pcm
-        except asyncio.CancelledError:
-            self._status, self._error = 499, "client disconnected"
-            raise
         except Exception as exc:
-            self._status, self._error = to_api_error(exc).status, str(exc) or type(exc).__name__
+            self._failure = Outcome(to_api_error(exc).status, str(exc) or type(exc).__name__)
             raise
-        finally:
-            await self._segments.aclose()
-            self.service.log_request(self.plan, self.stats, self._status, self._error)
+
+    async def finish(self, outcome: Outcome) -> None:
+        """Stop the work (frees the queue slot) and log the request once, with the status
+        it really ended with: a failure inside the stream outranks how the HTTP side ended."""
+        if self._finished:
+            return
+        self._finished = True
+        await self._segments.aclose()
+        final = self._failure or outcome
+        self.service.log_request(self.plan, self.stats, final.status, final.error)
+
+    def response(self, inner: Response) -> TrackedResponse:
+        return TrackedResponse(inner, self.finish, self.deadline)
 
 
 async def _encode(encoder: AudioEncoder, pcm: np.ndarray | None, stats: SpeechStats) -> bytes:
@@ -100,10 +114,12 @@ async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
         yield tail
 
 
-def audio_response(stream: SegmentStream) -> StreamingResponse:
+def audio_response(stream: SegmentStream) -> TrackedResponse:
     headers = stream.headers()
     headers["Content-Disposition"] = f'attachment; filename="speech.{stream.plan.format.extension}"'
-    return StreamingResponse(audio_bytes(stream), media_type=stream.plan.format.media_type, headers=headers)
+    return stream.response(
+        StreamingResponse(audio_bytes(stream), media_type=stream.plan.format.media_type, headers=headers)
+    )
 
 
 def _json(event: dict[str, Any]) -> str:
@@ -143,5 +159,5 @@ async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:
     yield "[DONE]"
 
 
-def sse_response(events: AsyncIterator[str], stream: SegmentStream) -> EventSourceResponse:
-    return EventSourceResponse(events, headers=stream.headers(), ping=15)
+def sse_response(events: AsyncIterator[str], stream: SegmentStream) -> TrackedResponse:
+    return stream.response(EventSourceResponse(events, headers=stream.headers(), ping=15))

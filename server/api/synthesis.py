@@ -5,6 +5,7 @@ and non-streaming responses share one path and cannot drift apart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -21,7 +22,7 @@ from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
-from server.logs import request_id_var
+from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
 from server.text.pieces import split_pieces
@@ -253,54 +254,59 @@ class SpeechService:
         """The job's audio as the engine hands it over, chunk by chunk (a few frames each).
         With a speed change, a segment's chunks are gathered and stretched as one phrase."""
         gathered: list[np.ndarray] = []
-        async for chunk in self._engine_chunks(plan, stats):
-            if plan.speed == 1.0:
-                if chunk.pcm.size:
-                    yield chunk.pcm
-                continue
-            gathered.append(chunk.pcm)
-            if chunk.segment_end:
-                phrase = np.concatenate(gathered)
-                gathered.clear()
-                started = time.perf_counter()
-                stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
-                stats.encode_ms += (time.perf_counter() - started) * 1000
-                yield stretched
+        async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
+            async for chunk in chunks:
+                if plan.speed == 1.0:
+                    if chunk.pcm.size:
+                        yield chunk.pcm
+                    continue
+                gathered.append(chunk.pcm)
+                if chunk.segment_end:
+                    phrase = np.concatenate(gathered)
+                    gathered.clear()
+                    started = time.perf_counter()
+                    stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                    stats.encode_ms += (time.perf_counter() - started) * 1000
+                    yield stretched
 
     async def sentences(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio one segment at a time (a sentence each in a per-sentence plan)."""
         gathered: list[np.ndarray] = []
-        async for chunk in self._engine_chunks(plan, stats):
-            gathered.append(chunk.pcm)
-            if chunk.segment_end:
-                phrase = np.concatenate(gathered)
-                gathered.clear()
-                if plan.speed != 1.0:
-                    started = time.perf_counter()
-                    phrase = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
-                    stats.encode_ms += (time.perf_counter() - started) * 1000
-                yield phrase
+        async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
+            async for chunk in chunks:
+                gathered.append(chunk.pcm)
+                if chunk.segment_end:
+                    phrase = np.concatenate(gathered)
+                    gathered.clear()
+                    if plan.speed != 1.0:
+                        started = time.perf_counter()
+                        phrase = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                        stats.encode_ms += (time.perf_counter() - started) * 1000
+                    yield phrase
 
     async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
         slot = self.engine.slots[plan.job.slot]
-        async for chunk in self.engine.synthesize(plan.job):
-            if stats.first_chunk_ms is None and plan.instructions_given:
-                backend = slot.backend
-                stats.instructions_ignored = backend is not None and not backend.honours_instruct
-            stats.add_chunk(chunk)
-            if chunk.stats is not None:
-                segment_log.debug(
-                    "segment synthesised",
-                    extra={
-                        "request_id": request_id_var.get(),
-                        "segment": chunk.segment,
-                        "segments": len(plan.job.segments),
-                        "inference_ms": round(chunk.stats.generate_ms, 1),
-                        "output_frames": chunk.stats.output_frames,
-                        "batch_size": chunk.stats.batch_max,
-                    },
-                )
-            yield chunk
+        # Closed at once when left early, so the engine's job (and its queue slot) ends now,
+        # not whenever the garbage collector gets to it.
+        async with contextlib.aclosing(self.engine.synthesize(plan.job)) as synthesized:
+            async for chunk in synthesized:
+                if stats.first_chunk_ms is None and plan.instructions_given:
+                    backend = slot.backend
+                    stats.instructions_ignored = backend is not None and not backend.honours_instruct
+                stats.add_chunk(chunk)
+                if chunk.stats is not None:
+                    segment_log.debug(
+                        "segment synthesised",
+                        extra={
+                            "request_id": request_id_var.get(),
+                            "segment": chunk.segment,
+                            "segments": len(plan.job.segments),
+                            "inference_ms": round(chunk.stats.generate_ms, 1),
+                            "output_frames": chunk.stats.output_frames,
+                            "batch_size": chunk.stats.batch_max,
+                        },
+                    )
+                yield chunk
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
         parts = [pcm async for pcm in self.chunks(plan, stats)]
@@ -342,6 +348,7 @@ class SpeechService:
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)
+        request_logged_var.set(True)
         if self.recent is not None:
             self.recent.add(fields)
         if self.metrics is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from server.api.auth import require_api_key
+from server.api.auth import key_error, require_api_key
 from server.api.catalog import ModelCatalog, accepted_voice_names
 from server.api.cloning import CloneService
 from server.api.library import VoiceLibrary
@@ -39,6 +39,11 @@ async def health(request: Request) -> dict[str, Any]:
     report = engine.health()
     errors = [slot["last_error"] for slot in report["models"].values() if slot["last_error"]]
     status = "shutting_down" if not engine.accepting else ("degraded" if errors else "ok")
+    if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
+        # With API_KEYS set, an anonymous caller (a load balancer, a client waiting for the
+        # model) gets the status and whether the model is loaded; model paths and load errors
+        # are for callers with a key.
+        return {"status": status, "model_loaded": engine.slots["custom_voice"].backend is not None}
     preset = engine.slots["custom_voice"]
     # Services add their own sections (e.g. the clone prompt cache) through this hook.
     sections: dict[str, Callable[[], Any]] = getattr(request.app.state, "health_sections", {})

@@ -1,14 +1,14 @@
 """Multipart uploads with bounded size, and the form fields that come with them.
 
 Forms are parsed here rather than by FastAPI's `Form()`/`File()` parameters because those
-parse the whole body before any check of ours can run; parsing by hand lets a request whose
-Content-Length already exceeds the limit be refused before its body is read. Bodies without
-a length are still bounded: python-multipart spools file parts to disk past 1 MiB, and the
-real size is checked before anything decodes the file.
+parse the whole body before any check of ours can run. The request gate has already
+refused a body whose Content-Length is too big, and counts the bytes the form parser
+reads: a chunked body that grows past the limit stops being read there (413).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,11 +17,10 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from server.api.gate import BodyTooLarge
 from server.api.schemas import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
 from server.errors import invalid_request, payload_too_large
 
-# Room for the text fields and multipart boundaries around the file itself.
-FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELDS = 16
 READ_CHUNK = 256 * 1024
 
@@ -32,15 +31,14 @@ def _too_large(limit: int, param: str | None) -> Exception:
 
 @asynccontextmanager
 async def bounded_form(request: Request, max_upload_bytes: int) -> AsyncIterator[FormData]:
-    """The request's multipart form; 413 before reading when the declared length is too big,
-    400 when the body is not a multipart form. Spooled files are closed on exit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes + FORM_OVERHEAD_BYTES:
-        raise _too_large(max_upload_bytes, None)
+    """The request's multipart form; 413 when the body grows past its limit while being read,
+    400 when it is not a multipart form. Spooled files are closed on exit."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise invalid_request("this endpoint takes a multipart/form-data body")
     try:
         form = await request.form(max_files=1, max_fields=MAX_FIELDS)
+    except BodyTooLarge as exc:
+        raise _too_large(max_upload_bytes, None) from exc
     except Exception as exc:
         raise invalid_request(f"the multipart body could not be parsed: {exc}") from exc
     try:
@@ -94,6 +92,8 @@ def speed_field(form: FormData) -> float:
         speed = float(raw)
     except ValueError as exc:
         raise invalid_request("speed must be a number", param="speed") from exc
+    if not math.isfinite(speed):
+        raise invalid_request("speed must be a finite number", param="speed")
     if not MIN_SPEED <= speed <= MAX_SPEED:
         raise invalid_request(f"speed must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")
     return speed

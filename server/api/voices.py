@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from server.api.auth import key_error
 from server.api.catalog import OPENAI_VOICES, QWEN_SPEAKERS
 from server.api.cloning import CloneService
 from server.api.library import VoiceLibrary
@@ -44,8 +45,12 @@ async def create_voice(request: Request) -> dict[str, Any]:
 
 @listing_router.get("/v1/audio/voices")
 async def list_voices(request: Request) -> dict[str, Any]:
+    """Open WebUI reads this without a key, so it is open; with API_KEYS set, saved (cloned)
+    voices, which are people's voices, are listed only to callers with a key."""
     presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in QWEN_SPEAKERS]
     presets += [{"id": name, "name": name, "type": "preset", "speaker": spk} for name, spk in OPENAI_VOICES.items()]
+    if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
+        return {"voices": presets}
     saved = [{**voice.public(), "type": "cloned"} for voice in _library(request).voices()]
     return {"voices": presets + saved}
 

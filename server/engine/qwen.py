@@ -8,6 +8,7 @@ Everything here runs on the inference thread, except `resolve_device`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import io
 import logging
@@ -212,6 +213,21 @@ class QwenBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
+        trim_native_heap()
+
+
+def trim_native_heap() -> None:
+    """Give freed heap memory back to the OS. glibc keeps what a model's weights and
+    activations freed in its arenas (one per thread that allocated, the inference thread's
+    included); without this, resident memory after an unload stayed about 8 MB higher on the
+    tiny checkpoint and drifted from cycle to cycle. A no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def gpu_memory() -> dict[str, Any] | None:

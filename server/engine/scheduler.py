@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -135,7 +135,7 @@ class Engine:
 
     # ---- work ------------------------------------------------------------------------
 
-    async def synthesize(self, job: SynthesisJob) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, job: SynthesisJob) -> AsyncGenerator[AudioChunk, None]:
         """Yield the job's audio chunks in order. Raises QueueFullError at once when the queue
         is full, ModelLoadError when the model cannot load, JobTimeoutError past the deadline."""
         ticket = self._admit(job.slot)

@@ -58,7 +58,7 @@ def test_icl_and_speaker_embedding_modes(
     fields = {"ref_text": ref_text} if ref_text else {}
     assert_audio(clone(server, wav(seed=10), **fields))
     assert prompt_lines(request_log)[-1]["mode"] == mode
-    assert request_log.requests(ENDPOINT)[-1]["voice"] == f"clone:{mode}"
+    assert request_log.wait_for_requests(1, ENDPOINT)[-1]["voice"] == f"clone:{mode}"
 
 
 @pytest.mark.parametrize("fmt", SUPPORTED_FORMATS)

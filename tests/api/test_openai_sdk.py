@@ -125,5 +125,5 @@ def test_language_reaches_the_model(server: LiveServer, request_log) -> None:  #
         model="tts-1", voice="alloy", input="Guten Tag.", response_format="pcm", extra_body={"language": "de"}
     )
     client.audio.speech.create(model="tts-1", voice="alloy", input="你好。", response_format="pcm")
-    languages = [line["language"] for line in request_log.requests("/v1/audio/speech")]
+    languages = [line["language"] for line in request_log.wait_for_requests(2, "/v1/audio/speech")]
     assert languages == ["German", "Chinese"]

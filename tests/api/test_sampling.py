@@ -54,7 +54,7 @@ def test_sampling_is_logged(server: LiveServer, request_log: RecordCollector) ->
     # The dev checkpoint's random codes never repeat, so the penalty's effect on audio cannot
     # show here; the sampler's own tests check it against the package's processors.
     speak(server, temperature=0.5, top_k=7, repetition_penalty=1.3, max_new_tokens=40)
-    line = request_log.requests("/v1/audio/speech")[-1]
+    line = request_log.wait_for_requests(1, "/v1/audio/speech")[-1]
     assert line["sampling"] == {"temperature": 0.5, "top_k": 7, "repetition_penalty": 1.3}
     assert line["max_new_tokens"] == 40
 

@@ -41,7 +41,8 @@ def test_the_request_is_synthesised_and_logged(server: LiveServer, request_log) 
         response = client.post("/v1/audio/speech", json={**SPEECH, "response_format": "pcm", "seed": 3})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "basics-1"
-    [line] = [r for r in request_log.requests("/v1/audio/speech") if r.get("request_id") == "basics-1"]
+    # The line is written once the last byte has been handed over: wait for it.
+    line = request_log.wait_for_request("basics-1")
     # Two short sentences are generated as one piece; the first chunk came after two frames.
     assert line["segments"] == line["segments_done"] == 1
     assert line["first_chunk_frames"] == 2

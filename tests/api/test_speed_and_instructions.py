@@ -54,10 +54,17 @@ def test_ignored_instructions_are_reported_in_header_and_log(small_model_server:
             response = client.post(
                 "/v1/audio/speech",
                 json={**BODY, "instructions": "Whisper.", "response_format": "pcm", "stream": stream},
+                headers={"X-Request-ID": f"ignored-{stream}"},
             )
             assert response.status_code == 200
             assert "does not follow instructions" in response.headers["x-instructions-ignored"]
-        plain = client.post("/v1/audio/speech", json={**BODY, "response_format": "pcm"})
+        plain = client.post(
+            "/v1/audio/speech", json={**BODY, "response_format": "pcm"}, headers={"X-Request-ID": "plain"}
+        )
         assert "x-instructions-ignored" not in plain.headers
-    flags = [line.get("instructions_ignored") for line in request_log.requests("/v1/audio/speech")]
+    # Each line is written once its response's last byte has been handed over: wait for them.
+    flags = [
+        request_log.wait_for_request(rid).get("instructions_ignored")
+        for rid in ("ignored-True", "ignored-False", "plain")
+    ]
     assert flags == [True, True, None]

@@ -59,7 +59,7 @@ def test_create_list_get_use_delete(library_server: LiveServer, request_log: Rec
 
         for ref in ("My Voice", "my voice", {"id": voice["id"]}, voice["id"]):
             assert_speech(speak(client, ref))
-        assert request_log.requests("/v1/audio/speech")[-1]["voice"] == f"saved:{voice['id']}"
+        assert request_log.wait_for_requests(4, "/v1/audio/speech")[-1]["voice"] == f"saved:{voice['id']}"
         # ...and on the streaming endpoints.
         body = {"model": "tts-1", "input": "One. Two.", "voice": "My Voice"}
         with connect_sse(client, "POST", "/v1/audio/speech/stream", json=body) as source:

@@ -42,6 +42,7 @@ SETTINGS: dict[str, str] = {
     "MAX_BATCH_SIZE": "8",
     "MAX_SEQUENCE_LENGTH": "4096",
     "REQUEST_TIMEOUT": "300",
+    "SEND_TIMEOUT": "30",
     "MAX_NEW_TOKENS": "2048",
     "STREAM_FIRST_CHUNK_FRAMES": "2",
     "STREAM_CHUNK_FRAMES": "10",
@@ -51,6 +52,7 @@ SETTINGS: dict[str, str] = {
     "AUDIO_CACHE_MAX": "256",
     "AUDIO_CACHE_MAX_BYTES": "67108864",
     "MAX_UPLOAD_BYTES": "10485760",
+    "MAX_JSON_BYTES": "262144",
     "MIN_REFERENCE_SECONDS": "1.0",
     "MAX_REFERENCE_SECONDS": "30.0",
     "METRICS_ENABLED": "true",
@@ -58,6 +60,7 @@ SETTINGS: dict[str, str] = {
     "LOG_LEVEL": "INFO",
     "CORS_ORIGINS": "",
     "PLAYGROUND_ENABLED": "true",
+    "DOCS_ENABLED": "true",
     "SHUTDOWN_GRACE": "30",
 }
 # Settings whose deployed default is set by the image rather than by the server code.

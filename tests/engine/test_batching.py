@@ -57,6 +57,11 @@ def together(server: LiveServer, bodies: dict[str, dict[str, Any]]) -> dict[str,
         return {rid: future.result() for rid, future in futures.items()}
 
 
+def logged(request_log: RecordCollector, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each request's log line (written once its last byte is handed over: waited for)."""
+    return {rid: request_log.wait_for_request(rid) for rid in request_ids}
+
+
 def pcm(response: httpx.Response) -> np.ndarray:
     assert response.status_code == 200, response.text
     return decode_pcm16(response.content).samples
@@ -93,7 +98,7 @@ def test_seeded_requests_give_the_same_audio_in_a_batch_as_alone(
     batched = together(batching_server, MIXED)
     for rid in MIXED:
         assert np.array_equal(pcm(batched[rid]), alone[rid]), rid
-    lines = {line["request_id"]: line for line in request_log.requests()}
+    lines = logged(request_log, [*MIXED, *(f"{rid}-alone" for rid in MIXED)])
     assert {lines[rid]["batch_max"] for rid in MIXED} == {4}
     assert {lines[f"{rid}-alone"]["batch_max"] for rid in MIXED} == {1}
 
@@ -115,7 +120,7 @@ def test_cloned_voices_batch_together_in_both_modes(batching_server: LiveServer,
         results = {rid: future.result() for rid, future in futures.items()}
     for rid in fields:
         assert np.array_equal(pcm(results[rid]), decode_pcm16(alone[rid]).samples), rid
-    lines = {line["request_id"]: line for line in request_log.requests()}
+    lines = logged(request_log, list(fields))
     assert lines["clone-icl"]["batch_max"] == lines["clone-xvec"]["batch_max"] == 2
 
 
@@ -194,7 +199,7 @@ def test_the_batch_is_bounded_and_the_queue_beyond_it_waits_in_order(
         assert refused.headers["retry-after"] == "1"
         started = [r.request_id for r in request_log.records if r.getMessage() == "segment started"]
         assert [rid for rid in started if rid in bodies] == list(bodies)
-        lines = {line["request_id"]: line for line in request_log.requests()}
+        lines = logged(request_log, list(bodies))
         assert max(lines[rid]["batch_max"] for rid in bodies) == 2
         assert server.health()["models"]["custom_voice"]["active_sequences"] == 0
 
@@ -204,5 +209,5 @@ def test_batch_size_one_runs_requests_one_at_a_time(custom_voice_dir: Path, requ
         bodies = {f"solo-{i}": {**BODY, "input": f"Solo request {i}.", "seed": i} for i in range(3)}
         assert all(r.status_code == 200 for r in together(srv, bodies).values())
         assert srv.health()["max_batch_size"] == 1
-    lines = {line["request_id"]: line for line in request_log.requests()}
+    lines = logged(request_log, list(bodies))
     assert {lines[rid]["batch_max"] for rid in bodies} == {1}

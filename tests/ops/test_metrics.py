@@ -57,6 +57,9 @@ def test_speech_timings_audio_and_characters_are_observed(ops_server: LiveServer
     with ops_server.client() as client:
         response = client.post(SPEECH, json=BODY)
     assert response.status_code == 200
+    # A request is observed once its last byte has been handed over, a moment after the client has it.
+    counted = "qwen3_tts_request_seconds_count"
+    wait_until(lambda: value(scrape(ops_server), counted, endpoint=SPEECH) > value(before, counted, endpoint=SPEECH))
     after = scrape(ops_server)
     for histogram in ("queue", "inference", "encode", "request"):
         name = f"qwen3_tts_{histogram}_seconds_count"

@@ -26,10 +26,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_socket(send_buffer: int) -> socket.socket:
+    """A listening socket whose connections get a small kernel send buffer (accepted sockets
+    inherit it on Linux): a client that stops reading then blocks the server's sends after a
+    few kilobytes instead of after the several megabytes loopback buffers grow to."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class LiveServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, send_buffer: int | None = None) -> None:
         self.settings = settings
-        self.port = free_port()
+        self._socket = listening_socket(send_buffer) if send_buffer is not None else None
+        self.port = int(self._socket.getsockname()[1]) if self._socket is not None else free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(
@@ -44,7 +56,10 @@ class LiveServer:
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
+        sockets = [self._socket] if self._socket is not None else None
+        self._thread = threading.Thread(
+            target=self._server.run, args=(sockets,), name=f"uvicorn-{self.port}", daemon=True
+        )
 
     def start(self, timeout: float = 30.0) -> LiveServer:
         self._thread.start()
@@ -87,12 +102,12 @@ def dev_settings(custom_voice_dir: Path, base_dir: Path, voices_dir: Path) -> di
 
 
 @contextmanager
-def live_server(**overrides: Any) -> Iterator[LiveServer]:
+def live_server(send_buffer: int | None = None, **overrides: Any) -> Iterator[LiveServer]:
     """Start a server with these settings (on top of the environment's), stop it after."""
     overrides.setdefault("warmup", False)
     # One torch thread: on two shared cores the tiny checkpoint runs several times faster.
     overrides.setdefault("torch_threads", 1)
-    server = LiveServer(load_settings(**overrides)).start()
+    server = LiveServer(load_settings(**overrides), send_buffer).start()
     try:
         yield server
     finally:
@@ -129,6 +144,15 @@ class RecordCollector(logging.Handler):
                 [line] = lines
                 return line
             time.sleep(0.05)
+
+    def wait_for_requests(self, count: int, endpoint: str | None = None, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """The request lines (of `endpoint`), once there are at least `count` of them: a line is
+        written after its response's last byte, a moment after the client has it all."""
+        deadline = time.monotonic() + timeout
+        while len(lines := self.requests(endpoint)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(lines) >= count, f"{len(lines)} request lines, expected {count}"
+        return lines
 
     @contextmanager
     def attached(self, logger_name: str = "qwen3-tts", level: int = logging.DEBUG) -> Iterator[RecordCollector]:
