@@ -145,7 +145,9 @@ class RecordCollector(logging.Handler):
                 return line
             time.sleep(0.05)
 
-    def wait_for_requests(self, count: int, endpoint: str | None = None, timeout: float = 120.0) -> list[dict[str, Any]]:
+    def wait_for_requests(
+        self, count: int, endpoint: str | None = None, timeout: float = 120.0
+    ) -> list[dict[str, Any]]:
         """The request lines (of `endpoint`), once there are at least `count` of them: a line is
         written after its response's last byte, a moment after the client has it all."""
         deadline = time.monotonic() + timeout
