@@ -1,4 +1,4 @@
-"""Continuous batching under concurrency, side by side in one run, on a live server.
+"""Continuous batching under concurrency, side by side in one run, on a server process.
 
 Run from the repository root::
 
@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.server_process import direct_server
 from server.devmodel import build_dev_checkpoint
-from tests.support.live_server import LiveServer, live_server
 
 PARAGRAPH = (
     "Client {client} asks for a paragraph of its own. It has two sentences of an ordinary length, "
@@ -41,11 +43,9 @@ SHORT = "A quick question."
 BYTES_PER_SECOND = 24_000 * 2
 
 
-def stream_request(
-    server: LiveServer, body: dict[str, Any], start: threading.Event | None = None
-) -> tuple[float, float, int]:
+def stream_request(url: str, body: dict[str, Any], start: threading.Event | None = None) -> tuple[float, float, int]:
     """Seconds to the first audio byte, seconds in total, bytes received."""
-    with server.client(timeout=600) as client:
+    with httpx.Client(base_url=url, timeout=600) as client:
         if start is not None:
             start.wait()
         started = time.perf_counter()
@@ -70,7 +70,7 @@ def body(client: int, text: str | None = None) -> dict[str, Any]:
     }
 
 
-def at_once(server: LiveServer, bodies: list[dict[str, Any]]) -> tuple[float, list[tuple[float, float, int]]]:
+def at_once(server: str, bodies: list[dict[str, Any]]) -> tuple[float, list[tuple[float, float, int]]]:
     start = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         futures = [pool.submit(stream_request, server, b, start) for b in bodies]
@@ -93,16 +93,26 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=None, help="default: the server's default")
     args = parser.parse_args()
-    settings: dict[str, Any] = {"preload_model": True, "idle_timeout": 0, "torch_threads": args.threads}
+    env = {
+        "DEVICE": "cpu",
+        "WARMUP": "false",
+        "PRELOAD_MODEL": "true",
+        "IDLE_TIMEOUT": "0",
+        "TORCH_THREADS": str(args.threads),
+        "MAX_QUEUE_DEPTH": "64",
+        "AUDIO_CACHE_MAX": "0",  # every request is synthesised
+        "LOG_LEVEL": "WARNING",
+    }
     if args.max_batch_size:
-        settings["max_batch_size"] = args.max_batch_size
+        env["MAX_BATCH_SIZE"] = str(args.max_batch_size)
 
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model or build_dev_checkpoint(Path(scratch) / "custom_voice", "custom_voice")
-        with live_server(model_id=str(model), **settings) as server:
+        with direct_server({**env, "MODEL_ID": str(model), "VOICES_DIR": str(Path(scratch) / "voices")}) as server:
             stream_request(server, body(99, "Warm up."))
+            health = httpx.get(f"{server}/health").json()
             print(
-                f"device: cpu  threads: {args.threads}  max batch: {server.settings.max_batch_size}  "
+                f"device: cpu  threads: {args.threads}  max batch: {health['max_batch_size']}  "
                 f"model: {'tiny dev checkpoint' if args.model is None else model}"
             )
 
@@ -154,7 +164,8 @@ def main() -> int:
 
             # 4. stall
             print(
-                f"\n4. longest wait of running streams for newcomers' prefill: {server.engine.longest_stall_ms:.1f} ms"
+                f"\n4. longest wait of running streams for newcomers' prefill: "
+                f"{httpx.get(f'{server}/health').json()['longest_prefill_stall_ms']:.1f} ms"
             )
     return 0
 

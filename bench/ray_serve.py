@@ -26,18 +26,16 @@ import argparse
 import concurrent.futures
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.server_process import direct_server, wait_ready
 from server.cluster.deployment import ClusterOptions, speech_app
 from server.config import load_settings
 from server.devmodel import build_dev_checkpoint
@@ -87,34 +85,6 @@ def server_env(model: Path, voices: Path, args: argparse.Namespace) -> dict[str,
         "VOICES_DIR": str(voices),
         "LOG_LEVEL": "WARNING",
     }
-
-
-@contextmanager
-def direct_server(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "server"]
-    process = subprocess.Popen(command, env={**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def wait_ready(url: str, timeout: float = 300.0) -> None:
-    """Until /health answers and the preloaded model is in (so no request pays the load)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            health = httpx.get(f"{url}/health", timeout=5).json()
-            if health["models"]["custom_voice"]["loaded"]:
-                return
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 def timed_stream(client: httpx.Client, url: str, body: dict[str, object]) -> tuple[float, float]:

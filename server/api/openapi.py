@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from server.api.schemas import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED
+from server.api.gate import protected_path
+from server.api.schemas import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
 from server.audio.formats import FORMATS
 from server.config import Settings
 
@@ -45,6 +46,11 @@ _BINARY = {"type": "string", "format": "binary"}
 _SPEECH_ERRORS = (400, 404, 413, 415, 500, 503, 504)
 _UPLOAD_ERRORS = (400, 413, 500, 503, 504)
 
+# The sampling extensions as form fields, with the JSON body's bounds.
+SAMPLING_FIELDS: dict[str, Any] = {
+    name: schema["anyOf"][0] if "anyOf" in schema else schema  # the value's schema, not its null
+    for name, schema in SamplingFields.model_json_schema()["properties"].items()
+}
 CLONE_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["file", "input"],
@@ -56,6 +62,7 @@ CLONE_FORM: dict[str, Any] = {
         "response_format": {"type": "string", "maxLength": 32, "default": "mp3"},
         "speed": {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED, "default": 1.0},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        **SAMPLING_FIELDS,
     },
 }
 VOICE_FORM: dict[str, Any] = {
@@ -86,6 +93,9 @@ def _multipart(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+# Routes outside /v1/ that need the key too (checked by their own dependency).
+KEYED_ELSEWHERE = frozenset({"/cache/clear"})
+
 # What each operation answers beyond its JSON 200: (path, method) -> changes.
 _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/audio/speech", "post"): {"ok": _audio_content(sse=True), "errors": _SPEECH_ERRORS},
@@ -93,6 +103,7 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {"text/event-stream": {"schema": {"type": "string"}}},
         "errors": _SPEECH_ERRORS,
     },
+    ("/v1/audio/speech/stream/pcm", "post"): {"ok": {"audio/pcm": {"schema": _BINARY}}, "errors": _SPEECH_ERRORS},
     ("/v1/audio/speech/clone", "post"): {
         "ok": _audio_content(sse=False),
         "errors": _UPLOAD_ERRORS,
@@ -123,7 +134,7 @@ def build_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
             if "body" in change:
                 operation["requestBody"] = change["body"]
             errors = change.get("errors", ())
-            if path.startswith("/v1/") and keyed:
+            if keyed and (protected_path(path, method.upper()) or path in KEYED_ELSEWHERE):
                 operation["security"] = [{"bearer": []}]
                 errors = (*errors, 401)
             responses.update(_errors(tuple(sorted(set(errors)))))

@@ -129,6 +129,8 @@ class Engine:
             "queue_depth": self._depth,
             "max_queue_depth": self.limits.max_queue_depth,
             "max_batch_size": self.limits.max_batch_size,
+            # The longest time running streams waited while newcomers were prefilled.
+            "longest_prefill_stall_ms": round(self._loop_thread.longest_stall_ms, 1),
             "models": models,
             "gpu": gpu_memory(),
         }

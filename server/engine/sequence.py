@@ -10,6 +10,7 @@ slow reader bounds the memory its request holds and frees the compute for others
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,7 +68,10 @@ class JobStream:
     def deliver(self, item: StreamItem) -> None:
         if isinstance(item, AudioChunk):
             self.delivered += 1
-        self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        # The event loop closes only after the engine has stopped; a stream outliving it has
+        # no consumer left to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
 
     # ---- event loop --------------------------------------------------------------------
 

@@ -86,8 +86,9 @@ class InferenceLoop:
         return len(self._waiting[name])
 
     def active(self, name: SlotName) -> int:
-        backend = self.slots[name].backend
-        return len(backend.batch.rows) if backend is not None else 0
+        # Read from the event loop: a backend being unloaded may already have let go of its batch.
+        batch = getattr(self.slots[name].backend, "batch", None)
+        return len(batch.rows) if batch is not None else 0
 
     def unload(self, slot: ModelSlot, reason: str) -> bool:
         """Unload a slot's model (inference thread only); a sequence still on it is failed."""
@@ -176,16 +177,15 @@ class InferenceLoop:
         batch = backend.batch
         try:
             ran = batch.step()
-        except Exception as exc:  # a model failure fails the sequences that were stepping
+            if ran:
+                self.steps += 1
+                slot.touch()
+            batch.emit(self._segment_ended)
+        except Exception as exc:  # a model or codec failure fails the sequences of this batch
             log.exception("decode step failed", extra={"slot": name})
             for sequence in list(batch.rows):
                 batch.remove(sequence)
                 sequence.stream.deliver(SynthesisError(f"{type(exc).__name__}: {exc}"))
-            return
-        if ran:
-            self.steps += 1
-            slot.touch()
-        batch.emit(self._segment_ended)
 
     def _segment_ended(self, sequence: Sequence) -> None:
         stream = sequence.stream

@@ -139,7 +139,8 @@ def test_sse_events_through_the_proxy(deployed: Deployed) -> None:
             openai_events = [json.loads(event.data) for event in source.iter_sse()]
         whole = pcm(client, THREE)
     assert sentences[-1] == "[DONE]" and len(sentences) == 4
-    assert [e["type"] for e in openai_events] == ["speech.audio.delta"] * 3 + ["speech.audio.done"]
+    deltas = len(openai_events) - 1
+    assert deltas > 1 and [e["type"] for e in openai_events] == ["speech.audio.delta"] * deltas + ["speech.audio.done"]
     assert whole.status_code == 200
     streamed = b"".join(base64.b64decode(d) for d in sentences[:-1])
     # Same seed, same checkpoint: whichever replica answered, the audio is the same.

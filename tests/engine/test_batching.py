@@ -8,6 +8,7 @@ or a request's consumer stops reading so it stays in the batch as long as the te
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ import numpy as np
 import pytest
 
 from server.api.schemas import SpeechRequest
+from server.api.synthesis import ResolvedVoice, SpeechOptions
 from server.audio.dsp import to_pcm16_bytes
+from server.engine.jobs import CloneVoice
 from tests.api.test_clone import clone
 from tests.support.audio import decode_pcm16
 from tests.support.engine_control import inference_held, on_server_loop, wait_until
@@ -211,3 +214,30 @@ def test_batch_size_one_runs_requests_one_at_a_time(custom_voice_dir: Path, requ
         assert srv.health()["max_batch_size"] == 1
     lines = logged(request_log, list(bodies))
     assert {lines[rid]["batch_max"] for rid in bodies} == {1}
+
+
+def test_both_models_take_turns_on_the_inference_thread(batching_server: LiveServer) -> None:
+    """A preset job and a cloned-voice job at once: the thread steps the two models in turn,
+    so each gets its first audio before either has finished."""
+    service = batching_server.app.state.speech
+    clones = batching_server.app.state.clones
+    text = " ".join(f"Sentence {i} keeps both models busy." for i in range(6))
+    events: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        preset = await service.plan_request(SpeechRequest.model_validate({**BODY, "input": text, "seed": 1}), "t")
+        audio = await clones.decode(wav(seed=70), param="file")
+        prompt = await clones.prompt_for(audio, None)
+        voice = ResolvedVoice(slot="base", label="clone", clone=CloneVoice(prompt=prompt.prompt))
+        options = SpeechOptions(input=text, response_format="pcm", seed=2)
+        cloned = service.plan(options, voice, preset.format, "t")
+
+        async def run(name: str, job: Any) -> None:
+            async for chunk in batching_server.engine.synthesize(job):
+                events.append((name, chunk.segment_end and chunk.segment == len(job.segments) - 1))
+
+        await asyncio.gather(run("preset", preset.job), run("clone", cloned.job))
+
+    on_server_loop(batching_server, scenario())
+    first_end = min(i for i, (_, last) in enumerate(events) if last)
+    assert {name for name, _ in events[:first_end]} == {"preset", "clone"}

@@ -14,6 +14,7 @@ import pytest
 
 from server.config import load_settings
 from server.logs import JsonFormatter, TextFormatter
+from tests.support.engine_control import wait_until
 from tests.support.live_server import LiveServer, attached_handler
 from tests.support.ops import API_KEY, REQUEST_ID, SigtermRun
 
@@ -69,9 +70,14 @@ def test_given_request_id_is_returned_and_logged(ops_server: LiveServer, json_lo
         response = client.post("/v1/audio/speech", json=BODY, headers={"X-Request-ID": "client-id-42"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "client-id-42"
-    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
-    [line] = [r for r in lines if r["message"] == "speech request"]
-    assert line["request_id"] == "client-id-42"
+
+    def logged() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+        return [r for r in lines if r["message"] == "speech request" and r["request_id"] == "client-id-42"]
+
+    # The line is written once the last byte has been handed over, a moment after the client has it.
+    wait_until(lambda: len(logged()) == 1)
+    [line] = logged()
     assert line["status"] == 200
     assert line["endpoint"] == "/v1/audio/speech"
 

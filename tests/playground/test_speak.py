@@ -156,7 +156,7 @@ def test_stop_abandons_the_request_on_the_server(page: webdriver.Chrome, playgro
 
         entry = wait_for(page, recorded)
     assert entry["status"] == 499
-    assert entry["segments_done"] < entry["segments"] == 30
+    assert entry["segments_done"] < entry["segments"]
     wait_for(page, lambda d: "499" in by_id(d, "recent").text)
 
 

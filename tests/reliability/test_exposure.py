@@ -21,7 +21,7 @@ def keyed(custom_voice_dir: Path) -> Iterator[LiveServer]:
         yield srv
 
 
-def test_anonymous_health_is_the_status_alone(keyed: LiveServer) -> None:
+def test_anonymous_health_is_the_status_and_model_loaded_alone(keyed: LiveServer) -> None:
     with keyed.client() as client:
         client.post(
             "/v1/audio/voices", headers=BEARER, data={"name": "x"}, files={"audio_sample": ("a.wav", b"x" * 10)}
@@ -29,7 +29,8 @@ def test_anonymous_health_is_the_status_alone(keyed: LiveServer) -> None:
         anonymous = client.get("/health")
         detailed = client.get("/health", headers=BEARER)
     assert anonymous.status_code == 200
-    assert anonymous.json() == {"status": detailed.json()["status"]}
+    # The status, and whether the model is loaded (clients of the earlier server poll it).
+    assert anonymous.json() == {"status": detailed.json()["status"], "model_loaded": detailed.json()["model_loaded"]}
     assert "nonexistent" not in anonymous.text
     assert detailed.json()["models"]["base"]["model_id"] == "/nonexistent/base-model"
 

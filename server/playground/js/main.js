@@ -1,6 +1,6 @@
 // The playground page: wires the form, the speaker, voices and the server panel together.
 
-import { ApiError, apiKey, attachmentName, postJson, setApiKey } from "./api.js";
+import { ApiError, apiKey, attachmentName, getJson, postJson, setApiKey } from "./api.js";
 import { wavBlob } from "./pcm.js";
 import { Speaker } from "./speak.js";
 import { ServerPanel } from "./status.js";
@@ -225,6 +225,9 @@ function updateDownloadLabel() {
 async function loadVoices() {
   try {
     await voices.load();
+    // The voice list is open (Open WebUI reads it without a key, and then sees no saved
+    // voices); whether this server wants a key shows on a protected call.
+    await getJson("/v1/models");
   } catch (error) {
     showError(error);
   }
