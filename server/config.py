@@ -43,10 +43,10 @@ class Settings(BaseSettings):
     # is abandoned and its work stopped (a reader that stopped reading holds a queue slot).
     send_timeout: float = Field(default=30.0, gt=0)
     max_new_tokens: int = Field(default=2048, ge=2)
-    # Streaming: the first chunk after this many codec frames (80 ms each), later chunks after
-    # STREAM_CHUNK_FRAMES.
+    # Streaming: the first chunk after this many codec frames (80 ms each), each later chunk
+    # twice as long, up to STREAM_CHUNK_FRAMES.
     stream_first_chunk_frames: int = Field(default=2, ge=1, le=100)
-    stream_chunk_frames: int = Field(default=10, ge=1, le=100)
+    stream_chunk_frames: int = Field(default=24, ge=1, le=100)
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 

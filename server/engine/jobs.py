@@ -45,11 +45,11 @@ class SamplingParams:
 @dataclass(frozen=True)
 class ChunkPlan:
     """When a stream's audio is handed over: the first chunk after `first_frames` codec frames
-    (a listener hears something at once), later chunks every `frames` frames (fewer, larger
-    codec decodes once playback has started). A chunk also ends with its segment."""
+    (a listener hears something at once), each later one twice as long up to `frames` (fewer,
+    larger codec decodes once playback has started). A chunk also ends with its segment."""
 
     first_frames: int = 2
-    frames: int = 10
+    frames: int = 24
 
 
 @dataclass(frozen=True)

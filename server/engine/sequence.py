@@ -117,11 +117,13 @@ class Sequence:
     started: float = 0.0  # perf_counter at prefill
 
     def chunk_due(self, plan: ChunkPlan) -> bool:
-        """Whether the pending frames make a chunk now: the stream's first chunk after
-        `plan.first_frames`, every other after `plan.frames`, and whatever is left at the end."""
+        """Whether the pending frames make a chunk now, and always at the end of the segment.
+        A job's chunks grow from `plan.first_frames`, doubling up to `plan.frames`: the
+        listener hears something at once, and each chunk takes no longer to generate than
+        the audio already handed over lasts (at any real-time factor below 1)."""
         if not self.pending:
             return False
         if self.finished:
             return True
-        target = plan.first_frames if self.segment == 0 and self.chunks == 0 else plan.frames
+        target = min(plan.frames, plan.first_frames * 2 ** min(self.stream.delivered, 16))
         return len(self.pending) >= target

@@ -60,6 +60,8 @@ class FrameModel:
         )
         self._codec_embedding = talker.get_input_embeddings()
         self._predictor_embeddings = self.predictor.model.codec_embedding
+        self._predictor_positions = torch.arange(self.groups + 1, device=self.device).unsqueeze(0)
+        self._predictor_rotary: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---- talker ----------------------------------------------------------------------
 
@@ -107,29 +109,42 @@ class FrameModel:
         """Codebooks 1..15 for each row from the talker's hidden state [B, 1, H] and the row's
         codebook-0 token (long [B]), as the package's nested `code_predictor.generate` samples
         them (no penalty, no suppression). Returns long [B, 15]."""
-        batch = hidden.shape[0]
         inputs = torch.cat((hidden, self._codec_embedding(first.unsqueeze(1))), dim=1)
         cache = DynamicCache()
         codes: list[torch.Tensor] = []
         for step in range(self.groups - 1):
-            length = inputs.shape[1]
             start = 0 if step == 0 else step + 1
-            cache_position = torch.arange(start, start + length, device=self.device)
-            out = self.predictor.model(
-                inputs_embeds=self.predictor.small_to_mtp_projection(inputs),
-                # What transformers derives from generate's all-ones mask for sdpa: no mask, causal
-                # for the 2-token prefill. Given directly, it skips building masks 15 times a frame.
-                attention_mask={"full_attention": None},
-                position_ids=cache_position.unsqueeze(0).expand(batch, -1),
-                past_key_values=cache,
-                use_cache=True,
-                cache_position=cache_position,
-            )
-            logits = self.predictor.lm_head[step](out.last_hidden_state)[:, -1, :].float()
+            out = self._predictor_layers(self.predictor.small_to_mtp_projection(inputs), start, cache)
+            logits = self.predictor.lm_head[step](out)[:, -1, :].float()
             token = draw(logits, stage, generators)
             codes.append(token)
             inputs = self._predictor_embeddings[step](token.unsqueeze(1))
         return torch.stack(codes, dim=1)
+
+    def _predictor_layers(self, embeds: torch.Tensor, start: int, cache: Any) -> torch.Tensor:
+        """The code predictor's decoder layers and final norm, as its model's forward runs them
+        under `generate` (no mask: causal for the 2-token prefill, nothing to hide after), with
+        the rotary embeddings of its 17 positions computed once rather than on every call."""
+        model = self.predictor.model
+        length = embeds.shape[1]
+        positions = self._predictor_positions[:, start : start + length]
+        rotary = self._predictor_rotary.get((start, length))
+        if rotary is None:
+            rotary = model.rotary_emb(embeds, positions)
+            self._predictor_rotary[(start, length)] = rotary
+        hidden = embeds
+        for layer in model.layers[: model.config.num_hidden_layers]:
+            hidden = layer(
+                hidden,
+                attention_mask=None,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=positions[0],
+                position_embeddings=rotary,
+            )[0]
+        normed: torch.Tensor = model.norm(hidden)
+        return normed
 
     def frame_embedding(self, first: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
         """The summed embedding of a frame's 16 codes, [B, 1, D] (text not yet added)."""

@@ -45,7 +45,7 @@ SETTINGS: dict[str, str] = {
     "SEND_TIMEOUT": "30",
     "MAX_NEW_TOKENS": "2048",
     "STREAM_FIRST_CHUNK_FRAMES": "2",
-    "STREAM_CHUNK_FRAMES": "10",
+    "STREAM_CHUNK_FRAMES": "24",
     "API_KEYS": "",
     "VOICES_DIR": "/data/voices",
     "VOICE_CACHE_MAX": "32",

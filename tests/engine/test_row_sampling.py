@@ -3,6 +3,8 @@ row of a mixed batch gets exactly what the package's generate would give it alon
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers.generation.logits_process import (
@@ -97,3 +99,18 @@ def test_suppressed_control_ids_are_never_drawn() -> None:
     for seed in range(20):
         token = int(draw(processed, stage, [torch.Generator().manual_seed(seed)]))
         assert token not in SUPPRESSED
+
+
+def test_rows_without_a_seed_sample_in_proportion() -> None:
+    """Rows without a generator share cheaper noise; their draws still follow the warped
+    distribution (a fixed global seed keeps the test repeatable)."""
+    torch.manual_seed(1234)
+    logits = torch.full((4, 16), -math.inf)
+    logits[:, :3] = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+    stage = StageBatch.of([StageSampling(True, 1.0, 0, 1.0)] * 4, torch.device("cpu"))
+    counts = torch.zeros(16)
+    for _ in range(2500):
+        counts += torch.bincount(draw(logits, stage, [None] * 4), minlength=16)
+    shares = counts / counts.sum()
+    assert torch.allclose(shares[:3], torch.tensor([0.7, 0.2, 0.1]), atol=0.02)
+    assert float(shares[3:].sum()) == 0.0
