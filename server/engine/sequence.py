@@ -125,5 +125,5 @@ class Sequence:
             return False
         if self.finished:
             return True
-        target = min(plan.frames, plan.first_frames * 2 ** min(self.stream.delivered, 16))
+        target = min(plan.frames, plan.first_frames << min(self.stream.delivered, 16))
         return len(self.pending) >= target
