@@ -93,9 +93,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=None, help="default: the server's default")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     env = {
-        "DEVICE": "cpu",
+        "DEVICE": args.device,
         "WARMUP": "false",
         "PRELOAD_MODEL": "true",
         "IDLE_TIMEOUT": "0",
@@ -113,7 +114,7 @@ def main() -> int:
             stream_request(server, body(99, "Warm up."))
             health = httpx.get(f"{server}/health").json()
             print(
-                f"device: cpu  threads: {args.threads}  max batch: {health['max_batch_size']}  "
+                f"device: {args.device}  threads: {args.threads}  max batch: {health['max_batch_size']}  "
                 f"model: {'tiny dev checkpoint' if args.model is None else model}"
             )
 

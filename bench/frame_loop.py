@@ -126,12 +126,14 @@ def codec_table(backend: QwenBackend, repeats: int) -> None:
             print(f"{f'streamed, {size} per chunk':>22} | {median:>11.1f} | {median / size:>12.2f}")
 
 
-def disconnect_table(model: Path, threads: int, repeats: int) -> None:
+def disconnect_table(model: Path, threads: int, repeats: int, device: str) -> None:
     print("\n3. a client reads the first chunk and leaves (default settings)")
     print(f"{'run':>3} | {'frames after it left':>20} | {'frames generated':>16} | {'chunks it never took':>20}")
     with (
         RecordCollector().attached() as log,
-        live_server(model_id=str(model), preload_model=True, idle_timeout=0, torch_threads=threads) as srv,
+        live_server(
+            model_id=str(model), device=device, preload_model=True, idle_timeout=0, torch_threads=threads
+        ) as srv,
         srv.client(timeout=600) as client,
     ):
         body = {"model": "tts-1", "voice": "alloy", "input": LONG_TEXT, "response_format": "pcm"}
@@ -155,16 +157,18 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="checkpoint directory (default: build a tiny one)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model or build_dev_checkpoint(Path(scratch) / "custom_voice", "custom_voice")
-        print(f"device: cpu  threads: {args.threads}  model: {'tiny dev checkpoint' if args.model is None else model}")
-        backend = QwenBackend.load(str(model), "cpu", args.threads, LoopLimits(max_batch=1, max_length=2048))
+        label = "tiny dev checkpoint" if args.model is None else model
+        print(f"device: {args.device}  threads: {args.threads}  model: {label}")
+        backend = QwenBackend.load(str(model), args.device, args.threads, LoopLimits(max_batch=1, max_length=2048))
         frame_loop_table(backend, args.repeats)
         codec_table(backend, args.repeats)
         backend.release()
-        disconnect_table(model, args.threads, args.repeats)
+        disconnect_table(model, args.threads, args.repeats, args.device)
     return 0
 
 

@@ -5,8 +5,8 @@ for each model slot in turn (so two loaded models share the thread fairly) retir
 whose job was cancelled or passed its deadline, admits waiting segments into free rows
 (prefill), runs one decode step for every active sequence together, and hands out the audio
 chunks that are due. A segment that ends frees its row at once and its job's next segment
-queues ahead of new jobs, so a stream keeps flowing; a newcomer never waits for another
-sequence to finish unless every row is taken.
+queues ahead of new bulk jobs (only interactive ones go first), so a stream keeps flowing;
+a newcomer never waits for another sequence to finish unless every row is taken.
 
 Admission is bounded per step (a prompt-token budget), so a burst of newcomers cannot stall
 the running streams for more than about one prefill of that size.
@@ -40,7 +40,9 @@ PREFILL_TOKENS_PER_STEP = 1024
 # How long the thread sleeps when it has nothing to do before looking at deadlines again.
 IDLE_WAIT_SECONDS = 0.25
 
-CONTINUATION, INTERACTIVE, BULK = 0, 1, 2
+# Admission order: a live conversation first, then a running job's next segment (so its
+# audio keeps flowing), then new bulk jobs; arrival order within each.
+INTERACTIVE, CONTINUATION, BULK = 0, 1, 2
 
 
 @dataclass
@@ -191,7 +193,7 @@ class InferenceLoop:
         stream = sequence.stream
         stream.segment_ready_at = time.perf_counter()
         if stream.next_segment < len(stream.job.segments) and not self._gone(stream):
-            self._enqueue(stream, CONTINUATION)
+            self._enqueue(stream, INTERACTIVE if stream.job.interactive else CONTINUATION)
         else:
             stream.deliver(END)
 

@@ -1,6 +1,5 @@
 """Interactive jobs (a WebSocket utterance) are admitted before bulk jobs that have waited
-longer, and first among themselves in arrival order; a running stream's next segment goes
-before both, so audio already playing keeps flowing."""
+longer, and first among themselves in arrival order."""
 
 from __future__ import annotations
 
