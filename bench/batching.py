@@ -32,6 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.server_process import direct_server
+from bench.streaming import timed_request
 from server.devmodel import build_dev_checkpoint
 
 PARAGRAPH = (
@@ -44,20 +45,12 @@ BYTES_PER_SECOND = 24_000 * 2
 
 
 def stream_request(url: str, body: dict[str, Any], start: threading.Event | None = None) -> tuple[float, float, int]:
-    """Seconds to the first audio byte, seconds in total, bytes received."""
+    """Seconds to the first audio byte, seconds in total, bytes received; the request leaves
+    when `start` is set (its connection is made before)."""
     with httpx.Client(base_url=url, timeout=600) as client:
         if start is not None:
             start.wait()
-        started = time.perf_counter()
-        first: float | None = None
-        size = 0
-        with client.stream("POST", "/v1/audio/speech", json=body) as response:
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                if chunk and first is None:
-                    first = time.perf_counter() - started
-                size += len(chunk)
-        return (first or 0.0), time.perf_counter() - started, size
+        return timed_request(client, body)
 
 
 def body(client: int, text: str | None = None) -> dict[str, Any]:
