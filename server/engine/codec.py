@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from server.engine.codec_convs import StreamingConvStack
 
@@ -40,6 +39,8 @@ class StreamingDecoder:
         self._decoder = decoder
         self._codes: torch.Tensor | None = None  # [1, 16, <=2] the last codes fed
         self._convs = StreamingConvStack(decoder)
+        from transformers import DynamicCache  # imported with the model package, not at startup
+
         self._cache = DynamicCache(config=decoder.config)
         self._window = int(decoder.config.sliding_window)
         if set(decoder.config.layer_types) != {"sliding_attention"}:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from server.engine.kv import SlotKVCache
 from server.engine.sampling import StageBatch, draw
@@ -36,6 +35,10 @@ class FrameModel:
     """The talker, its code predictor and the slot cache of one loaded model."""
 
     def __init__(self, wrapper: Any, slots: int, max_length: int) -> None:
+        # transformers is imported with the model package, in the background, not at startup.
+        from transformers import DynamicCache
+
+        self._new_cache = DynamicCache
         talker = wrapper.model.talker
         config = wrapper.model.config.talker_config
         self.talker = talker
@@ -73,7 +76,7 @@ class FrameModel:
             inputs_embeds=embeds,
             attention_mask=torch.ones(1, length, dtype=torch.long, device=self.device),
             position_ids=positions,
-            past_key_values=DynamicCache(),
+            past_key_values=self._new_cache(),
             use_cache=True,
             cache_position=torch.arange(length, device=self.device),
         )
@@ -110,7 +113,7 @@ class FrameModel:
         codebook-0 token (long [B]), as the package's nested `code_predictor.generate` samples
         them (no penalty, no suppression). Returns long [B, 15]."""
         inputs = torch.cat((hidden, self._codec_embedding(first.unsqueeze(1))), dim=1)
-        cache = DynamicCache()
+        cache = self._new_cache()
         codes: list[torch.Tensor] = []
         for step in range(self.groups - 1):
             start = 0 if step == 0 else step + 1
