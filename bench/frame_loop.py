@@ -10,7 +10,12 @@ Run from the repository root::
    the server's batch code stepping one sequence. Both produce the same codes (checked).
 2. Codec: milliseconds per chunk and per frame for the chunk sizes the server streams with,
    against the package's whole decode of the same codes.
-3. A streaming client that reads the first chunk and leaves: frames generated after it left,
+3. Sampling one codebook for a batch with the checkpoint's default settings (top-k on), per
+   draw: rows with a seed draw over the whole vocabulary from their own generators (the
+   package's way, repeatable); rows without one drew over the whole vocabulary from shared
+   noise before, and now draw among their top-k candidates. Fresh logits for every draw, as
+   in a real step (a selection over the same numbers again runs several times faster).
+4. A streaming client that reads the first chunk and leaves: frames generated after it left,
    and frames generated that it never took.
 Without --model a tiny random checkpoint is built in a temporary directory.
 """
@@ -34,6 +39,7 @@ from server.devmodel import build_dev_checkpoint
 from server.engine.codec import StreamingDecoder
 from server.engine.jobs import SamplingParams, SynthesisJob
 from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.sampling import StageBatch, draw, draw_over_vocabulary
 from server.engine.sequence import JobStream
 from tests.support.engine_control import wait_until
 from tests.support.live_server import RecordCollector, live_server
@@ -126,8 +132,37 @@ def codec_table(backend: QwenBackend, repeats: int) -> None:
             print(f"{f'streamed, {size} per chunk':>22} | {median:>11.1f} | {median / size:>12.2f}")
 
 
+def sampling_table(backend: QwenBackend, repeats: int) -> None:
+    stage = backend.row_sampling(SamplingParams()).predictor
+    vocab = int(backend.frames.predictor.config.vocab_size)
+    draws = 200 * repeats
+    print(f"\n3. one codebook sampled for a batch (vocabulary {vocab}, top-k {stage.top_k}): microseconds per draw")
+    print(f"{'rows':>4} | {'seeded':>8} | {'unseeded, whole vocabulary':>26} | {'unseeded, top-k':>15} | {'ratio':>5}")
+    for rows in (1, 8, 16):
+        batch = StageBatch.of([stage] * rows, backend.frames.device)
+        logits = [torch.randn(rows, vocab, device=backend.frames.device) for _ in range(draws)]
+        seeded: list[torch.Generator | None] = [
+            torch.Generator(backend.frames.device).manual_seed(row) for row in range(rows)
+        ]
+        unseeded: list[torch.Generator | None] = [None] * rows
+        micros = {}
+        for way in ("seeded", "whole", "top-k"):
+            started = time.perf_counter()
+            for scores in logits:
+                if way == "seeded":
+                    draw(scores, batch, seeded)
+                elif way == "whole":
+                    draw_over_vocabulary(scores, batch, unseeded)
+                else:
+                    draw(scores, batch, unseeded)
+            micros[way] = (time.perf_counter() - started) * 1e6 / draws
+        ratio = micros["top-k"] / micros["whole"]
+        seeded_us, whole_us, top_k_us = micros["seeded"], micros["whole"], micros["top-k"]
+        print(f"{rows:>4} | {seeded_us:>8.1f} | {whole_us:>26.1f} | {top_k_us:>15.1f} | {ratio:>5.2f}")
+
+
 def disconnect_table(model: Path, threads: int, repeats: int, device: str) -> None:
-    print("\n3. a client reads the first chunk and leaves (default settings)")
+    print("\n4. a client reads the first chunk and leaves (default settings)")
     print(f"{'run':>3} | {'frames after it left':>20} | {'frames generated':>16} | {'chunks it never took':>20}")
     with (
         RecordCollector().attached() as log,
@@ -167,6 +202,7 @@ def main() -> int:
         backend = QwenBackend.load(str(model), args.device, args.threads, LoopLimits(max_batch=1, max_length=2048))
         frame_loop_table(backend, args.repeats)
         codec_table(backend, args.repeats)
+        sampling_table(backend, args.repeats)
         backend.release()
         disconnect_table(model, args.threads, args.repeats, args.device)
     return 0

@@ -10,6 +10,11 @@ suppressed ids, then (when sampling) temperature, top-k and top-p, then a draw. 
 `q ~ Exp(1)` drawn from the generator; drawing `q` per row from the row's own generator
 gives the same token as the package at batch 1 and keeps a seeded row's tokens independent
 of what else shares its batch.
+
+Rows without a seed (most traffic) need the same distribution, not the same random numbers:
+with top-k on, they draw among their k candidates only, which spares the work over the whole
+vocabulary (masking, softmax, noise and argmax over 2048-3072 entries, sixteen times a
+frame) that dominates a frame's sampling cost.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class RowSampling:
 class StageBatch:
     """One stage's settings for the rows of a batch, as tensors (built once per batch)."""
 
+    stages: tuple[StageSampling, ...]  # the rows' settings, on the host
     do_sample: torch.Tensor  # bool [B]
     sample_rows: tuple[bool, ...]  # the same, on the host
     temperature: torch.Tensor  # float32 [B, 1]
@@ -60,6 +66,7 @@ class StageBatch:
     def of(cls, stages: list[StageSampling], device: torch.device) -> StageBatch:
         sample = [s.do_sample for s in stages]
         return cls(
+            stages=tuple(stages),
             do_sample=torch.tensor(sample, dtype=torch.bool, device=device),
             sample_rows=tuple(sample),
             temperature=torch.tensor([[s.temperature] for s in stages], dtype=torch.float32, device=device),
@@ -70,6 +77,10 @@ class StageBatch:
             any_top_k=any(s.do_sample and s.top_k > 0 for s in stages),
             any_top_p=any(s.do_sample and s.top_p < 1.0 for s in stages),
         )
+
+    def select(self, rows: list[int]) -> StageBatch:
+        """The settings of some of the rows, in the order given."""
+        return StageBatch.of([self.stages[row] for row in rows], self.do_sample.device)
 
 
 def apply_repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -110,29 +121,70 @@ def warp(scores: torch.Tensor, stage: StageBatch) -> torch.Tensor:
 
 def draw(processed: torch.Tensor, stage: StageBatch, generators: list[torch.Generator | None]) -> torch.Tensor:
     """One token per row: argmax for greedy rows, a draw from the warped distribution for the
-    others, each from its own generator; rows without one (None) draw together from the
-    process-wide generator, which is cheaper and needs no repeatability. Returns long [B]."""
-    greedy = processed.argmax(dim=-1)
-    if not stage.any_sample:
-        return greedy
+    others. A row with a generator draws exactly as the package would (noise over the whole
+    vocabulary from its own generator); a row without one draws the same distribution more
+    cheaply, among its top-k candidates when top-k is on. Returns long [B]."""
+    rows = range(len(generators))
+    among_top_k = [
+        row for row in rows if stage.sample_rows[row] and generators[row] is None and stage.stages[row].top_k > 0
+    ]
+    if len(among_top_k) == len(generators):  # the common case: no seed, default settings
+        return _draw_among_top_k(processed, stage)
+    tokens = processed.argmax(dim=-1)
+    if among_top_k:
+        index = torch.tensor(among_top_k, dtype=torch.long, device=processed.device)
+        tokens[index] = _draw_among_top_k(processed[index], stage.select(among_top_k))
+    exact = [row for row in rows if stage.sample_rows[row] and row not in among_top_k]
+    if exact:
+        index = torch.tensor(exact, dtype=torch.long, device=processed.device)
+        tokens[index] = draw_over_vocabulary(processed[index], stage.select(exact), [generators[r] for r in exact])
+    return tokens
+
+
+def draw_over_vocabulary(
+    processed: torch.Tensor, stage: StageBatch, generators: list[torch.Generator | None]
+) -> torch.Tensor:
+    """Sampling rows, as torch.multinomial draws: noise over the whole vocabulary, from the
+    row's own generator, or for rows without one (top-k off) from the process-wide generator."""
     probs = warp(processed, stage).softmax(dim=-1)
     noise = torch.ones_like(probs)
-    sampling = [row for row in range(len(generators)) if stage.sample_rows[row]]
-    shared = [row for row in sampling if generators[row] is None]
+    shared = [row for row, generator in enumerate(generators) if generator is None]
     if shared:
-        # Rows without a seed draw together from the process-wide generator. Exp(1) noise as
-        # -log(U) from uniform draws costs a fifth of exponential_ on the CPU; U is kept away
-        # from 0 so the noise stays finite and positive.
-        uniform = torch.rand(len(shared), probs.shape[-1], device=probs.device).clamp_(
-            min=torch.finfo(probs.dtype).tiny
-        )
-        noise[shared] = uniform.log_().neg_()
-    for row in sampling:
-        generator = generators[row]
-        if generator is not None:  # greedy rows draw nothing, as in the package
+        noise[shared] = _exponential_noise((len(shared), probs.shape[-1]), probs)
+    for row, generator in enumerate(generators):
+        if generator is not None:
             noise[row].exponential_(1, generator=generator)
-    sampled = (probs / noise).argmax(dim=-1)
-    return torch.where(stage.do_sample, sampled, greedy)
+    return (probs / noise).argmax(dim=-1)
+
+
+def _draw_among_top_k(processed: torch.Tensor, stage: StageBatch) -> torch.Tensor:
+    """Rows that sample with top-k on and without a generator: temperature, top-k and top-p
+    applied to each row's k largest logits, as `warp` applies them to the whole vocabulary
+    (the entries top-k removes get no probability either way), then one draw among them.
+    Boundary ties are the one difference: `warp` keeps every logit equal to the k-th, this
+    keeps k of them."""
+    top_k = stage.top_k.clamp(max=processed.shape[-1])
+    values, indices = torch.topk(processed, int(top_k.max()), dim=-1)  # largest first
+    values = values / stage.temperature
+    kth = values.gather(1, (top_k - 1).unsqueeze(1))
+    values = values.masked_fill(values < kth, -math.inf)
+    if stage.any_top_p:
+        # transformers' top-p walks the sorted probabilities from the smallest up.
+        ascending = values.flip(-1)
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= stage.top_p_floor
+        remove[..., -1:] = False  # keep at least one token
+        values = ascending.masked_fill(remove & stage.top_p_on, -math.inf).flip(-1)
+    probs = values.softmax(dim=-1)
+    choice = (probs / _exponential_noise(probs.shape, probs)).argmax(dim=-1, keepdim=True)
+    return indices.gather(1, choice).squeeze(1)
+
+
+def _exponential_noise(shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """Exp(1) noise from the process-wide generator, as -log(U): a fifth of exponential_'s
+    cost on the CPU. U is kept away from 0 so the noise stays finite and positive."""
+    uniform = torch.rand(shape, dtype=like.dtype, device=like.device)
+    return uniform.clamp_(min=torch.finfo(like.dtype).tiny).log_().neg_()
 
 
 def process_first_codebook(

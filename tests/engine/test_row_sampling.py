@@ -72,6 +72,59 @@ def test_each_row_matches_transformers_alone(trial: int) -> None:
     assert tokens.tolist() == expected
 
 
+@pytest.mark.parametrize("trial", range(3))
+def test_seeded_and_greedy_rows_keep_their_tokens_beside_unseeded_rows(trial: int) -> None:
+    """Unseeded rows draw among their top-k candidates; the seeded and greedy rows that share
+    their batch still get exactly what transformers gives them alone."""
+    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(50 + trial)) * 3
+    seen = torch.zeros(len(ROWS), VOCAB, dtype=torch.bool)
+    for i, row in enumerate(ROWS):
+        seen[i, row[5]] = True
+    penalty = torch.tensor([[row[4]] for row in ROWS])
+    generated = torch.tensor([len(row[5]) for row in ROWS])
+    processed = process_first_codebook(logits, seen, penalty, generated, EOS, torch.tensor(SUPPRESSED))
+    stage = StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+    seeded = {1: 7 + trial, 2: 8 + trial, 4: 9 + trial}  # row 1: top-k off; row 2: greedy
+    generators = [torch.Generator().manual_seed(seeded[i]) if i in seeded else None for i in range(len(ROWS))]
+    tokens = draw(processed, stage, generators).tolist()
+    for i, seed in seeded.items():
+        assert tokens[i] == reference(logits[i], ROWS[i], seed)
+    assert all(token not in SUPPRESSED for token in tokens)
+
+
+# (temperature, top_k, top_p) of rows that sample without a seed, all in one batch
+UNSEEDED_ROWS = [(1.0, 3, 1.0), (0.7, 3, 0.6), (1.5, 5, 0.9), (1.0, 50, 1.0)]
+
+
+def warped_probabilities(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The distribution transformers' warpers give one row."""
+    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k)])
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    scores: torch.Tensor = processors(torch.zeros(1, 0, dtype=torch.long), logits.clone().unsqueeze(0))
+    return scores.softmax(dim=-1)[0]
+
+
+def test_unseeded_rows_draw_the_warped_distribution_among_their_candidates() -> None:
+    """Temperature, top-k and top-p per row, applied to the candidates only, give the
+    distribution transformers' warpers give over the whole vocabulary (a fixed global seed
+    keeps the test repeatable)."""
+    torch.manual_seed(4321)
+    base = torch.log(torch.tensor([0.35, 0.25, 0.2, 0.1, 0.06, 0.04]))
+    logits = torch.full((len(UNSEEDED_ROWS), 64), -20.0)
+    logits[:, :6] = base
+    stage = StageBatch.of([StageSampling(True, *row) for row in UNSEEDED_ROWS], torch.device("cpu"))
+    counts = torch.zeros(len(UNSEEDED_ROWS), 64)
+    draws = 4000
+    for _ in range(draws):
+        tokens = draw(logits, stage, [None] * len(UNSEEDED_ROWS))
+        counts[torch.arange(len(UNSEEDED_ROWS)), tokens] += 1
+    for i, row in enumerate(UNSEEDED_ROWS):
+        expected = warped_probabilities(logits[i], *row)
+        assert torch.allclose(counts[i] / draws, expected, atol=0.025), (row, counts[i][:8] / draws, expected[:8])
+        assert float(counts[i][expected == 0].sum()) == 0.0
+
+
 def test_end_of_speech_is_banned_for_the_first_two_tokens() -> None:
     logits = torch.zeros(2, VOCAB)
     logits[:, EOS] = 100.0
