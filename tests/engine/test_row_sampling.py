@@ -56,16 +56,21 @@ def reference(logits: torch.Tensor, row: tuple[bool, float, int, float, float, l
     return int(torch.multinomial(scores.softmax(dim=-1), 1, generator=generator))
 
 
-@pytest.mark.parametrize("trial", range(5))
-def test_each_row_matches_transformers_alone(trial: int) -> None:
-    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(trial)) * 3
+def processed_rows(logits: torch.Tensor) -> tuple[torch.Tensor, StageBatch]:
+    """The ROWS' codebook-0 logits processed in one batch, and their sampling settings."""
     seen = torch.zeros(len(ROWS), VOCAB, dtype=torch.bool)
     for i, row in enumerate(ROWS):
         seen[i, row[5]] = True
     penalty = torch.tensor([[row[4]] for row in ROWS])
     generated = torch.tensor([len(row[5]) for row in ROWS])
     processed = process_first_codebook(logits, seen, penalty, generated, EOS, torch.tensor(SUPPRESSED))
-    stage = StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+    return processed, StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_each_row_matches_transformers_alone(trial: int) -> None:
+    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(trial)) * 3
+    processed, stage = processed_rows(logits)
     seeds = [100 * trial + i for i in range(len(ROWS))]
     tokens = draw(processed, stage, [torch.Generator().manual_seed(s) for s in seeds])
     expected = [reference(logits[i], row, seeds[i]) for i, row in enumerate(ROWS)]
@@ -77,13 +82,7 @@ def test_seeded_and_greedy_rows_keep_their_tokens_beside_unseeded_rows(trial: in
     """Unseeded rows draw among their top-k candidates; the seeded and greedy rows that share
     their batch still get exactly what transformers gives them alone."""
     logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(50 + trial)) * 3
-    seen = torch.zeros(len(ROWS), VOCAB, dtype=torch.bool)
-    for i, row in enumerate(ROWS):
-        seen[i, row[5]] = True
-    penalty = torch.tensor([[row[4]] for row in ROWS])
-    generated = torch.tensor([len(row[5]) for row in ROWS])
-    processed = process_first_codebook(logits, seen, penalty, generated, EOS, torch.tensor(SUPPRESSED))
-    stage = StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+    processed, stage = processed_rows(logits)
     seeded = {1: 7 + trial, 2: 8 + trial, 4: 9 + trial}  # row 1: top-k off; row 2: greedy
     generators = [torch.Generator().manual_seed(seeded[i]) if i in seeded else None for i in range(len(ROWS))]
     tokens = draw(processed, stage, generators).tolist()
