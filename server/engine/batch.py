@@ -131,8 +131,7 @@ class ActiveBatch:
             for s in sequences
         ]
         embeds = embeds + torch.cat(text, dim=0)
-        positions = torch.tensor([s.position for s in sequences], dtype=torch.long, device=self.model.device)
-        hidden, logits = self.model.decode([s.slot for s in sequences], positions, embeds)
+        hidden, logits = self.model.decode([s.slot for s in sequences], [s.position for s in sequences], embeds)
         for i, sequence in enumerate(sequences):
             sequence.hidden = hidden[i : i + 1]
             sequence.position += 1
@@ -148,13 +147,14 @@ class ActiveBatch:
         processed = process_first_codebook(logits, seen, penalty, generated, self.model.eos, self.model.suppressed)
         talker = StageBatch.of([s.sampling.talker for s in sequences], device)
         tokens = draw(processed, talker, [s.generator for s in sequences])
+        ended = (tokens == self.model.eos).tolist()  # one device-to-host copy for the batch
         for i, sequence in enumerate(sequences):
             token = tokens[i : i + 1]
             sequence.token = token
             sequence.sampled += 1
             if sequence.seen is not None:
                 sequence.seen[token] = True
-            if int(token) == self.model.eos:
+            if ended[i]:
                 sequence.finished = True
 
     # ---- audio -------------------------------------------------------------------------

@@ -46,12 +46,13 @@ class SlotKVCache:
     def bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
-    def bind(self, rows: list[int], positions: torch.Tensor) -> None:
-        """Set the rows (slots) and write positions of the next forward; `positions` is long [B]."""
+    def bind(self, rows: list[int], positions: torch.Tensor, length: int) -> None:
+        """Set the rows (slots) and write positions of the next forward; `positions` is long [B]
+        and `length` one past the largest of them (known on the host: no device sync)."""
         self._rows = torch.tensor(rows, dtype=torch.long, device=positions.device)
         self._positions = positions
         self._prefix = len(rows) if rows == list(range(len(rows))) else 0
-        self._length = int(positions.max()) + 1
+        self._length = length
 
     # The one method the attention layers call.
     def update(

@@ -56,6 +56,7 @@ class StageBatch:
     sample_rows: tuple[bool, ...]  # the same, on the host
     temperature: torch.Tensor  # float32 [B, 1]
     top_k: torch.Tensor  # long [B]; 0 = off
+    top_k_max: int  # the largest, on the host (reading it from the device would wait for it)
     top_p_floor: torch.Tensor  # float32 [B, 1]: 1 - top_p, computed in double as transformers does
     top_p_on: torch.Tensor  # bool [B, 1]
     any_sample: bool
@@ -71,6 +72,7 @@ class StageBatch:
             sample_rows=tuple(sample),
             temperature=torch.tensor([[s.temperature] for s in stages], dtype=torch.float32, device=device),
             top_k=torch.tensor([s.top_k if s.do_sample else 0 for s in stages], dtype=torch.long, device=device),
+            top_k_max=max((s.top_k for s in stages if s.do_sample), default=0),
             top_p_floor=torch.tensor([[1 - s.top_p] for s in stages], dtype=torch.float32, device=device),
             top_p_on=torch.tensor([[s.do_sample and s.top_p < 1.0] for s in stages], dtype=torch.bool, device=device),
             any_sample=any(sample),
@@ -105,7 +107,7 @@ def warp(scores: torch.Tensor, stage: StageBatch) -> torch.Tensor:
     scores = scores / stage.temperature  # rows without a temperature carry 1.0: exact identity
     if stage.any_top_k:
         k = stage.top_k.clamp(max=scores.shape[-1])
-        largest = torch.topk(scores, int(k.max()), dim=-1).values  # the same values a sort gives
+        largest = torch.topk(scores, min(stage.top_k_max, scores.shape[-1]), dim=-1).values  # as a sort gives them
         kth = largest.gather(1, (k - 1).clamp(min=0).unsqueeze(1))
         kth = torch.where(k.unsqueeze(1) > 0, kth, torch.full_like(kth, -math.inf))
         scores = scores.masked_fill(scores < kth, -math.inf)
@@ -164,7 +166,7 @@ def _draw_among_top_k(processed: torch.Tensor, stage: StageBatch) -> torch.Tenso
     Boundary ties are the one difference: `warp` keeps every logit equal to the k-th, this
     keeps k of them."""
     top_k = stage.top_k.clamp(max=processed.shape[-1])
-    values, indices = torch.topk(processed, int(top_k.max()), dim=-1)  # largest first
+    values, indices = torch.topk(processed, min(stage.top_k_max, processed.shape[-1]), dim=-1)  # largest first
     values = values / stage.temperature
     kth = values.gather(1, (top_k - 1).unsqueeze(1))
     values = values.masked_fill(values < kth, -math.inf)

@@ -47,9 +47,11 @@ class FrameModel:
         self.groups = int(config.num_code_groups)
         self.eos = int(config.codec_eos_token_id)
         self.vocab = int(config.vocab_size)
-        # The package suppresses the codec's control ids (the top 1024) except end-of-speech.
+        # Ids below this are codec codes; the top 1024 are control ids, which the package
+        # suppresses except end-of-speech.
+        self.codebook_size = self.vocab - 1024
         self.suppressed = torch.tensor(
-            [i for i in range(self.vocab - 1024, self.vocab) if i != self.eos], dtype=torch.long, device=self.device
+            [i for i in range(self.codebook_size, self.vocab) if i != self.eos], dtype=torch.long, device=self.device
         )
         self.max_length = max_length
         self.cache = SlotKVCache(
@@ -84,13 +86,13 @@ class FrameModel:
         logits = self.talker.codec_head(hidden)[:, -1, :].float()
         return Prefilled(hidden=hidden[:, -1:, :], logits=logits, cache=out.past_key_values)
 
-    def decode(
-        self, rows: list[int], positions: torch.Tensor, embeds: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One talker step for `rows` (slots) at `positions` (long [B]) with inputs `embeds`
-        [B, 1, D]; returns the hidden states [B, 1, H] and fp32 logits [B, V]."""
-        self.cache.bind(rows, positions)
-        length = self.cache.get_seq_length()
+    def decode(self, rows: list[int], at: list[int], embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One talker step for `rows` (slots) at positions `at` with inputs `embeds` [B, 1, D];
+        returns the hidden states [B, 1, H] and fp32 logits [B, V]. The positions arrive from
+        the host, so nothing here waits for the device."""
+        positions = torch.tensor(at, dtype=torch.long, device=self.device)
+        length = max(at) + 1
+        self.cache.bind(rows, positions, length)
         # Row r sees its own positions 0..positions[r]; a 4-D mask is used as given.
         visible = torch.arange(length, device=self.device).unsqueeze(0) <= positions.unsqueeze(1)
         out = self.talker.model(
