@@ -11,7 +11,8 @@ Run from the repository root::
    engine (first audio chunk, total, real-time factor, milliseconds per frame).
 2. N streams starting together for each N in --levels (every one a two-sentence paragraph):
    first-audio p50 and p95, and seconds of audio delivered per wall second. Run once with
-   the server's default MAX_BATCH_SIZE and once with a batch as large as the largest level.
+   the server's default MAX_BATCH_SIZE and once with a batch as large as the largest level
+   (or with the sizes --batch-sizes names).
 
 Without --model a tiny random checkpoint is built in a temporary directory; a full-size one
 (0.6B dimensions) is built with `qwen3-tts-server devmodel DIR --size full`. Weights load in
@@ -138,14 +139,16 @@ async def run(args: argparse.Namespace, model: str, label: str) -> None:
     levels = [int(n) for n in args.levels.split(",")]
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(f"device: {name}  model: {label}  torch {torch.__version__}")
-    for max_batch in sorted({DEFAULT_MAX_BATCH, max(levels)}):
+    named = args.batch_sizes
+    batch_sizes = [int(n) for n in named.split(",")] if named else [DEFAULT_MAX_BATCH, max(levels)]
+    for max_batch in sorted(set(batch_sizes)):
         engine = build_engine(model, device, max_batch, args.max_length, args.threads)
         await engine.start(preload=("custom_voice",))
         try:
             backend = engine.slots["custom_voice"].backend
             assert backend is not None, engine.slots["custom_voice"].describe()
             speaker = "Vivian" if "Vivian" in backend.speakers else backend.speakers[0]
-            if max_batch == DEFAULT_MAX_BATCH:
+            if max_batch == min(batch_sizes) and args.repeats > 0:
                 await one_stream_table(engine, speaker, args.repeats)
             await concurrency_table(engine, speaker, levels, f"MAX_BATCH_SIZE {max_batch}")
         finally:
@@ -160,7 +163,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="checkpoint directory (default: build a tiny one)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--levels", default="1,8,16,32")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="one-stream runs (0 skips that table)")
+    parser.add_argument("--batch-sizes", default="", help="MAX_BATCH_SIZE values (default: 8 and the largest level)")
     parser.add_argument("--max-length", type=int, default=2048, help="MAX_SEQUENCE_LENGTH")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
