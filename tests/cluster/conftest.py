@@ -9,9 +9,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 import server.cluster  # noqa: F401  (before Ray: keeps its workers in this environment under `uv run`)
+from tests.support.engine_control import wait_until
 from tests.support.live_server import free_port
 
 ray = pytest.importorskip("ray", reason="Ray Serve is the optional `ray` extra (scripts/test installs it)")
@@ -33,6 +35,33 @@ class RayCluster:
         return f"http://127.0.0.1:{self.port}"
 
 
+# How long a busy machine may take to bring Serve's HTTP proxy up (it answers in seconds on
+# an idle one); only a hung start waits this long.
+PROXY_START_SECONDS = 300
+
+
+def proxy_answers(port: int) -> bool:
+    """Whether the proxy answers HTTP at all (before any app is deployed it answers 503)."""
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/-/routes", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def start_serve(port: int) -> None:
+    """Start Serve and wait until its HTTP proxy answers. `serve.start` gives the proxy 60 s
+    and then raises, and it raises sooner when the controller replaced a proxy that was slow
+    to start; on a machine whose cores are busy either can happen while the controller goes
+    on starting the proxy. So a failed start connects to that controller instead, and the
+    proxy is waited for with a generous deadline."""
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    except (TimeoutError, ray.exceptions.RayActorError):
+        serve.start(http_options={"host": "127.0.0.1", "port": port})  # the controller is still up
+    wait_until(lambda: proxy_answers(port), timeout=PROXY_START_SECONDS, interval=0.5)
+
+
 @pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[RayCluster]:
     saved = {name: os.environ.get(name) for name in FAST_METRICS}
@@ -40,7 +69,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     context = ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        start_serve(port)
         yield RayCluster(context.address_info["gcs_address"], port)
     finally:
         serve.shutdown()

@@ -45,7 +45,6 @@ def test_a_burst_adds_a_replica_that_goes_away_after_it(
             "voices_dir": str(tmp_path),
         },
     }
-    serve.run(build_app(args), name=APP, route_prefix="/")
     stop = threading.Event()
     answered: set[str] = set()
     statuses: list[int] = []
@@ -61,6 +60,9 @@ def test_a_burst_adds_a_replica_that_goes_away_after_it(
 
     burst = [threading.Thread(target=keep_asking) for _ in range(4)]
     try:
+        # Inside the try: an app left behind by a failed deploy would hold the route for the
+        # other cluster tests.
+        serve.run(build_app(args), name=APP, route_prefix="/")
         assert app_running(APP, 1)
         for thread in burst:
             thread.start()
