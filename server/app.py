@@ -37,6 +37,7 @@ from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.synthesis import SpeechService
 from server.websocket import router as websocket
+from server.wyoming.server import WyomingServer, build_wyoming_server
 
 log = logging.getLogger("qwen3-tts")
 
@@ -99,16 +100,37 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     )
 
 
+async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | None:
+    """The Wyoming listener on WYOMING_PORT (None when it is 0), over the same services."""
+    app.state.wyoming = None
+    if not settings.wyoming_port:
+        return None
+    server = build_wyoming_server(
+        app.state.speech,
+        app.state.voice_library,
+        settings.send_timeout,
+        host=settings.wyoming_host or settings.host,
+        port=settings.wyoming_port,
+        keyed=bool(settings.api_keys),
+    )
+    await server.start()
+    app.state.wyoming = server
+    return server
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
         build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
+        wyoming = await start_wyoming(app, settings)
         log.info("server ready", extra={"settings": settings.public_view()})
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await engine.stop(settings.shutdown_grace)
 
     docs = settings.docs_enabled
