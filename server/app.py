@@ -33,6 +33,7 @@ from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
 from server.speech.library import LibraryVoices, VoiceLibrary
+from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.synthesis import SpeechService
@@ -89,14 +90,16 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.recent_requests = RecentRequests()
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
+    voices = LibraryVoices(library)
     app.state.speech = SpeechService(
         engine,
         app.state.models,
         settings.max_new_tokens,
-        LibraryVoices(library),
+        voices,
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
+        request_voices=OmniVoices(voices, clones, settings.max_upload_bytes),
     )
 
 
