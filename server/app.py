@@ -37,6 +37,7 @@ from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.synthesis import SpeechService
+from server.vllm_omni import router as vllm_omni
 from server.websocket import router as websocket
 from server.wyoming.server import WyomingServer, build_wyoming_server
 
@@ -91,6 +92,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
     voices = LibraryVoices(library)
+    app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes)
     app.state.speech = SpeechService(
         engine,
         app.state.models,
@@ -99,7 +101,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
-        request_voices=OmniVoices(voices, clones, settings.max_upload_bytes),
+        request_voices=app.state.omni_voices,
     )
 
 
@@ -176,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
         voices.router,
         voices.listing_router,
         websocket.router,
+        vllm_omni.router,
     )
     for router in routers:
         app.include_router(router)
