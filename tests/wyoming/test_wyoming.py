@@ -184,3 +184,41 @@ def test_full_queue_is_an_error_and_a_client_that_leaves_frees_its_job(
 
 def test_off_by_default(server: LiveServer) -> None:
     assert server.app.state.wyoming is None
+
+
+def test_with_api_keys_saved_voices_stay_behind_the_key_and_stop_closes_connections(
+    custom_voice_dir: Path, base_dir: Path, tmp_path: Path
+) -> None:
+    with live_server(
+        model_id=str(custom_voice_dir),
+        clone_model_id=str(base_dir),
+        voices_dir=tmp_path,
+        max_new_tokens=32,
+        api_keys="secret",
+        wyoming_port=free_port(),
+        wyoming_host="127.0.0.1",
+    ) as server:
+        with server.client(headers={"Authorization": "Bearer secret"}) as http:
+            reference = encode_soundfile(tone(2.0), 24_000, "wav")
+            saved = http.post(
+                "/v1/audio/voices", data={"name": "Private"}, files={"audio_sample": ("r.wav", reference)}
+            )
+            assert saved.status_code == 200, saved.text
+
+        async def session() -> tuple[Info, Error, bool]:
+            client = client_for(server)
+            await client.connect()
+            await client.write_event(Describe().event())
+            info = Info.from_event(await read(client))
+            await client.write_event(Synthesize(text="Hello.", voice=SynthesizeVoice(name="Private")).event())
+            refused = Error.from_event(await read(client))
+            # The server stops with this connection still open: the connection is closed.
+            await asyncio.to_thread(server.stop)
+            closed = await client.read_event() is None
+            await client.disconnect()
+            return info, refused, closed
+
+        info, refused, closed = asyncio.run(session())
+    assert [voice.name for voice in info.tts[0].voices] == [*QWEN_SPEAKERS, *OPENAI_VOICES]
+    assert refused.code == "invalid_voice"
+    assert closed and not server._thread.is_alive()
