@@ -129,9 +129,10 @@ def create_app(settings: Settings) -> FastAPI:
         engine = build_engine(settings)
         build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
-        wyoming = await start_wyoming(app, settings)
-        log.info("server ready", extra={"settings": settings.public_view()})
+        wyoming: WyomingServer | None = None
         try:
+            wyoming = await start_wyoming(app, settings)  # a port in use stops the start, engine included
+            log.info("server ready", extra={"settings": settings.public_view()})
             yield
         finally:
             if wyoming is not None:

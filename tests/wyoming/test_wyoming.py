@@ -5,6 +5,8 @@ with text cut anywhere, errors that leave the connection usable, clients that le
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +224,22 @@ def test_with_api_keys_saved_voices_stay_behind_the_key_and_stop_closes_connecti
     assert [voice.name for voice in info.tts[0].voices] == [*QWEN_SPEAKERS, *OPENAI_VOICES]
     assert refused.code == "invalid_voice"
     assert closed and not server._thread.is_alive()
+
+
+def test_a_wyoming_port_in_use_stops_the_start_and_the_engine(custom_voice_dir: Path, base_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        inference_threads = {t for t in threading.enumerate() if t.name == "inference"}
+        with (
+            pytest.raises(RuntimeError, match="did not start"),
+            live_server(
+                model_id=str(custom_voice_dir),
+                clone_model_id=str(base_dir),
+                wyoming_port=port,
+                wyoming_host="127.0.0.1",
+            ),
+        ):
+            pass
+    wait_until(lambda: {t for t in threading.enumerate() if t.name == "inference"} <= inference_threads)
