@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -66,6 +68,21 @@ INBOX_LIMIT = 64
 def error_event(error: APIError) -> Event:
     """Wyoming's `error`: the HTTP error's message, its code (or its type when it has none)."""
     return Error(text=error.message, code=error.code or error.type).event()
+
+
+E = TypeVar("E", Synthesize, SynthesizeStart, SynthesizeChunk)
+
+
+def _parsed(from_event: Callable[[Event], E], event: Event) -> E:
+    """The event's fields, or a 400 saying what is missing or of the wrong type."""
+    try:
+        parsed = from_event(event)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise invalid_request(f"malformed {event.type} event: {exc!r}") from exc
+    text = getattr(parsed, "text", "")
+    if not isinstance(text, str):
+        raise invalid_request(f"{event.type} text must be a string", param="text")
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -123,9 +140,14 @@ class WyomingConnection:
                     await task
 
     async def _read(self, inbox: asyncio.Queue[Event]) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        try:
             while (event := await async_read_event(self.reader)) is not None:
                 await inbox.put(event)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not Wyoming's framing: nothing after it can be trusted, so the connection ends.
+            log.info("wyoming connection closed", extra={"request_id": self.connection_id, "error": str(exc)})
 
     async def send(self, event: Event) -> None:
         """Write one event; ListenerGone when the client has left or stopped reading."""
@@ -172,12 +194,13 @@ class WyomingConnection:
         elif SynthesizeStart.is_type(event.type):
             if stream is not None:
                 raise invalid_request("a streaming synthesis is already open: send synthesize-stop first")
-            return await self._start(SynthesizeStart.from_event(event))
+            return await self._start(_parsed(SynthesizeStart.from_event, event))
         elif SynthesizeChunk.is_type(event.type):
             if stream is None:
                 raise invalid_request("no streaming synthesis is open: send synthesize-start first")
+            text = _parsed(SynthesizeChunk.from_event, event).text
             if stream.text is not None and not stream.text.failed:
-                await stream.text.feed(SynthesizeChunk.from_event(event).text)
+                await stream.text.feed(text)
         elif SynthesizeStop.is_type(event.type):
             if stream is None:
                 raise invalid_request("no streaming synthesis is open: send synthesize-start first")
@@ -187,7 +210,7 @@ class WyomingConnection:
             return None
         elif Synthesize.is_type(event.type) and stream is None:
             # (Inside a stream it is the whole text again, for servers that do not stream.)
-            await self._synthesize(Synthesize.from_event(event))
+            await self._synthesize(_parsed(Synthesize.from_event, event))
         # Anything else (select-program, events of other domains) is dropped, as Wyoming
         # servers are expected to do.
         return stream

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
+from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import (
     Synthesize,
@@ -120,12 +121,14 @@ def test_errors_leave_the_connection_usable(wyoming_server: LiveServer) -> None:
     async def session(client: AsyncTcpClient) -> tuple[list[Error], Spoken, list[Spoken]]:
         errors = []
         for bad in (
-            Synthesize(text="Hello.", voice=SynthesizeVoice(name="nobody")),
-            Synthesize(text="Hello.", voice=SynthesizeVoice(name="Ryan", speaker="two")),
-            Synthesize(text="   "),
-            SynthesizeChunk(text="no stream open"),
+            Synthesize(text="Hello.", voice=SynthesizeVoice(name="nobody")).event(),
+            Synthesize(text="Hello.", voice=SynthesizeVoice(name="Ryan", speaker="two")).event(),
+            Synthesize(text="   ").event(),
+            SynthesizeChunk(text="no stream open").event(),
+            Event(type="synthesize", data={"voice": {"name": "Ryan"}}),  # no text at all
+            Event(type="synthesize", data={"text": 42}),
         ):
-            await client.write_event(bad.event())
+            await client.write_event(bad)
             event = await read(client)
             assert Error.is_type(event.type), event.type
             errors.append(Error.from_event(event))
@@ -141,6 +144,8 @@ def test_errors_leave_the_connection_usable(wyoming_server: LiveServer) -> None:
     errors, good, after_refused = run(session, wyoming_server)
     assert [e.code for e in errors] == [
         "invalid_voice",
+        "invalid_request_error",
+        "invalid_request_error",
         "invalid_request_error",
         "invalid_request_error",
         "invalid_request_error",
