@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
+from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.text.incremental import SentenceAccumulator
@@ -63,6 +64,7 @@ class _TextStream:
     sentences: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(SENTENCES_AHEAD))
     accumulator: SentenceAccumulator = field(default_factory=SentenceAccumulator)
     task: asyncio.Task[bool] | None = None
+    finish_reasons: list[FinishReason] = field(default_factory=list)  # per sentence spoken
 
     def ended_in_failure(self) -> bool:
         return self.task is not None and self.task.done() and not self.task.cancelled() and not self.task.result()
@@ -175,9 +177,10 @@ class Connection:
             options_of(message, message.input), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
         )
         out = AudioOut(prepared.fmt, message.sample_rate)
-        if await self.speaker.speak(plan, out, request_id):
+        reason = await self.speaker.speak(plan, out, request_id)
+        if reason is not None:
             await self.speaker.send_audio(await out.finish())
-            await self.speaker.send_event({"event": "done", "id": request_id})
+            await self.speaker.send_event({"event": "done", "id": request_id, "finish_reason": reason.value})
 
     async def _start_text(self, message: TextStart) -> _TextStream:
         stream = _TextStream(await self._prepare(message), next(self._ids))
@@ -190,7 +193,15 @@ class Connection:
         await stream.push(None)
         assert stream.task is not None
         if await stream.task:
-            await self.speaker.send_event({"event": "done", "id": stream.request_id})
+            reasons = stream.finish_reasons
+            await self.speaker.send_event(
+                {
+                    "event": "done",
+                    "id": stream.request_id,
+                    "finish_reason": request_finish_reason(reasons).value,
+                    "sentences": [reason.value for reason in reasons],
+                }
+            )
 
     async def _voice_text(self, stream: _TextStream) -> bool:
         """Speak the stream's sentences in order as they become ready; False after a failure."""
@@ -206,8 +217,10 @@ class Connection:
                 await self.speaker.send_event(error_event(exc))
                 return False
             await self.speaker.send_event({"event": "sentence", "index": index, "text": sentence})
-            if not await self.speaker.speak(plan, out, f"{stream.request_id}.{index}"):
+            reason = await self.speaker.speak(plan, out, f"{stream.request_id}.{index}")
+            if reason is None:
                 return False
+            stream.finish_reasons.append(reason)
             index += 1
         await self.speaker.send_audio(await out.finish())
         return True
