@@ -20,6 +20,7 @@ from tests.support.ws import receive_until_end, send, ws_connect
 
 TEXT = "Hello there. This is a test of the guards."
 BODY = {"model": "tts-1", "voice": "alloy", "input": TEXT, "response_format": "wav"}
+WHOLE = {**BODY, "stream": False}
 STEERED = [("endless", "length"), ("silent", "silence"), ("loop", "repetition")]
 
 
@@ -54,7 +55,7 @@ def test_each_reason_reaches_every_place(steered: tuple[LiveServer, str], reques
     server, reason = steered
     before = finish_count(server, reason)
     with server.client() as client:
-        whole = client.post("/v1/audio/speech", json=BODY)
+        whole = client.post("/v1/audio/speech", json=WHOLE)
         assert whole.status_code == 200
         assert whole.headers["x-finish-reason"] == reason
         duration = decode_soundfile(whole.content).duration
@@ -90,7 +91,7 @@ def test_each_reason_reaches_every_place(steered: tuple[LiveServer, str], reques
 
 def test_a_capped_response_is_not_cached(steered: tuple[LiveServer, str], request_log: RecordCollector) -> None:
     server, reason = steered
-    body = {**BODY, "input": "Never cached."}
+    body = {**WHOLE, "input": "Never cached."}
     with server.client() as client:
         for _ in range(2):
             response = client.post("/v1/audio/speech", json=body)
@@ -99,7 +100,7 @@ def test_a_capped_response_is_not_cached(steered: tuple[LiveServer, str], reques
 
 
 def test_a_clean_response_stops_and_is_cached(server: LiveServer, request_log: RecordCollector) -> None:
-    body = {**BODY, "input": "Cached when it stops cleanly."}
+    body = {**WHOLE, "input": "Cached when it stops cleanly."}
     with server.client() as client:
         states = []
         for _ in range(2):
@@ -109,5 +110,5 @@ def test_a_clean_response_stops_and_is_cached(server: LiveServer, request_log: R
             assert line["finish_reason"] == "stop"
             states.append(line["cache"])
     assert states == ["miss", "hit"]
-    events = sse_events(server, "/v1/audio/speech/stream", body)
+    events = sse_events(server, "/v1/audio/speech/stream", BODY)
     assert events[-2].data == "[DONE]" and json.loads(events[-1].data)["finish_reason"] == "stop"
