@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         return _split_csv(value)
 
+    def secret_values(self) -> tuple[str, ...]:
+        """The values no log line may show (the API keys)."""
+        return tuple(key.get_secret_value() for key in self.api_keys)
+
     def public_view(self) -> dict[str, object]:
         """The settings as loggable values, secrets masked."""
         view = self.model_dump(mode="json")

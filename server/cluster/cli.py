@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
 
     from server.logs import configure_logging
 
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -114,7 +114,7 @@ class SpeechReplica:
             raise RuntimeError(engine.stalled)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        configure_logging(self.settings.log_format, self.settings.log_level)
+        configure_logging(self.settings.log_format, self.settings.log_level, self.settings.secret_values())
         context = serve.get_replica_context()
         # A stuck engine is reported to Serve (check_health) rather than ending the process.
         app = create_app(self.settings, exit_on_stall=False)
