@@ -14,6 +14,8 @@ import pytest
 from httpx_sse import connect_sse
 
 from server.devmodel import build_dev_checkpoint
+from server.engine.jobs import FinishReason
+from server.speech.synthesis import finish_reason_for
 from tests.support.audio import decode_soundfile
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 from tests.support.ws import receive_until_end, send, ws_connect
@@ -112,3 +114,14 @@ def test_a_clean_response_stops_and_is_cached(server: LiveServer, request_log: R
     assert states == ["miss", "hit"]
     events = sse_events(server, "/v1/audio/speech/stream", BODY)
     assert events[-2].data == "[DONE]" and json.loads(events[-1].data)["finish_reason"] == "stop"
+
+
+def test_a_request_that_did_not_complete_is_named_by_how_it_ended() -> None:
+    stop, length = FinishReason.STOP, FinishReason.LENGTH
+    assert finish_reason_for(200, [stop, stop]) is stop
+    assert finish_reason_for(200, [stop, length, stop]) is length  # one capped segment marks it
+    assert finish_reason_for(200, []) is stop  # a cache hit: only clean responses are kept
+    assert finish_reason_for(499, [stop]) is FinishReason.CANCELLED
+    assert finish_reason_for(504, [stop]) is FinishReason.TIMEOUT
+    assert finish_reason_for(503, []) is FinishReason.ERROR
+    assert finish_reason_for(500, [stop]) is FinishReason.ERROR
