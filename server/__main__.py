@@ -29,7 +29,7 @@ def serve() -> int:
     except SettingsError as exc:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     app = create_app(settings)
     # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal once its own
     # handler is gone; with the default handler that kills the process (exit 143) after a

@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.config import Settings
 from server.engine.errors import EngineError
+from server.engine.guards import GuardLimits
 from server.engine.jobs import ChunkPlan, SlotName
 from server.engine.models import ModelSlot
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
+from server.engine.watchdog import exit_process
 from server.errors import APIError, to_api_error, validation_error
 from server.http import clone, speech, system, voices
 from server.http.cors import install_cors
@@ -44,10 +46,16 @@ from server.wyoming.server import WyomingServer, build_wyoming_server
 log = logging.getLogger("qwen3-tts")
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, exit_on_stall: bool = True) -> Engine:
     device = resolve_device(settings.device)
 
-    limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length)
+    guards = GuardLimits(
+        silence_frames=settings.guard_silence_frames,
+        silence_dbfs=settings.guard_silence_dbfs,
+        loop_frames=settings.guard_loop_frames,
+        tail_ratio=settings.guard_tail_ratio,
+    )
+    limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length, guards=guards)
 
     def loader(model_id: str) -> Any:
         return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits)
@@ -59,8 +67,16 @@ def build_engine(settings: Settings) -> Engine:
     return Engine(
         slots,
         EngineLimits(
-            settings.max_queue_depth, settings.request_timeout, settings.idle_timeout, settings.max_batch_size
+            settings.max_queue_depth,
+            settings.request_timeout,
+            settings.idle_timeout,
+            settings.max_batch_size,
+            stall_timeout=settings.engine_stall_timeout,
+            stall_grace=settings.engine_stall_grace,
         ),
+        # A stuck thread cannot be stopped: the process exits for its supervisor to restart it
+        # (a Ray replica reports unhealthy instead, and Serve replaces it).
+        on_stall_exit=exit_process if exit_on_stall else None,
     )
 
 
@@ -123,10 +139,10 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
     return server
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = build_engine(settings)
+        engine = build_engine(settings, exit_on_stall)
         build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         wyoming: WyomingServer | None = None

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     stream_first_chunk_frames: int = Field(default=2, ge=1, le=100)
     stream_chunk_frames: int = Field(default=24, ge=1, le=100)
 
+    # Runaway guards (server/engine/guards.py), each off at 0: quiet frames after the text,
+    # frames of a codebook-0 loop after the text, and frames per text token after the text.
+    guard_silence_frames: int = Field(default=38, ge=0, le=10_000)
+    guard_silence_dbfs: float = Field(default=-50.0, ge=-120.0, le=0.0)
+    guard_loop_frames: int = Field(default=50, ge=0, le=1_000)
+    guard_tail_ratio: float = Field(default=8.0, ge=0)
+    # Seconds the inference thread may hold work without progress before /health says 503
+    # and new requests are refused (0: no watchdog); ENGINE_STALL_GRACE seconds later the
+    # process exits with status 70 so that its supervisor restarts it.
+    engine_stall_timeout: float = Field(default=900.0, ge=0)
+    engine_stall_grace: float = Field(default=30.0, ge=0)
+
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 
     voices_dir: Path = Path("voices")
@@ -96,6 +108,10 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: object) -> object:
         return _split_csv(value)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values no log line may show (the API keys)."""
+        return tuple(key.get_secret_value() for key in self.api_keys)
 
     def public_view(self) -> dict[str, object]:
         """The settings as loggable values, secrets masked."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from server.engine.errors import (
     EngineError,
+    EngineStalledError,
     EngineStoppedError,
     InvalidSynthesisInput,
     JobTimeoutError,
@@ -123,6 +124,8 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(503, str(exc), "server_error", "model", "model_unavailable")
     if isinstance(exc, EngineStoppedError):
         return APIError(503, str(exc), "server_error", None, "shutting_down")
+    if isinstance(exc, EngineStalledError):
+        return APIError(503, str(exc), "server_error", None, "engine_stalled")
     if isinstance(exc, JobTimeoutError):
         return APIError(504, str(exc), "server_error", None, "timeout")
     if isinstance(exc, InvalidSynthesisInput):

@@ -46,9 +46,38 @@ def safe_text(value: str, limit: int = MAX_FIELD_CHARS) -> str:
     return _CONTROL.sub(_escape_control, value)
 
 
-def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+# Query parameters and header values that carry credentials. A browser's WebSocket cannot
+# send headers, so its key travels as `?api_key=`; uvicorn's WebSocket line (and any access
+# line) writes the path with its query string.
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:api[_-]?key|apikey|key|token|access[_-]?token|auth|authorization|password|secret)=)[^&\s\"'#]*"
+)
+_SECRET_HEADER = re.compile(r"(?i)((?:authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)[^\s\"',]+")
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+")
+REDACTED = "***"
+
+
+class Redactor:
+    """Removes credentials from log text: the server's own API keys wherever they appear,
+    and the value of any credential-like query parameter, Authorization header or bearer
+    token, known key or not."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        # Longest first, so a key that contains another is removed whole.
+        self.secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        text = _SECRET_PARAM.sub(rf"\g<1>{REDACTED}", text)
+        text = _SECRET_HEADER.sub(rf"\g<1>{REDACTED}", text)
+        return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+
+
+def record_fields(record: logging.LogRecord, redact: Redactor | None = None) -> dict[str, Any]:
+    redact = redact or Redactor()
     fields = {
-        k: safe_text(v) if isinstance(v, str) else v
+        k: redact(safe_text(v)) if isinstance(v, str) else v
         for k, v in vars(record).items()
         if k not in _RECORD_ATTRS and not k.startswith("_")
     }
@@ -61,40 +90,48 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, logger, message and the record's fields."""
 
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": safe_text(record.getMessage(), 4096),
+            "message": self.redact(safe_text(record.getMessage(), 4096)),
         }
-        entry.update(record_fields(record))
+        entry.update(record_fields(record, self.redact))
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = self.redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
     """`time level logger message key=value ...`: readable, still greppable by field."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Redactor | None = None) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self.redact = redact or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
         # Only the message is escaped, not a traceback that follows it on its own lines.
-        line = f"{self.formatTime(record)} {record.levelname} {record.name} {safe_text(record.getMessage(), 4096)}"
-        fields = record_fields(record)
+        message = self.redact(safe_text(record.getMessage(), 4096))
+        line = f"{self.formatTime(record)} {record.levelname} {record.name} {message}"
+        fields = record_fields(record, self.redact)
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + self.redact(" ".join(f"{k}={v}" for k, v in fields.items()))
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + self.redact(self.formatException(record.exc_info))
         return line
 
 
-def configure_logging(log_format: str, level: str) -> None:
-    """Route the root, the server's and uvicorn's loggers through one handler."""
+def configure_logging(log_format: str, level: str, secrets: tuple[str, ...] = ()) -> None:
+    """Route the root, the server's and uvicorn's loggers through one handler, which keeps
+    `secrets` (the API keys) and any credential in a query string or header out of every line."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    redact = Redactor(secrets)
+    handler.setFormatter(JsonFormatter(redact) if log_format == "json" else TextFormatter(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

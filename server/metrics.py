@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from server.engine.jobs import FinishReason
+
 if TYPE_CHECKING:
     from server.engine.models import ModelSlot
     from server.engine.scheduler import Engine
@@ -47,6 +49,11 @@ class Metrics:
         self.request_seconds = latency("request_seconds", "Total time of a speech request, first byte to last.")
         self.ttfa_seconds = latency("time_to_first_audio_seconds", "Time to the first audio chunk of a stream.")
         self.audio_seconds = Counter(f"{PREFIX}_audio_seconds", "Seconds of audio produced.", registry=reg)
+        self.finishes = Counter(
+            f"{PREFIX}_finish", "Speech requests by how they ended (finish reason).", ["reason"], registry=reg
+        )
+        for reason in FinishReason:  # every series from the first scrape, at 0
+            self.finishes.labels(reason=reason.value)
         self.characters = Counter(f"{PREFIX}_characters", "Characters of input text synthesised.", registry=reg)
         self.model_loads = Counter(f"{PREFIX}_model_loads", "Model loads by slot.", ["slot"], registry=reg)
         self.model_unloads = Counter(f"{PREFIX}_model_unloads", "Model unloads by slot.", ["slot"], registry=reg)
@@ -69,12 +76,15 @@ class Metrics:
         ttfa_ms: float | None,
         audio_seconds: float,
         chars: int,
+        finish_reason: str | None = None,
     ) -> None:
         """Record one finished speech request. Audio is counted whatever the outcome (it was
         produced); latencies and characters only for successes, so refusals answered in
         microseconds (queue full, bad voice) do not drag the latency histograms down."""
         if audio_seconds > 0:
             self.audio_seconds.inc(audio_seconds)
+        if finish_reason is not None:
+            self.finishes.labels(reason=finish_reason).inc()
         if status != 200:
             return
         self.characters.inc(chars)

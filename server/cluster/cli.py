@@ -18,11 +18,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from server.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from server.cluster.deployment import ClusterOptions
 
 APP_NAME = "qwen3-tts"
 log = logging.getLogger("qwen3-tts")
@@ -67,6 +70,24 @@ def with_absolute_paths(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
+def missing_gpus(options: ClusterOptions, settings: Settings, cluster_gpus: float) -> str | None:
+    """What is missing when the replicas ask for more GPUs than the cluster has (Serve would
+    otherwise wait for them forever, repeating the autoscaler's complaint), with how to run."""
+    from server.cluster.deployment import deployment_options
+
+    deployment = deployment_options(options, settings)
+    per_replica = float(deployment["ray_actor_options"]["num_gpus"])
+    replicas = options.bounds[0] if options.autoscaling else (options.replicas or 1)
+    needed = per_replica * max(replicas, 1)
+    if needed <= cluster_gpus:
+        return None
+    return (
+        f"the replicas need {needed:g} GPU(s) ({replicas} x {per_replica:g}) but the Ray cluster has "
+        f"{cluster_gpus:g}. On CPUs run `DEVICE=cpu qwen3-tts-server ray --num-gpus 0 ...`; "
+        "otherwise add GPU nodes to the cluster or ask for fewer replicas (--num-gpus, --replicas)."
+    )
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
@@ -88,7 +109,7 @@ def main(argv: list[str]) -> int:
 
     from server.logs import configure_logging
 
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -96,6 +117,12 @@ def main(argv: list[str]) -> int:
 
     own_cluster = args.address is None
     ray.init(address=args.address, include_dashboard=False if own_cluster else None)
+    resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    problem = missing_gpus(options, settings, float(resources.get("GPU", 0.0)))
+    if problem is not None:
+        print(f"qwen3-tts-server ray: {problem}", file=sys.stderr)
+        ray.shutdown()
+        return 3
     # After ray.init, which installs its own fatal-signal handlers.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -104,11 +104,21 @@ class SpeechReplica:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._app: Any = None
+
+    def check_health(self) -> None:
+        """Serve's health check: an engine whose inference thread is stuck is unhealthy, and
+        Serve replaces the replica (ENGINE_STALL_TIMEOUT)."""
+        engine = getattr(getattr(self._app, "state", None), "engine", None)
+        if engine is not None and engine.stalled is not None:
+            raise RuntimeError(engine.stalled)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        configure_logging(self.settings.log_format, self.settings.log_level)
+        configure_logging(self.settings.log_format, self.settings.log_level, self.settings.secret_values())
         context = serve.get_replica_context()
-        app = create_app(self.settings)
+        # A stuck engine is reported to Serve (check_health) rather than ending the process.
+        app = create_app(self.settings, exit_on_stall=False)
+        self._app = app
         app.add_middleware(ReplicaHeaderMiddleware, replica=f"{context.deployment}#{context.replica_id.unique_id}")
         return app
 

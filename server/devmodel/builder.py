@@ -57,6 +57,7 @@ from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneratio
 
 from server.devmodel import codec
 from server.devmodel import tokenizer as text
+from server.devmodel.runaway import BEHAVIOURS, DevBehaviour, install_behaviour, quiet_and_loud_codes
 from server.devmodel.stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit
 
 DevModelKind = Literal["custom_voice", "base"]
@@ -248,8 +249,10 @@ def build_dev_checkpoint(
     size: DevModelSize = "tiny",
     seed: int = 0,
     eos_bias: float | None = None,
+    behaviour: DevBehaviour = "stop",
 ) -> Path:
-    """Write a random checkpoint of `kind` to `out_dir` (created if missing) and return its path."""
+    """Write a random checkpoint of `kind` to `out_dir` (created if missing) and return its path.
+    `behaviour` other than "stop" builds one that never emits end-of-speech (runaway.py)."""
     if kind not in ("custom_voice", "base"):
         raise ValueError(f"unknown dev model kind {kind!r}")
     if size not in ("tiny", "full"):
@@ -262,9 +265,11 @@ def build_dev_checkpoint(
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         model = _build_model(kind, size, DEFAULT_EOS_BIAS if eos_bias is None else eos_bias)
+        speech = codec.build_codec(size, torch.Generator().manual_seed(seed))
+        if behaviour != "stop":
+            install_behaviour(model, behaviour, *quiet_and_loud_codes(speech))
         _write_model(model, out, dtype)
         del model
-        speech = codec.build_codec(size, torch.Generator().manual_seed(seed))
         codec.save_codec(speech, out / "speech_tokenizer", dtype)
     Qwen3TTSProcessor(tokenizer=text.build_text_tokenizer(special_token_ids(size))).save_pretrained(out)
     return out
@@ -282,9 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eos-bias", type=float, default=None, help=f"end-of-speech bias (default {DEFAULT_EOS_BIAS})")
+    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="stop", help="how it ends (runaway tests)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    out = build_dev_checkpoint(args.dir, args.kind, size=args.size, seed=args.seed, eos_bias=args.eos_bias)
+    out = build_dev_checkpoint(
+        args.dir, args.kind, size=args.size, seed=args.seed, eos_bias=args.eos_bias, behaviour=args.behaviour
+    )
     elapsed = time.perf_counter() - started
     megabytes = directory_size(out) / 1e6
     print(

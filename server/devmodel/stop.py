@@ -69,20 +69,25 @@ def _bias_level(model: Qwen3TTSForConditionalGeneration) -> float:
 
 
 def _silence_reserved_channels(model: Qwen3TTSForConditionalGeneration) -> None:
+    silence_channels(model, RESERVED)
+
+
+def silence_channels(model: Qwen3TTSForConditionalGeneration, channels: list[int]) -> None:
+    """Nothing in the random network reads or writes these channels of the talker."""
     talker = model.talker
     embeddings: list[torch.nn.Embedding] = [talker.model.codec_embedding, *talker.code_predictor.model.codec_embedding]
     for embedding in embeddings:
-        embedding.weight[:, RESERVED] = 0.0
+        embedding.weight[:, channels] = 0.0
     for layer in talker.model.layers:
         attention, mlp = layer.self_attn, layer.mlp
         for reader in (attention.q_proj, attention.k_proj, attention.v_proj, mlp.gate_proj, mlp.up_proj):
-            reader.weight[:, RESERVED] = 0.0
+            reader.weight[:, channels] = 0.0
         for writer in (attention.o_proj, mlp.down_proj):
-            writer.weight[RESERVED, :] = 0.0
-    talker.codec_head.weight[:, RESERVED] = 0.0
+            writer.weight[channels, :] = 0.0
+    talker.codec_head.weight[:, channels] = 0.0
     if model.speaker_encoder is not None:  # its x-vector is added to a prompt position
-        model.speaker_encoder.fc.weight[RESERVED] = 0.0
-        model.speaker_encoder.fc.bias[RESERVED] = 0.0
+        model.speaker_encoder.fc.weight[channels] = 0.0
+        model.speaker_encoder.fc.bias[channels] = 0.0
 
 
 def _write_text_projection(model: Qwen3TTSForConditionalGeneration, marker_weights: torch.Tensor) -> None:

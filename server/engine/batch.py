@@ -15,7 +15,8 @@ import torch
 
 from server.engine.codec import StreamingDecoder, to_numpy
 from server.engine.errors import InvalidSynthesisInput
-from server.engine.jobs import AudioChunk, SegmentStats
+from server.engine.guards import VERDICT_REASONS, GuardBank, package_encoder, quiet_codes
+from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, FinishReason, SegmentStats
 from server.engine.prompt import PieceText
 from server.engine.sampling import RowSampling, StageBatch, draw, process_first_codebook
 from server.engine.sequence import JobStream, Sequence
@@ -33,6 +34,10 @@ class ActiveBatch:
         self.model = backend.frames
         self.capacity = capacity
         self.rows: list[Sequence] = []  # row i lives in KV slot i
+        limits = backend.guard_limits
+        encode = package_encoder(backend.speech_tokenizer)
+        quiet = quiet_codes(encode, limits.silence_dbfs, self.model.vocab, self.model.device)
+        self.guards = GuardBank(limits, capacity, quiet)
 
     @property
     def free(self) -> int:
@@ -84,6 +89,7 @@ class ActiveBatch:
         sequence.position = prompt.length
         sequence.hidden = prefilled.hidden
         sequence.seen = torch.zeros(self.model.vocab, dtype=torch.bool, device=self.model.device)
+        self.guards.reset(sequence.slot, prompt.input_tokens)
         self.rows.append(sequence)
         try:
             self._sample_first([sequence], prefilled.logits)
@@ -115,7 +121,7 @@ class ActiveBatch:
             sequence.stream.frames_generated += 1
             # The package stops after sampling `budget` tokens; the last one never gets a frame.
             if sequence.sampled + 1 >= sequence.budget:
-                sequence.finished = True
+                sequence.finish(FinishReason.LENGTH)
             else:
                 continuing.append(i)
         if continuing:
@@ -147,15 +153,24 @@ class ActiveBatch:
         processed = process_first_codebook(logits, seen, penalty, generated, self.model.eos, self.model.suppressed)
         talker = StageBatch.of([s.sampling.talker for s in sequences], device)
         tokens = draw(processed, talker, [s.generator for s in sequences])
-        ended = (tokens == self.model.eos).tolist()  # one device-to-host copy for the batch
+        ended = tokens == self.model.eos
+        if self.guards.active:
+            text_done = torch.tensor([s.text_fed for s in sequences], dtype=torch.bool, device=device)
+            verdict, trim = self.guards.observe([s.slot for s in sequences], tokens, text_done)
+            flags = torch.stack((ended.long(), verdict, trim)).tolist()  # one device-to-host copy
+        else:
+            flags = [ended.long().tolist(), [0] * len(sequences), [0] * len(sequences)]
         for i, sequence in enumerate(sequences):
             token = tokens[i : i + 1]
             sequence.token = token
             sequence.sampled += 1
             if sequence.seen is not None:
                 sequence.seen[token] = True
-            if ended[i]:
-                sequence.finished = True
+            if flags[0][i]:
+                sequence.finish(FinishReason.STOP)
+            elif flags[1][i]:
+                # The token that tripped the guard never becomes a frame: trim the others.
+                sequence.finish(VERDICT_REASONS[flags[1][i]], trim=max(flags[2][i] - 1, 0))
 
     # ---- audio -------------------------------------------------------------------------
 
@@ -167,14 +182,24 @@ class ActiveBatch:
         for sequence in list(self.rows):
             if not (sequence.finished or sequence.chunk_due(sequence.stream.job.chunks)):
                 continue
+            trim_samples = self._trim_pending(sequence) if sequence.finished else 0
             frames = len(sequence.pending)
             audio = sequence.decoder.decode(torch.stack(sequence.pending)) if frames else torch.zeros(0)
-            self._deliver(sequence, to_numpy(audio), frames)
+            self._deliver(sequence, to_numpy(audio), frames, trim_samples)
             if sequence.finished:
                 self.remove(sequence)
                 on_segment_end(sequence)
 
-    def _deliver(self, sequence: Sequence, pcm: np.ndarray, frames: int) -> None:
+    @staticmethod
+    def _trim_pending(sequence: Sequence) -> int:
+        """Drop a guarded tail's frames that are not decoded yet; returns the samples of the
+        rest of it, already handed over in earlier chunks."""
+        dropped = min(sequence.trim, len(sequence.pending))
+        if dropped:
+            del sequence.pending[-dropped:]
+        return (sequence.trim - dropped) * SAMPLES_PER_FRAME
+
+    def _deliver(self, sequence: Sequence, pcm: np.ndarray, frames: int, trim_samples: int = 0) -> None:
         sequence.pending.clear()
         sequence.chunks += 1
         stats = None
@@ -182,15 +207,24 @@ class ActiveBatch:
             stats = SegmentStats(
                 index=sequence.segment,
                 input_tokens=sequence.prompt.input_tokens,
-                output_frames=sequence.frames,
+                output_frames=sequence.frames - sequence.trim,
                 max_new_tokens=sequence.budget,
                 queued_ms=max(sequence.queued_ms, 0.0),
                 load_ms=sequence.load_ms,
                 generate_ms=(time.perf_counter() - sequence.started) * 1000,
                 batch_max=sequence.batch_max,
+                finish_reason=sequence.finish_reason or FinishReason.STOP,
+                trimmed_frames=sequence.trim,
             )
         sequence.stream.deliver(
-            AudioChunk(pcm=pcm, segment=sequence.segment, frames=frames, segment_end=sequence.finished, stats=stats)
+            AudioChunk(
+                pcm=pcm,
+                segment=sequence.segment,
+                frames=frames,
+                segment_end=sequence.finished,
+                stats=stats,
+                trim_samples=trim_samples,
+            )
         )
 
     # ---- leaving -----------------------------------------------------------------------
@@ -201,6 +235,7 @@ class ActiveBatch:
         last = self.rows[-1]
         if last is not sequence:
             self.model.cache.move(last.slot, row, last.position)
+            self.guards.move(last.slot, row)
             last.slot = row
             self.rows[row] = last
         self.rows.pop()

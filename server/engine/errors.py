@@ -6,6 +6,7 @@ EngineError
 ├── JobTimeoutError       a job ran past REQUEST_TIMEOUT and was cancelled
 ├── JobCancelledError     a job was cancelled (client gone, timeout, shutdown)
 ├── EngineStoppedError    the engine is shutting down and takes no new work
+├── EngineStalledError    the inference thread is stuck (ENGINE_STALL_TIMEOUT)
 └── SynthesisError        the model raised while generating
     └── InvalidSynthesisInput  the model refused the input (unknown speaker or language)
 """
@@ -44,6 +45,12 @@ class JobCancelledError(EngineError):
 class EngineStoppedError(EngineError):
     def __init__(self) -> None:
         super().__init__("server is shutting down")
+
+
+class EngineStalledError(EngineError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"server unavailable: {reason}; it will be restarted")
+        self.reason = reason
 
 
 class SynthesisError(EngineError):

@@ -4,6 +4,7 @@ inference thread. Nothing here holds a request object or a model tensor."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -78,6 +79,34 @@ class SynthesisJob:
     interactive: bool = False
 
 
+class FinishReason(StrEnum):
+    """How a segment (or a whole request) ended. Every front door reports these values as
+    they are (the strings), next to the fields its protocol already has.
+
+    - STOP: the model emitted end-of-speech;
+    - LENGTH: its frame budget ran out, or the tail after its text outgrew the tail guard;
+    - SILENCE: the near-silence guard ended a quiet tail after the text;
+    - REPETITION: the loop guard ended a codebook-0 loop after the text;
+    - CANCELLED: the client left (or the request was stopped) before the end;
+    - TIMEOUT: REQUEST_TIMEOUT ran out;
+    - ERROR: synthesis failed.
+    Only STOP is a clean ending: the output cache keeps nothing else."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    SILENCE = "silence"
+    REPETITION = "repetition"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+def request_finish_reason(segments: list[FinishReason]) -> FinishReason:
+    """A request's reason from its segments' reasons: the first that is not STOP (a capped or
+    guarded segment marks the whole response), else STOP."""
+    return next((reason for reason in segments if reason is not FinishReason.STOP), FinishReason.STOP)
+
+
 @dataclass(frozen=True)
 class SegmentStats:
     """How one segment went, reported with its last chunk."""
@@ -90,6 +119,8 @@ class SegmentStats:
     load_ms: float  # loading the model for this segment (0 when it was loaded)
     generate_ms: float  # from the start of its prefill to its last frame
     batch_max: int  # the most sequences generated together while it ran
+    finish_reason: FinishReason = FinishReason.STOP
+    trimmed_frames: int = 0  # frames of a guarded tail left out of the audio
 
 
 @dataclass(frozen=True)
@@ -101,3 +132,6 @@ class AudioChunk:
     frames: int  # codec frames in this chunk
     segment_end: bool  # the last chunk of its segment
     stats: SegmentStats | None = None  # with the last chunk of a segment
+    # With a segment's last chunk: samples at the end of the audio already handed over (in
+    # earlier chunks) that belong to a guarded tail; a consumer that still holds them cuts them.
+    trim_samples: int = 0

@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 
 from server.engine.codec import StreamingDecoder
 from server.engine.errors import InvalidSynthesisInput, SynthesisError
+from server.engine.guards import GuardLimits
 from server.engine.jobs import CloneVoice, SamplingParams
 from server.engine.prompt import PieceText, PromptBuilder
 from server.engine.sampling import RowSampling, StageBatch, StageSampling
@@ -48,6 +49,7 @@ class LoopLimits:
 
     max_batch: int = 8
     max_length: int = 4096
+    guards: GuardLimits = field(default_factory=GuardLimits)  # the runaway guards (server/engine/guards.py)
 
 
 def resolve_device(setting: str) -> str:
@@ -101,6 +103,8 @@ class QwenBackend:
         self.prompts = PromptBuilder(model, self.honours_instruct)
         self.frames = FrameModel(model, limits.max_batch, limits.max_length)
         self.codec_decoder = inner.speech_tokenizer.model.decoder
+        self.speech_tokenizer = inner.speech_tokenizer  # its encoder finds the quiet codes
+        self.guard_limits = limits.guards
         self.batch = ActiveBatch(self, limits.max_batch)
 
     @classmethod

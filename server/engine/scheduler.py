@@ -19,11 +19,18 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server.engine.errors import EngineStoppedError, JobCancelledError, JobTimeoutError, QueueFullError
+from server.engine.errors import (
+    EngineStalledError,
+    EngineStoppedError,
+    JobCancelledError,
+    JobTimeoutError,
+    QueueFullError,
+)
 from server.engine.jobs import AudioChunk, SlotName, SynthesisJob
 from server.engine.models import ModelSlot
 from server.engine.qwen import QwenBackend, gpu_memory, import_model_package
 from server.engine.sequence import JobStream, StreamEnd
+from server.engine.watchdog import StallWatchdog
 from server.engine.worker import InferenceLoop
 from server.logs import request_id_var
 
@@ -41,6 +48,8 @@ class EngineLimits:
     request_timeout: float
     idle_timeout: float
     max_batch_size: int = 8
+    stall_timeout: float = 0.0  # ENGINE_STALL_TIMEOUT; 0: no watchdog
+    stall_grace: float = 30.0  # ENGINE_STALL_GRACE
 
 
 class _Ticket:
@@ -56,10 +65,16 @@ class Engine:
     # What one streamed item of audio is (reported by /v1/info): a few codec frames.
     stream_unit = "frames"
 
-    def __init__(self, slots: dict[SlotName, ModelSlot], limits: EngineLimits) -> None:
+    def __init__(
+        self, slots: dict[SlotName, ModelSlot], limits: EngineLimits, on_stall_exit: Callable[[], None] | None = None
+    ) -> None:
         self.slots = slots
         self.limits = limits
         self._loop_thread = InferenceLoop(slots)
+        self.watchdog = StallWatchdog(
+            self._loop_thread, slots.values(), limits.stall_timeout, limits.stall_grace, on_stall_exit
+        )
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._depth = 0
         self._accepting = True
         self._idle_task: asyncio.Task[None] | None = None
@@ -74,6 +89,8 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         if self.limits.idle_timeout > 0:
             self._idle_task = asyncio.create_task(self._unload_idle_models(), name="idle-unload")
+        if self.limits.stall_timeout > 0:
+            self._watchdog_task = asyncio.create_task(self.watchdog.run(), name="stall-watchdog")
         # Importing the model package costs ~10 s of CPU; do it now, in the background on the
         # inference thread, so the first request pays only for loading weights. No model memory
         # is taken until a model loads.
@@ -88,10 +105,11 @@ class Engine:
         self._accepting = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), grace)
-        if self._idle_task is not None:
-            self._idle_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._idle_task
+        for task in (self._idle_task, self._watchdog_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for slot in self.slots.values():
             await self._run_on_thread(self._loop_thread.unload, slot, "shutdown")
         self._loop_thread.close()
@@ -106,6 +124,11 @@ class Engine:
     @property
     def accepting(self) -> bool:
         return self._accepting
+
+    @property
+    def stalled(self) -> str | None:
+        """Why the inference thread counts as stuck (the stall watchdog), or None."""
+        return self.watchdog.stalled
 
     @property
     def steps(self) -> int:
@@ -189,6 +212,8 @@ class Engine:
     def _admit(self, slot_name: SlotName) -> _Ticket:
         if not self._accepting:
             raise EngineStoppedError()
+        if self.stalled is not None:
+            raise EngineStalledError(self.stalled)
         if self._depth >= self.limits.max_queue_depth:
             raise QueueFullError(self._depth)
         slot = self.slots[slot_name]

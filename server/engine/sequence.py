@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from server.engine.codec import StreamingDecoder
-from server.engine.jobs import AudioChunk, ChunkPlan, SynthesisJob
+from server.engine.jobs import AudioChunk, ChunkPlan, FinishReason, SynthesisJob
 from server.engine.prompt import Prompt
 from server.engine.sampling import RowSampling
 
@@ -110,11 +110,23 @@ class Sequence:
     frames: int = 0  # frames generated
     pending: list[torch.Tensor] = field(default_factory=list)  # frames not yet decoded, each [16]
     chunks: int = 0  # chunks delivered for this segment
-    finished: bool = False  # end of speech or budget reached: no more frames
+    finished: bool = False  # end of speech, budget reached or a guard fired: no more frames
+    finish_reason: FinishReason | None = None
+    trim: int = 0  # frames at the end that a guard cut from the audio
     batch_max: int = 1
     queued_ms: float = 0.0
     load_ms: float = 0.0
     started: float = 0.0  # perf_counter at prefill
+
+    @property
+    def text_fed(self) -> bool:
+        """Whether the segment's text has all been fed (the guards look only after that)."""
+        return self.fed >= self.prompt.trailing.shape[1]
+
+    def finish(self, reason: FinishReason, trim: int = 0) -> None:
+        self.finished = True
+        self.finish_reason = reason
+        self.trim = trim
 
     def chunk_due(self, plan: ChunkPlan) -> bool:
         """Whether the pending frames make a chunk now, and always at the end of the segment.

@@ -62,6 +62,7 @@ class InferenceLoop:
         self._closed = False
         self.steps = 0  # decode steps run, for observers
         self.longest_stall_ms = 0.0  # the longest admission (prefills) while other sequences waited
+        self.unit_started: float | None = None  # monotonic start of the unit of work running now
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
@@ -124,11 +125,14 @@ class InferenceLoop:
                 if calls is None:
                     break
                 for call in calls:
+                    self.unit_started = time.monotonic()  # the stall watchdog reads it
                     self._run_call(call)
                 names = list(self.slots)
                 self._turn = (self._turn + 1) % len(names)
                 for name in names[self._turn :] + names[: self._turn]:
+                    self.unit_started = time.monotonic()
                     self._tick(name)
+                self.unit_started = None
         self._fail_waiting(EngineStoppedError())
 
     def _next_calls(self) -> list[_Call] | None:

@@ -15,9 +15,16 @@ from typing import Any, Literal
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from server.engine.jobs import FinishReason
 from server.http.streaming import STREAM_HEADERS
 from server.speech.output_cache import CachedAudio, OutputCache, cache_key
-from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import (
+    FINISH_REASON_HEADER,
+    INSTRUCTIONS_IGNORED_HEADER,
+    SpeechPlan,
+    SpeechService,
+    SpeechStats,
+)
 
 # A streamed hit is sent in pieces of this size, like a fresh stream, not as one write.
 HIT_CHUNK_BYTES = 32 * 1024
@@ -25,8 +32,12 @@ HIT_CHUNK_BYTES = 32 * 1024
 CacheState = Literal["hit", "miss", "bypass"]
 
 
-def attachment_headers(plan: SpeechPlan, instructions_ignored: bool) -> dict[str, str]:
+def attachment_headers(
+    plan: SpeechPlan, instructions_ignored: bool, finish_reason: FinishReason | None = None
+) -> dict[str, str]:
     headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"'}
+    if finish_reason is not None:  # a whole file: how its generation ended is known
+        headers[FINISH_REASON_HEADER] = finish_reason.value
     if instructions_ignored:
         headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
     return headers
@@ -70,6 +81,8 @@ class CachedSpeech:
         if not self.streamed:
             stats.mark_sent(entry.samples)
             self.service.log_request(self.plan, stats, 200)
+            # Only responses whose every segment ended on end-of-speech are kept.
+            headers[FINISH_REASON_HEADER] = FinishReason.STOP.value
             return Response(entry.data, media_type=media_type, headers=headers)
         return StreamingResponse(self._replay(entry, stats), media_type=media_type, headers=STREAM_HEADERS | headers)
 
@@ -89,8 +102,9 @@ class CachedSpeech:
             self.service.log_request(self.plan, stats, status, error)
 
     def store(self, data: bytes, stats: SpeechStats) -> None:
-        """Keep a fresh response that completed."""
-        if self.key is not None:
+        """Keep a fresh response that completed, and only one whose every segment ended on
+        end-of-speech: a capped or guarded one is not worth serving again."""
+        if self.key is not None and stats.clean:
             self.cache.put(self.key, CachedAudio(data, stats.instructions_ignored, stats.samples))
 
     def recording(self, body: AsyncIterable[Any], stats: SpeechStats) -> AsyncIterable[Any]:

@@ -46,9 +46,8 @@ async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechSt
     async def log_outcome(outcome: Outcome) -> None:
         service.log_request(plan, stats, outcome.status, outcome.error)
 
-    response = Response(
-        data, media_type=plan.format.media_type, headers=attachment_headers(plan, stats.instructions_ignored)
-    )
+    headers = attachment_headers(plan, stats.instructions_ignored, stats.finish_reason)
+    response = Response(data, media_type=plan.format.media_type, headers=headers)
     return TrackedResponse(response, log_outcome)
 
 

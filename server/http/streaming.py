@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi.responses import Response, StreamingResponse
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.audio.dsp import to_pcm16_bytes
 from server.audio.encoders import AudioEncoder, create_encoder
@@ -140,12 +140,22 @@ async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
         "output_tokens": stream.stats.output_frames,
         "total_tokens": stream.stats.input_tokens + stream.stats.output_frames,
     }
-    yield _json({"type": "speech.audio.done", "usage": usage})
+    # finish_reason is ours (how generation ended), next to OpenAI's fields.
+    yield _json({"type": "speech.audio.done", "usage": usage, "finish_reason": stream.stats.finish_reason.value})
 
 
-async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:
+def finish_event(stream: SegmentStream) -> ServerSentEvent:
+    """`event: finish`, how the sentences ended: `{"finish_reason": ..., "sentences": [...]}`."""
+    stats = stream.stats
+    body = {"finish_reason": stats.finish_reason.value, "sentences": [r.value for r in stats.finish_reasons]}
+    return ServerSentEvent(data=_json(body), event="finish")
+
+
+async def sentence_events(stream: SegmentStream) -> AsyncIterator[str | ServerSentEvent]:
     """The sentence stream: one event per sentence, `data: <base64 of int16 LE 24 kHz mono
-    PCM>`, then `data: [DONE]`; on failure `data: [ERROR] <message>` ends it."""
+    PCM>`, then `data: [DONE]`; on failure `data: [ERROR] <message>` ends it. After [DONE], a
+    named `finish` event tells how each sentence ended (after it, so that a client of the
+    earlier server, which stops reading at [DONE], never sees an event it does not know)."""
     try:
         async for pcm in stream:
             started = time.perf_counter()
@@ -157,7 +167,10 @@ async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:
         yield f"[ERROR] {to_api_error(exc).message}"
         return
     yield "[DONE]"
+    yield finish_event(stream)
 
 
-def sse_response(events: AsyncIterator[str], stream: SegmentStream) -> TrackedResponse:
+def sse_response(
+    events: AsyncIterator[str] | AsyncIterator[str | ServerSentEvent], stream: SegmentStream
+) -> TrackedResponse:
     return stream.response(EventSourceResponse(events, headers=stream.headers(), ping=15))

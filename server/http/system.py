@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from server.audio.formats import SUPPORTED_FORMATS
 from server.audio.resample import ALLOWED_SAMPLE_RATES
@@ -34,9 +35,13 @@ def _voices(request: Request) -> list[str]:
     return accepted_voice_names(library.names())
 
 
-@router.get("/health")
-async def health(request: Request) -> dict[str, Any]:
+@router.get("/health", response_model=None)
+async def health(request: Request) -> dict[str, Any] | JSONResponse:
     engine: Engine = request.app.state.engine
+    if engine.stalled is not None:
+        # A stuck inference thread: say so (load balancers and Docker's health check read the
+        # status), whoever asks; the process exits ENGINE_STALL_GRACE seconds later.
+        return JSONResponse({"status": "stalled", "reason": engine.stalled}, status_code=503)
     report = engine.health()
     errors = [slot["last_error"] for slot in report["models"].values() if slot["last_error"]]
     status = "shutting_down" if not engine.accepting else ("degraded" if errors else "ok")

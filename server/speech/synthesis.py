@@ -16,7 +16,18 @@ import numpy as np
 
 from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
-from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
+from server.engine.jobs import (
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    AudioChunk,
+    ChunkPlan,
+    CloneVoice,
+    FinishReason,
+    SamplingParams,
+    SlotName,
+    SynthesisJob,
+    request_finish_reason,
+)
 from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
@@ -31,6 +42,18 @@ request_log = logging.getLogger("qwen3-tts")
 segment_log = logging.getLogger("qwen3-tts.segments")
 
 INSTRUCTIONS_IGNORED_HEADER = "X-Instructions-Ignored"
+FINISH_REASON_HEADER = "X-Finish-Reason"
+
+
+def finish_reason_for(status: int, segments: list[FinishReason]) -> FinishReason:
+    """How a request ended: its segments' reason when it completed, else what stopped it."""
+    if status == 200:
+        return request_finish_reason(segments)
+    if status == 499:  # the client left
+        return FinishReason.CANCELLED
+    if status == 504:  # REQUEST_TIMEOUT
+        return FinishReason.TIMEOUT
+    return FinishReason.ERROR
 
 
 @dataclass(frozen=True)
@@ -66,15 +89,28 @@ class SpeechStats:
     batch_max: int = 0
     instructions_ignored: bool = False
     cache: str | None = None  # hit, miss or bypass where the output cache applies
+    finish_reasons: list[FinishReason] = field(default_factory=list)  # per finished segment
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        """The reason of the segments so far (STOP when every one ended on end-of-speech)."""
+        return request_finish_reason(self.finish_reasons)
+
+    @property
+    def clean(self) -> bool:
+        """Every segment ended on end-of-speech: the only kind of response worth keeping."""
+        return bool(self.finish_reasons) and self.finish_reason is FinishReason.STOP
 
     def add_chunk(self, chunk: AudioChunk) -> None:
         if self.first_chunk_ms is None:
             self.first_chunk_ms = (time.perf_counter() - self.started) * 1000
             self.first_chunk_frames = chunk.frames
         self.output_frames += chunk.frames  # counted as delivered, so a cut-short request counts right
+        self.output_frames -= chunk.trim_samples // SAMPLES_PER_FRAME  # a guarded tail cut afterwards
         segment = chunk.stats
         if segment is None:
             return
+        self.finish_reasons.append(segment.finish_reason)
         self.segments_done += 1
         self.queue_ms += segment.queued_ms
         self.load_ms += segment.load_ms
@@ -283,6 +319,8 @@ class SpeechService:
                 gathered.append(chunk.pcm)
                 if chunk.segment_end:
                     phrase = np.concatenate(gathered)
+                    if chunk.trim_samples:
+                        phrase = phrase[: max(phrase.shape[0] - chunk.trim_samples, 0)]
                     gathered.clear()
                     started = time.perf_counter()
                     stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
@@ -290,13 +328,16 @@ class SpeechService:
                     yield stretched
 
     async def sentences(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
-        """The job's audio one segment at a time (a sentence each in a per-sentence plan)."""
+        """The job's audio one segment at a time (a sentence each in a per-sentence plan),
+        with a guarded tail cut whole (a stream can only leave out what it has not sent)."""
         gathered: list[np.ndarray] = []
         async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
             async for chunk in chunks:
                 gathered.append(chunk.pcm)
                 if chunk.segment_end:
                     phrase = np.concatenate(gathered)
+                    if chunk.trim_samples:
+                        phrase = phrase[: max(phrase.shape[0] - chunk.trim_samples, 0)]
                     gathered.clear()
                     if plan.speed != 1.0:
                         started = time.perf_counter()
@@ -324,12 +365,15 @@ class SpeechService:
                             "inference_ms": round(chunk.stats.generate_ms, 1),
                             "output_frames": chunk.stats.output_frames,
                             "batch_size": chunk.stats.batch_max,
+                            "finish_reason": chunk.stats.finish_reason.value,
+                            "trimmed_frames": chunk.stats.trimmed_frames,
                         },
                     )
                 yield chunk
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
-        parts = [pcm async for pcm in self.chunks(plan, stats)]
+        """The whole audio: the segments in order, each with any guarded tail cut."""
+        parts = [pcm async for pcm in self.sentences(plan, stats) if pcm.size]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def log_request(self, plan: SpeechPlan, stats: SpeechStats, status: int, error: str | None = None) -> None:
@@ -355,7 +399,10 @@ class SpeechService:
             "audio_seconds": round(stats.samples / SAMPLE_RATE, 3),
             "output_frames": stats.output_frames,
             "batch_max": stats.batch_max,
+            "finish_reason": finish_reason_for(status, stats.finish_reasons).value,
         }
+        if len(stats.finish_reasons) > 1:
+            fields["segment_finish_reasons"] = [reason.value for reason in stats.finish_reasons]
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True
         if stats.cache is not None:
@@ -382,4 +429,5 @@ class SpeechService:
                 ttfa_ms=stats.ttfa_ms,
                 audio_seconds=stats.samples / SAMPLE_RATE,
                 chars=plan.chars,
+                finish_reason=str(fields["finish_reason"]),
             )

@@ -10,8 +10,9 @@ Client to server, one JSON object per text frame:
 
 Server to client: binary frames of audio (int16 little-endian mono PCM unless another
 `response_format` was asked for), `{"event": "sentence", "index": i, "text": ...}` before
-each sentence of a text stream, `{"event": "done", "id": ...}` when an utterance or a
-flushed text stream is finished, and `{"event": "error", "detail": ..., "code": ...,
+each sentence of a text stream, `{"event": "done", "id": ..., "finish_reason": ...}` when an utterance or a
+flushed text stream is finished (a text stream's adds `"sentences"`: each sentence's reason;
+the reasons are server/engine/jobs.py's FinishReason values), and `{"event": "error", "detail": ..., "code": ...,
 "param": ...}` for a message that could not be served (the connection stays usable).
 """
 

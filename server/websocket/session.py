@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
+from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.speech.text_stream import TextStream
@@ -61,6 +62,7 @@ class _TextStream:
     request_id: str
     out: AudioOut
     text: TextStream = field(init=False)
+    finish_reasons: list[FinishReason] = field(default_factory=list)  # per sentence spoken
 
 
 class Connection:
@@ -159,9 +161,10 @@ class Connection:
             options_of(message, message.input), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
         )
         out = AudioOut(prepared.fmt, message.sample_rate)
-        if await self.speaker.speak(plan, out, request_id):
+        reason = await self.speaker.speak(plan, out, request_id)
+        if reason is not None:
             await self.speaker.send_audio(await out.finish())
-            await self.speaker.send_event({"event": "done", "id": request_id})
+            await self.speaker.send_event({"event": "done", "id": request_id, "finish_reason": reason.value})
 
     async def _start_text(self, message: TextStart) -> _TextStream:
         prepared = await self._prepare(message)
@@ -172,7 +175,15 @@ class Connection:
     async def _finish_text(self, stream: _TextStream) -> None:
         if await stream.text.finish():
             await self.speaker.send_audio(await stream.out.finish())
-            await self.speaker.send_event({"event": "done", "id": stream.request_id})
+            reasons = stream.finish_reasons
+            await self.speaker.send_event(
+                {
+                    "event": "done",
+                    "id": stream.request_id,
+                    "finish_reason": request_finish_reason(reasons).value,
+                    "sentences": [reason.value for reason in reasons],
+                }
+            )
 
     async def _speak_sentence(self, stream: _TextStream, sentence: str, index: int) -> bool:
         """Speak one sentence of the stream; False (after an error event) when it failed."""
@@ -185,4 +196,8 @@ class Connection:
             await self.speaker.send_event(error_event(exc))
             return False
         await self.speaker.send_event({"event": "sentence", "index": index, "text": sentence})
-        return await self.speaker.speak(plan, stream.out, f"{stream.request_id}.{index}")
+        reason = await self.speaker.speak(plan, stream.out, f"{stream.request_id}.{index}")
+        if reason is None:
+            return False
+        stream.finish_reasons.append(reason)
+        return True

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server.audio.encoders import AudioEncoder, create_encoder
 from server.audio.formats import FormatSpec
 from server.audio.resample import StreamResampler
+from server.engine.jobs import FinishReason
 from server.errors import to_api_error
 from server.logs import request_id_var
 from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
@@ -72,8 +73,9 @@ class Speaker:
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ClientGone() from exc
 
-    async def speak(self, plan: SpeechPlan, out: AudioOut, request_id: str) -> bool:
-        """Send the plan's audio; False (after an error event) when synthesis failed. Raises
+    async def speak(self, plan: SpeechPlan, out: AudioOut, request_id: str) -> FinishReason | None:
+        """Send the plan's audio and return how it ended; None (after an error event) when
+        synthesis failed. Raises
         ClientGone or CancelledError when the client left, after stopping the engine job."""
         token = request_id_var.set(request_id)
         stats = SpeechStats()
@@ -86,7 +88,7 @@ class Speaker:
                 stats.encode_ms += (time.perf_counter() - started) * 1000
                 stats.mark_sent(int(pcm.shape[0]))
                 await self.send_audio(data)
-            return True
+            return stats.finish_reason
         except (asyncio.CancelledError, ClientGone):
             status, error = 499, "client disconnected"
             raise
@@ -94,7 +96,7 @@ class Speaker:
             api_error = to_api_error(exc)
             status, error = api_error.status, str(exc) or type(exc).__name__
             await self.send_event(error_event(api_error))
-            return False
+            return None
         finally:
             await segments.aclose()  # stops the engine job when the client left mid-utterance
             self.service.log_request(plan, stats, status, error)

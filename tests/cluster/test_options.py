@@ -1,9 +1,13 @@
 """Cluster options and the files that carry them: what Serve is asked for, the Serve config
 file and the KubeRay manifest (validated by Serve's own schema and built by the same
-builder), and the `ray` command's refusals. No cluster is started here."""
+builder), and the `ray` command's refusals. No cluster is started here, but for one local
+cluster without GPUs that the `ray` command must refuse at once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,10 @@ from ray.serve.schema import ServeDeploySchema
 
 from server.__main__ import main
 from server.cluster import deployment
+from server.cluster.cli import missing_gpus
 from server.cluster.deployment import ClusterOptions, deployment_options
 from server.config import load_settings
+from tests.support.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = ROOT / "deploy" / "ray" / "serve-config.yaml"
@@ -113,3 +119,32 @@ def test_the_ray_command_refuses_bad_options_and_settings(
     monkeypatch.setenv("MAX_BATCH_SIZE", "0")
     assert main(["ray", "--replicas", "2"]) == 2
     assert "MAX_BATCH_SIZE" in capsys.readouterr().err
+
+
+def test_replicas_asking_for_more_gpus_than_the_cluster_has_are_refused_with_how_to_run() -> None:
+    gpu_settings = load_settings(device="auto")
+    problem = missing_gpus(ClusterOptions(), gpu_settings, cluster_gpus=0)
+    assert problem is not None and "--num-gpus 0" in problem and "DEVICE=cpu" in problem
+    assert missing_gpus(ClusterOptions(), gpu_settings, cluster_gpus=1) is None
+    assert missing_gpus(ClusterOptions(replicas=2), gpu_settings, cluster_gpus=1) is not None
+    assert missing_gpus(ClusterOptions(num_gpus=0), gpu_settings, cluster_gpus=0) is None
+    assert missing_gpus(ClusterOptions(), load_settings(device="cpu"), cluster_gpus=0) is None
+
+
+@pytest.mark.ray
+def test_the_ray_command_on_a_cluster_without_gpus_says_what_is_missing_and_exits(tmp_path: Path) -> None:
+    """As a new user would run it: no DEVICE, the default of one GPU per replica, a local
+    cluster on a machine without GPUs. It must not wait for GPUs that never come."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("DEVICE", "CUDA_VISIBLE_DEVICES")}
+    environment["CUDA_VISIBLE_DEVICES"] = ""  # no GPU for Ray to find, whatever the machine has
+    environment["PORT"] = str(free_port())  # never bound: the command stops before Serve starts
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "ray"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "the Ray cluster has 0" in done.stderr and "--num-gpus 0" in done.stderr, done.stderr[-2000:]

@@ -18,13 +18,14 @@ from tests.support.audio import decode_any
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 
 _unique = itertools.count()
+CACHE_BYTES = 600_000
 
 
 def body(**extra: Any) -> dict[str, Any]:
-    """A request no other test sends, so the cache state of the shared server does not matter;
-    short (a frame cap), because only its bytes matter here."""
+    """A request no other test sends, so the cache state of the shared server does not matter.
+    No frame cap: a capped response is never cached (only one that ended on end-of-speech)."""
     text = f"Cached phrase number {next(_unique)}."
-    return {"model": "tts-1", "voice": "alloy", "input": text, "max_new_tokens": 24, **extra}
+    return {"model": "tts-1", "voice": "alloy", "input": text, **extra}
 
 
 def post(server: LiveServer, json: dict[str, Any], request_id: str, **headers: str) -> httpx.Response:
@@ -99,7 +100,7 @@ def test_what_changes_the_audio_changes_the_key(server: LiveServer, request_log:
         {"speed": 1.5},
         {"temperature": 0.5},
         {"top_k": 10},
-        {"max_new_tokens": 20},
+        {"max_new_tokens": 200},
         {"language": "German"},
         {"instructions": "Whisper."},
         {"response_format": "wav"},
@@ -152,9 +153,9 @@ def test_hits_are_in_metrics(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def small_cache(custom_voice_dir: Path) -> Iterator[LiveServer]:
-    # One sentence of raw PCM is at most 24 frames of 3840 bytes (92160): always fits alone.
+    # One sentence of raw PCM is at most 127 frames of 3840 bytes (487680): always fits alone.
     with live_server(
-        model_id=str(custom_voice_dir), idle_timeout=0, max_new_tokens=24, audio_cache_max_bytes=100_000
+        model_id=str(custom_voice_dir), idle_timeout=0, max_new_tokens=128, audio_cache_max_bytes=CACHE_BYTES
     ) as server:
         yield server
 
@@ -165,13 +166,13 @@ def test_the_cache_is_bounded_by_bytes_least_recently_used_first(
     first = body(response_format="pcm", stream=False)
     post(small_cache, first, "lru-first")
     stats = output_stats(small_cache)
-    assert stats["size"] == 1 and stats["bytes"] > 0 and stats["max_bytes"] == 100_000
+    assert stats["size"] == 1 and stats["bytes"] > 0 and stats["max_bytes"] == CACHE_BYTES
     newest: dict[str, Any] = first
     for i in range(40):  # each entry is at least one frame (3840 bytes): the cache fills in time
         newest = body(response_format="pcm", stream=False)
         post(small_cache, newest, f"lru-fill-{i}")
         stats = output_stats(small_cache)
-        assert stats["bytes"] <= 100_000
+        assert stats["bytes"] <= CACHE_BYTES
         if stats["evictions"] > 0:
             break
     assert stats["evictions"] > 0
