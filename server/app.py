@@ -32,6 +32,7 @@ from server.http.responses import OrjsonResponse
 from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
+from server.speech.design import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, VoiceDesigner, design_model_names
 from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
@@ -53,6 +54,8 @@ def build_engine(settings: Settings) -> Engine:
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
+    if settings.design_model_id:  # off unless configured: nothing is reserved for it
+        slots["voice_design"] = ModelSlot("voice_design", settings.design_model_id, device, loader)
     return Engine(
         slots,
         EngineLimits(
@@ -97,6 +100,17 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
     )
+    app.state.designer = VoiceDesigner(
+        app.state.speech, library, settings.min_reference_seconds, settings.max_reference_seconds
+    )
+    app.state.health_sections["voice_design"] = lambda: design_health(settings.design_model_id)
+
+
+def design_health(design_model_id: str) -> dict[str, Any]:
+    """The VoiceDesign slot at a glance (its model's state is under `models` when it is on)."""
+    if not design_model_id:
+        return {"enabled": False, "how_to_enable": HOW_TO_ENABLE}
+    return {"enabled": True, "model_id": design_model_id, "model": DESIGN_MODEL_ALIAS, "voice": DESIGN_VOICE}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -123,7 +137,9 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
-    app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
+    app.state.models = ModelCatalog(
+        settings.model_id, settings.clone_model_id, design_model_names(settings.design_model_id)
+    )
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)

@@ -61,7 +61,7 @@ export class Voices {
     const previous = this.picker.value;
     const speakers = voices.filter((v) => v.type === "preset" && !v.speaker);
     const openai = voices.filter((v) => v.type === "preset" && v.speaker);
-    this.saved = voices.filter((v) => v.type === "cloned");
+    this.saved = voices.filter((v) => v.type !== "preset");
     const groups = [
       group("Qwen speakers", speakers.map((v) => option(v.id, v.name))),
       group("OpenAI names", openai.map((v) => option(v.id, `${v.name} → ${v.speaker}`))),
