@@ -83,7 +83,8 @@ export class Voices {
       name.textContent = voice.name;
       const meta = document.createElement("span");
       meta.className = "muted";
-      const mode = voice.mode === "icl" ? "with transcript" : "speaker embedding";
+      const mode = voice.type === "prompt" ? `designed: ${voice.description}` : voice.mode === "icl" ? "with transcript" : "speaker embedding";
+      item.dataset.voiceType = voice.type;
       meta.textContent = `${mode} · ${new Date(voice.created_at * 1000).toLocaleDateString(undefined, { dateStyle: "medium" })}`;
       const actions = document.createElement("span");
       actions.className = "voice-actions";
