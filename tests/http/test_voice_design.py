@@ -263,3 +263,24 @@ def test_persistent_path_refusals(design_server: LiveServer) -> None:
         bad_json = client.post(VOICES, content=b"{not json", headers={"Content-Type": "application/json"})
         assert bad_json.status_code == 400
         assert not [v for v in client.get(VOICES).json()["voices"] if v["type"] != "preset"]
+
+
+def test_designed_voice_metadata_is_checked_at_start_like_any_other(tmp_path: Path) -> None:
+    """The scan at start reads a designed voice's type and description, and skips an entry
+    whose type or description is not what the server writes; voices saved before designed
+    voices existed (no type) read back as uploads."""
+    from server.speech.voice_files import scan_library
+    from tests.reliability.test_damaged_library import voice_id, write_voice
+
+    good = write_voice(tmp_path, 1, "Designed", type="prompt", description=DESCRIPTION, language="English")
+    older = write_voice(tmp_path, 2, "Older upload")
+    write_voice(tmp_path, 3, "Odd type", type="banana")
+    write_voice(tmp_path, 4, "Odd description", type="prompt", description=42)
+    scan = scan_library(tmp_path)
+    assert set(scan.voices) == {good, older}
+    assert scan.voices[good].public()["type"] == "prompt"
+    assert scan.voices[good].public()["description"] == DESCRIPTION
+    assert scan.voices[older].public()["type"] == "audio_sample" and "description" not in scan.voices[older].public()
+    skipped = {problem["file"]: problem["problem"] for problem in scan.problems}
+    assert set(skipped) == {f"{voice_id(3)}.json", f"{voice_id(4)}.json"}
+    assert "type" in skipped[f"{voice_id(3)}.json"] and "description" in skipped[f"{voice_id(4)}.json"]
