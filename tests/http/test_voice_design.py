@@ -216,6 +216,17 @@ def test_designed_voice_saved_listed_reused_deleted(
         first = speak_saved(client, "Night Narrator")
         assert first.size > 0
         assert np.array_equal(speak_saved(client, {"id": voice["id"]}), first)
+        saved_body = {"model": "tts-1", "input": "Hello again.", "voice": "Night Narrator", "seed": 1}
+        with connect_sse(
+            client, "POST", SPEECH, json={**saved_body, "stream_format": "sse", "response_format": "pcm"}
+        ) as events:
+            deltas = [json.loads(e.data) for e in events.iter_sse()]
+        audio = b"".join(base64.b64decode(d["audio"]) for d in deltas if d["type"] == "speech.audio.delta")
+        assert np.array_equal(decode_pcm16(audio).samples, first)
+        with ws_connect(design_server) as socket:
+            send(socket, saved_body)
+            answer = receive_until_end(socket)
+        assert answer.last["event"] == "done" and np.array_equal(decode_pcm16(answer.audio).samples, first)
         assert not np.array_equal(speak_saved(client, "night narrator", seed=2)[: first.size], first[: first.size])
         health = client.get("/health").json()
         assert health["models"]["base"]["loaded"]
