@@ -7,6 +7,7 @@ the 400s, including a server whose slot is off."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from httpx_sse import connect_sse
 
 from server.speech.design import CALIBRATION_LINES, DESIGN_MODEL_ALIAS, DESIGN_VOICE
 from tests.support.audio import decode_pcm16, decode_soundfile
+from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 from tests.support.ws import receive_until_end, send, ws_connect
 
@@ -93,6 +95,30 @@ def test_same_seed_same_voice_another_description_another(design_server: LiveSer
         assert np.array_equal(pcm_of(client, design_body(seed=9)), first)
         other = pcm_of(client, design_body(seed=9, instructions="A bright, quick young voice."))
         assert other.shape != first.shape or not np.array_equal(other, first)
+
+
+def test_described_voices_share_the_batch_and_keep_their_audio(
+    design_server: LiveServer, request_log: RecordCollector
+) -> None:
+    bodies = {
+        "design-warm": design_body(seed=21),
+        "design-bright": design_body(seed=22, instructions="A bright, quick young voice."),
+    }
+
+    def run(rid: str) -> np.ndarray:
+        with design_server.client(headers={"X-Request-ID": rid}) as client:
+            return pcm_of(client, bodies[rid])
+
+    with design_server.client() as client:
+        alone = {rid: pcm_of(client, body) for rid, body in bodies.items()}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with inference_held(design_server):
+            futures = {rid: pool.submit(run, rid) for rid in bodies}
+            wait_until(lambda: design_server.engine.depth == 2)
+        together = {rid: future.result() for rid, future in futures.items()}
+    for rid in bodies:
+        assert np.array_equal(together[rid], alone[rid]), rid
+        assert request_log.wait_for_request(rid)["batch_max"] == 2
 
 
 def test_official_sdk_speaks_a_described_voice(design_server: LiveServer) -> None:
