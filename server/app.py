@@ -34,6 +34,7 @@ from server.http.responses import OrjsonResponse
 from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
+from server.speech.design import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, VoiceDesigner, design_model_names
 from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
@@ -64,6 +65,8 @@ def build_engine(settings: Settings, exit_on_stall: bool = True) -> Engine:
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
+    if settings.design_model_id:  # off unless configured: nothing is reserved for it
+        slots["voice_design"] = ModelSlot("voice_design", settings.design_model_id, device, loader)
     return Engine(
         slots,
         EngineLimits(
@@ -108,7 +111,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
     voices = LibraryVoices(library)
-    app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes)
+    app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes, app.state.models.design_ids)
     app.state.speech = SpeechService(
         engine,
         app.state.models,
@@ -119,6 +122,17 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         recent=app.state.recent_requests,
         request_voices=app.state.omni_voices,
     )
+    app.state.designer = VoiceDesigner(
+        app.state.speech, library, settings.min_reference_seconds, settings.max_reference_seconds
+    )
+    app.state.health_sections["voice_design"] = lambda: design_health(settings.design_model_id)
+
+
+def design_health(design_model_id: str) -> dict[str, Any]:
+    """The VoiceDesign slot at a glance (its model's state is under `models` when it is on)."""
+    if not design_model_id:
+        return {"enabled": False, "how_to_enable": HOW_TO_ENABLE}
+    return {"enabled": True, "model_id": design_model_id, "model": DESIGN_MODEL_ALIAS, "voice": DESIGN_VOICE}
 
 
 async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | None:
@@ -167,7 +181,9 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
-    app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
+    app.state.models = ModelCatalog(
+        settings.model_id, settings.clone_model_id, design_model_names(settings.design_model_id)
+    )
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)

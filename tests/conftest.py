@@ -22,6 +22,11 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def voice_design_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "voice_design", "voice_design", seed=0)
+
+
+@pytest.fixture(scope="session")
 def server(custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The shared server most API tests use: both dev checkpoints, no idle unload."""
     with live_server(**dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))) as running:

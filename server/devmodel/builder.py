@@ -23,6 +23,12 @@ What is random or made up:
 - the Base kind has no preset speakers (empty `spk_id`, as released); its speaker encoder has
   `mel_dim` 128 and `enc_dim` equal to the talker hidden size (the x-vector replaces a speaker
   embedding in the prompt);
+- the VoiceDesign kind has no preset speakers either (the voice comes from the instruction) and
+  is shaped like the released 1.7B, the only size VoiceDesign ships in: `tts_model_size` "1b7",
+  and a talker wider than its code predictor (tiny: 48 against 32), so the code predictor's
+  `small_to_mtp_projection` is a real linear layer as in the 1.7B models, not the identity the
+  0.6B ones have; "full" keeps the 0.6B dimensions (no 1.7B sizes are copied here), labelled
+  "1b7";
 - a stop circuit wired into the talker so utterances end by themselves, later for longer texts
   (stop.py explains it; `eos_bias` tunes it);
 - audible noise instead of speech (codec.py: randomised codebooks, calibrated gain).
@@ -60,7 +66,8 @@ from server.devmodel import tokenizer as text
 from server.devmodel.runaway import BEHAVIOURS, DevBehaviour, install_behaviour, quiet_and_loud_codes
 from server.devmodel.stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit
 
-DevModelKind = Literal["custom_voice", "base"]
+DevModelKind = Literal["custom_voice", "base", "voice_design"]
+DEV_MODEL_KINDS: tuple[str, ...] = ("custom_voice", "base", "voice_design")
 DevModelSize = Literal["tiny", "full"]
 
 # name -> (codec id, dialect or False), as in the released CustomVoice config.
@@ -174,9 +181,26 @@ def special_token_ids(size: DevModelSize) -> text.SpecialTokenIds:
     return text.compact_special_ids() if size == "tiny" else text.RELEASED_SPECIAL_IDS
 
 
+# The tiny VoiceDesign talker: wider than its code predictor, as in the 1.7B models.
+_TINY_1B7_TALKER: dict[str, Any] = {
+    **_TALKER["tiny"],
+    "hidden_size": 48,
+    "intermediate_size": 96,
+    "num_attention_heads": 3,
+}
+
+
+def _model_size_label(kind: DevModelKind, size: DevModelSize) -> str:
+    """`tts_model_size` as the package reads it: VoiceDesign ships as 1.7B only; "tiny" is not a
+    substring of "0b6", so the tiny CustomVoice honours instruct like a 1.7B one."""
+    if kind == "voice_design":
+        return "1b7"
+    return "tiny" if size == "tiny" else "0b6"
+
+
 def model_config(kind: DevModelKind, size: DevModelSize = "tiny") -> Qwen3TTSConfig:
     """The Qwen3TTSConfig of a dev checkpoint (no weights)."""
-    talker = _TALKER[size]
+    talker = _TINY_1B7_TALKER if kind == "voice_design" and size == "tiny" else _TALKER[size]
     speakers = SPEAKERS if kind == "custom_voice" else {}
     talker_config = {
         **talker,
@@ -207,7 +231,7 @@ def model_config(kind: DevModelKind, size: DevModelSize = "tiny") -> Qwen3TTSCon
             "sample_rate": codec.SAMPLE_RATE,
         },
         tokenizer_type="qwen3_tts_tokenizer_12hz",
-        tts_model_size="tiny" if size == "tiny" else "0b6",
+        tts_model_size=_model_size_label(kind, size),
         tts_model_type=kind,
         im_start_token_id=special.im_start,
         im_end_token_id=special.im_end,
@@ -253,7 +277,7 @@ def build_dev_checkpoint(
 ) -> Path:
     """Write a random checkpoint of `kind` to `out_dir` (created if missing) and return its path.
     `behaviour` other than "stop" builds one that never emits end-of-speech (runaway.py)."""
-    if kind not in ("custom_voice", "base"):
+    if kind not in DEV_MODEL_KINDS:
         raise ValueError(f"unknown dev model kind {kind!r}")
     if size not in ("tiny", "full"):
         raise ValueError(f"unknown dev model size {size!r}")
@@ -283,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: build a dev checkpoint and print what was built."""
     parser = argparse.ArgumentParser(prog="devmodel", description="Build a random Qwen3-TTS dev checkpoint.")
     parser.add_argument("dir", type=Path, help="output directory")
-    parser.add_argument("--kind", choices=["custom_voice", "base"], default="custom_voice")
+    parser.add_argument("--kind", choices=DEV_MODEL_KINDS, default="custom_voice")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eos-bias", type=float, default=None, help=f"end-of-speech bias (default {DEFAULT_EOS_BIAS})")

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-SlotName = Literal["custom_voice", "base"]
+# One slot per kind of model: preset speakers, cloning, voices described in words.
+SlotName = Literal["custom_voice", "base", "voice_design"]
 
 # The 12 Hz codec: 24 kHz audio, 1920 samples per codec frame.
 SAMPLE_RATE = 24_000

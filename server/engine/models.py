@@ -1,7 +1,8 @@
 """Model slots: one per kind of model served (custom_voice for preset speakers, base for
-cloning). A slot loads its model lazily on first use, remembers the last load error, and
-unloads after an idle timeout. Loading and unloading run on the inference thread only;
-the event loop reads the slot's state for /health and updates `in_flight`."""
+cloning, voice_design for voices described in words when configured). A slot loads its
+model lazily on first use, remembers the last load error, and unloads after an idle
+timeout. Loading and unloading run on the inference thread only; the event loop reads the
+slot's state for /health and updates `in_flight`."""
 
 from __future__ import annotations
 

@@ -6,7 +6,10 @@ operations in the same order), for each kind of voice:
   prompt (the package's default for `generate_custom_voice`, `non_streaming_mode=True`);
 - a cloned voice (Base) from a speaker embedding only (x-vector), or in context (ICL) after a
   reference transcript and its codec codes, with the text fed one token per frame (the
-  package's default for `generate_voice_clone`, `non_streaming_mode=False`).
+  package's default for `generate_voice_clone`, `non_streaming_mode=False`);
+- a described voice (VoiceDesign): the description as the instruction and no speaker at all,
+  all the text in the prompt, exactly the preset path without its speaker embedding (the
+  package's `generate_voice_design`, `non_streaming_mode=True`, passes `speakers=None`).
 
 Each position of the prompt sums a text-track embedding and a codec-track embedding. What the
 prompt does not hold, the `trailing` text, is added to the input of each decode step in turn;

@@ -97,8 +97,11 @@ class QwenBackend:
         speakers = model.get_supported_speakers() or []
         self.speakers: tuple[str, ...] = tuple(sorted(speakers))
         self.languages: tuple[str, ...] = tuple(model.get_supported_languages() or ())
-        # The package drops `instruct` when tts_model_size is a substring of "0b6" (the 0.6B models).
-        self.honours_instruct: bool = self.kind == "custom_voice" and self.size not in "0b6"
+        # The package drops `instruct` when tts_model_size is a substring of "0b6" (the 0.6B models);
+        # a VoiceDesign model always takes it: the instruction is the voice.
+        self.honours_instruct: bool = (self.kind == "custom_voice" and self.size not in "0b6") or (
+            self.kind == "voice_design"
+        )
         warn_about_generation_settings(model)
         self.prompts = PromptBuilder(model, self.honours_instruct)
         self.frames = FrameModel(model, limits.max_batch, limits.max_length)

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from server.audio.formats import FORMATS
 from server.config import Settings
 from server.http.gate import protected_path
+from server.speech.design import DesignedVoiceRequest
 from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -93,6 +94,13 @@ def _multipart(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+def _voice_bodies() -> dict[str, Any]:
+    """An uploaded reference (multipart), or a voice described in words (JSON, `type: prompt`)."""
+    body = _multipart(VOICE_FORM)
+    body["content"]["application/json"] = {"schema": DesignedVoiceRequest.model_json_schema()}
+    return body
+
+
 # Routes outside /v1/ that need the key too (checked by their own dependency).
 KEYED_ELSEWHERE = frozenset({"/cache/clear"})
 
@@ -109,7 +117,7 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "errors": _UPLOAD_ERRORS,
         "body": _multipart(CLONE_FORM),
     },
-    ("/v1/audio/voices", "post"): {"errors": (*_UPLOAD_ERRORS, 409), "body": _multipart(VOICE_FORM)},
+    ("/v1/audio/voices", "post"): {"errors": (*_UPLOAD_ERRORS, 409), "body": _voice_bodies()},
     ("/v1/audio/voices/{voice_id}", "get"): {"errors": (404,)},
     ("/v1/audio/voices/{voice_id}", "delete"): {"errors": (404,)},
 }

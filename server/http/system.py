@@ -107,6 +107,8 @@ async def info(request: Request) -> dict[str, Any]:
     return {
         "model_id": engine.slots["custom_voice"].model_id,
         "clone_model_id": engine.slots["base"].model_id,
+        # The VoiceDesign slot's model; null when the slot is off (DESIGN_MODEL_ID empty).
+        "design_model_id": engine.slots["voice_design"].model_id if "voice_design" in engine.slots else None,
         "stream_type": engine.stream_unit,
         "sample_rate": SAMPLE_RATE,
         "sample_rates": list(ALLOWED_SAMPLE_RATES),

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import ValidationError
 
+from server.errors import validation_error
 from server.http.uploads import bounded_form, read_file, text_field
 from server.speech.catalog import OPENAI_VOICES, QWEN_SPEAKERS
 from server.speech.cloning import CloneService
+from server.speech.design import DesignedVoiceRequest, VoiceDesigner
 from server.speech.keys import key_error
 from server.speech.library import VoiceLibrary
 
@@ -28,7 +31,11 @@ def _library(request: Request) -> VoiceLibrary:
 
 @router.post("/v1/audio/voices")
 async def create_voice(request: Request) -> dict[str, Any]:
-    """Multipart fields: name, audio_sample (file), ref_text?, consent?"""
+    """Multipart fields: name, audio_sample (file), ref_text?, consent?; or a JSON body
+    {"type": "prompt", "name", "prompt", "script_hint"?, "language"?, "seed"?}: a voice the
+    design model speaks from its description, saved like an uploaded one."""
+    if request.headers.get("content-type", "").lower().startswith("application/json"):
+        return await _create_designed_voice(request)
     clones: CloneService = request.app.state.clones
     limit: int = request.app.state.settings.max_upload_bytes
     async with bounded_form(request, limit) as form:
@@ -43,6 +50,16 @@ async def create_voice(request: Request) -> dict[str, Any]:
     return voice.public()
 
 
+async def _create_designed_voice(request: Request) -> dict[str, Any]:
+    try:  # the gate has already bounded the body by MAX_JSON_BYTES
+        body = DesignedVoiceRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+    designer: VoiceDesigner = request.app.state.designer
+    voice = await designer.create(body)
+    return voice.public()
+
+
 @listing_router.get("/v1/audio/voices")
 async def list_voices(request: Request) -> dict[str, Any]:
     """Open WebUI reads this without a key, so it is open; with API_KEYS set, saved (cloned)
@@ -51,7 +68,8 @@ async def list_voices(request: Request) -> dict[str, Any]:
     presets += [{"id": name, "name": name, "type": "preset", "speaker": spk} for name, spk in OPENAI_VOICES.items()]
     if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
         return {"voices": presets}
-    saved = [{**voice.public(), "type": "cloned"} for voice in _library(request).voices()]
+    # Saved voices say how their reference came to be: `audio_sample` (uploaded) or `prompt` (designed).
+    saved = [voice.public() for voice in _library(request).voices()]
     return {"voices": presets + saved}
 
 

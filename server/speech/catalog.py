@@ -90,12 +90,21 @@ def _is_local_path(model_id: str) -> bool:
 class ModelCatalog:
     """The model names this server answers to: OpenAI's and its own ids."""
 
-    def __init__(self, model_id: str, clone_model_id: str) -> None:
+    def __init__(self, model_id: str, clone_model_id: str, design_ids: tuple[str, ...] = ()) -> None:
         self.served_ids: tuple[str, ...] = tuple(
             dict.fromkeys(
-                (SERVER_MODEL_ALIAS, model_id, _short_name(model_id), clone_model_id, _short_name(clone_model_id))
+                (
+                    SERVER_MODEL_ALIAS,
+                    model_id,
+                    _short_name(model_id),
+                    clone_model_id,
+                    _short_name(clone_model_id),
+                    *design_ids,
+                )
             )
         )
+        # The names of the VoiceDesign model (empty when its slot is off): server/speech/design.py.
+        self.design_ids = design_ids
         self.public_ids = tuple(name for name in self.served_ids if not _is_local_path(name))
 
     def is_known(self, name: str) -> bool:

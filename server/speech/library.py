@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -34,6 +34,7 @@ from server.engine.jobs import CloneVoice
 from server.errors import APIError, conflict, invalid_request, not_found, user_string
 from server.speech.catalog import unknown_voice
 from server.speech.cloning import CloneService, clone_mode
+from server.speech.design import DESIGN_VOICE
 from server.speech.library_lock import LibraryLock
 from server.speech.synthesis import PresetVoices, ResolvedVoice
 from server.speech.voice_files import (
@@ -159,10 +160,22 @@ class VoiceLibrary:
             )
         if name.lower() in PRESET_NAMES:
             raise conflict(f"{user_string(name)} is the name of a preset voice", param="name")
+        if name.lower() == DESIGN_VOICE:  # the design model's `voice`: the described voice
+            raise conflict(f"{user_string(name)} names the described voice of the design model", param="name")
         if self.find(name) is not None:
             raise conflict(f"a saved voice named {user_string(name)} already exists", param="name")
 
-    async def create(self, name: str, audio: np.ndarray, ref_text: str | None, consent: str | None) -> SavedVoice:
+    async def create(
+        self,
+        name: str,
+        audio: np.ndarray,
+        ref_text: str | None,
+        consent: str | None,
+        *,
+        voice_type: Literal["audio_sample", "prompt"] = "audio_sample",
+        description: str | None = None,
+        language: str | None = None,
+    ) -> SavedVoice:
         async with self._lock:
             self.check_name(name)  # again under the lock: another request may have taken it
             prompt = await self.clones.compute(audio, ref_text)
@@ -175,6 +188,9 @@ class VoiceLibrary:
                 ref_text=ref_text,
                 consent=consent,
                 model_id=self.model_id,
+                type=voice_type,
+                description=description,
+                language=language,
             )
             self.root.mkdir(parents=True, exist_ok=True)
             try:
@@ -190,7 +206,7 @@ class VoiceLibrary:
                 raise
             self._voices[voice.id] = voice
             self._prompts[voice.id] = prompt
-        log.info("voice saved", extra={"voice_id": voice.id, "mode": voice.mode})
+        log.info("voice saved", extra={"voice_id": voice.id, "mode": voice.mode, "type": voice.type})
         return voice
 
     async def delete(self, voice_id: str) -> SavedVoice:

@@ -2,7 +2,7 @@
 
 `task_type` says which Qwen3-TTS task speaks: CustomVoice is the preset speakers, Base is
 cloning (a saved voice, or `ref_audio` given inline), VoiceDesign a voice described in
-words (not served here: `voice_design_refused`). An inline `ref_audio` is audio itself, as
+words by `instructions` (the design slot, server/speech/design.py). An inline `ref_audio` is audio itself, as
 a data URL or bare base64; a URL or a file path is never fetched or read: user strings
 never reach the model package or the filesystem as locations.
 """
@@ -15,9 +15,10 @@ import logging
 import re
 
 from server.engine.jobs import CloneVoice
-from server.errors import APIError, invalid_request
+from server.errors import invalid_request
 from server.logs import request_id_var
 from server.speech.cloning import CloneService, PromptCache, clone_mode
+from server.speech.design import task_design_voice
 from server.speech.requests import INLINE_VOICE, OmniFields, VoiceFields
 from server.speech.synthesis import ResolvedVoice, VoiceResolver
 
@@ -25,17 +26,6 @@ log = logging.getLogger("qwen3-tts")
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
-
-
-def voice_design_refused() -> APIError:
-    """task_type VoiceDesign: a voice described by `instructions` needs a VoiceDesign model,
-    which this configuration does not serve."""
-    return invalid_request(
-        "task_type VoiceDesign is not served by this configuration (no VoiceDesign model); "
-        "use CustomVoice (the preset voices) or Base (a saved voice, or ref_audio)",
-        param="task_type",
-        code="unsupported_task_type",
-    )
 
 
 def reference_bytes(value: str, max_bytes: int) -> bytes:
@@ -84,8 +74,15 @@ def _looks_like_base64(text: str) -> bool:
 class OmniVoices:
     """Resolves the voice of a request that may carry vLLM-Omni's fields."""
 
-    def __init__(self, voices: VoiceResolver, clones: CloneService, max_reference_bytes: int) -> None:
+    def __init__(
+        self,
+        voices: VoiceResolver,
+        clones: CloneService,
+        max_reference_bytes: int,
+        design_names: tuple[str, ...] = (),
+    ) -> None:
         self.voices = voices
+        self.design_names = design_names  # empty when the VoiceDesign slot is off
         self.clones = clones
         self.max_reference_bytes = max_reference_bytes
 
@@ -101,7 +98,7 @@ class OmniVoices:
         field when they do not fit together."""
         task = fields.task_type
         if task == "VoiceDesign":
-            raise voice_design_refused()
+            return task_design_voice(fields, self.design_names)
         if fields.ref_audio is not None:
             if task == "CustomVoice":
                 raise invalid_request(

@@ -246,10 +246,16 @@ class SpeechService:
         return self.plan(options_of(request, request.input), voice, fmt, endpoint, per_sentence=per_sentence)
 
     async def prepare(self, request: VoiceFields) -> tuple[ResolvedVoice, FormatSpec]:
-        """Check a request's model and format and resolve its voice (400/404 when unknown)."""
-        if request.model is not None:
+        """Check a request's model and format and resolve its voice (400/404 when unknown).
+        A request naming the design model speaks the voice its instructions describe."""
+        from server.speech.design import resolve_design  # design builds on this module
+
+        designed = resolve_design(request, self.models.design_ids)
+        if request.model is not None and designed is None:
             self.models.require(request.model)
         fmt = resolve_format(request.response_format)
+        if designed is not None:
+            return designed, fmt
         if self.request_voices is not None:
             return await self.request_voices.for_request(request), fmt
         return await self.voices.resolve(request.voice_name), fmt

@@ -42,15 +42,24 @@ class SavedVoice:
     consent: str | None
     model_id: str
     created_ns: int = 0  # orders voices made within the same second
+    # How the reference came to be: uploaded (`audio_sample`) or spoken by the design model
+    # from a description (`prompt`, which keeps the description and the language it spoke).
+    type: Literal["audio_sample", "prompt"] = "audio_sample"
+    description: str | None = None
+    language: str | None = None
 
     def public(self) -> dict[str, Any]:
-        return {
+        public: dict[str, Any] = {
             "id": self.id,
             "object": "audio.voice",
             "name": self.name,
             "created_at": self.created_at,
             "mode": self.mode,
+            "type": self.type,
         }
+        if self.type == "prompt":
+            public.update(description=self.description, language=self.language, script=self.ref_text)
+        return public
 
 
 # Strict: "yesterday" is not a time, "12" is not a number.

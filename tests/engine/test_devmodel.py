@@ -177,3 +177,43 @@ def test_cli_builds_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main([str(tmp_path / "cli"), "--kind", "base", "--seed", "2"]) == 0
     assert "tiny base" in capsys.readouterr().out
     assert (tmp_path / "cli" / "speech_tokenizer" / "config.json").is_file()
+
+
+# ---- the VoiceDesign kind --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def voice_design(voice_design_dir: Path) -> Qwen3TTSModel:
+    return _load(voice_design_dir)
+
+
+def test_voice_design_checkpoint_is_shaped_like_the_released_one(voice_design: Qwen3TTSModel) -> None:
+    model = voice_design.model
+    assert (model.tts_model_type, model.tts_model_size) == ("voice_design", "1b7")
+    assert model.tts_model_size not in "0b6"  # the package would drop instructions for a 0.6B
+    assert not voice_design.get_supported_speakers()  # the voice comes from the description
+    assert model.speaker_encoder is None
+    # As in the 1.7B models, the talker is wider than the code predictor, which projects down.
+    projection = model.talker.code_predictor.small_to_mtp_projection
+    assert isinstance(projection, torch.nn.Linear)
+    assert (projection.in_features, projection.out_features) == (48, 32)
+
+
+def test_voice_design_speaks_a_described_voice_and_stops(voice_design: Qwen3TTSModel) -> None:
+    def speak(instruct: str) -> np.ndarray:
+        torch.manual_seed(5)
+        wavs, sample_rate = voice_design.generate_voice_design(
+            SENTENCE, instruct=instruct, language="English", max_new_tokens=256
+        )
+        _assert_audible(wavs, sample_rate)
+        return wavs[0]
+
+    warm = speak("A warm, low voice, speaking slowly.")
+    assert np.array_equal(warm, speak("A warm, low voice, speaking slowly."))
+    assert not np.array_equal(warm, speak("A bright, fast young voice."))  # the description is in the prompt
+
+
+def test_cli_builds_a_voice_design_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "design"), "--kind", "voice_design"]) == 0
+    assert "tiny voice_design" in capsys.readouterr().out
+    assert json.loads((tmp_path / "design" / "config.json").read_text())["tts_model_type"] == "voice_design"

@@ -32,6 +32,13 @@ def custom_voice(custom_voice_dir: Path) -> Iterator[QwenBackend]:
 
 
 @pytest.fixture(scope="module")
+def voice_design(voice_design_dir: Path) -> Iterator[QwenBackend]:
+    backend = QwenBackend.load(str(voice_design_dir), "cpu", limits=LIMITS)
+    yield backend
+    backend.release()
+
+
+@pytest.fixture(scope="module")
 def base(base_dir: Path) -> Iterator[QwenBackend]:
     backend = QwenBackend.load(str(base_dir), "cpu", limits=LIMITS)
     yield backend
@@ -151,6 +158,74 @@ def test_cloned_voice_codes_equal_the_package(base: QwenBackend, greedy: bool, s
         sampling=SamplingParams(temperature=0 if greedy else None),
     )
     assert torch.equal(loop_codes(base, job), expected)
+
+
+DESCRIPTION = "A warm, low voice, speaking slowly and close to the microphone."
+
+
+@pytest.mark.parametrize(("greedy", "seed"), MODES)
+@pytest.mark.parametrize(("text", "language"), [(TEXT_EN, "English"), (TEXT_ZH, "Auto")])
+def test_designed_voice_codes_equal_the_package(
+    voice_design: QwenBackend, greedy: bool, seed: int | None, text: str, language: str
+) -> None:
+    assert voice_design.kind == "voice_design" and voice_design.honours_instruct
+    expected = package_codes(
+        voice_design,
+        "generate_voice_design",
+        seed,
+        text=text,
+        instruct=DESCRIPTION,
+        language=language,
+        max_new_tokens=256,
+        **sampling_kwargs(greedy),
+    )
+    job = SynthesisJob(
+        slot="voice_design",
+        segments=(text,),
+        language=language,
+        token_cap=256,
+        instruct=DESCRIPTION,
+        seed=seed,
+        sampling=SamplingParams(temperature=0 if greedy else None),
+    )
+    actual = loop_codes(voice_design, job)
+    assert actual.shape[0] > 4
+    assert torch.equal(actual, expected)
+
+
+def test_designed_voices_share_steps_and_keep_their_codes(voice_design: QwenBackend) -> None:
+    """Two descriptions in one batch, stepped together: each row's codes are its own, the
+    same as alone (seeded), and the two differ (each prompt holds its own description)."""
+
+    def job(description: str, seed: int) -> SynthesisJob:
+        return SynthesisJob(
+            slot="voice_design",
+            segments=(TEXT_EN,),
+            language="English",
+            token_cap=128,
+            instruct=description,
+            seed=seed,
+        )
+
+    jobs = [job(DESCRIPTION, 3), job("A bright, quick young voice.", 4)]
+    alone = [loop_codes(voice_design, one) for one in jobs]
+    batch = voice_design.batch
+    loop = asyncio.new_event_loop()
+    with torch.inference_mode():
+        sequences = [
+            batch.start(JobStream(one, 600, loop, max_ahead=10**9), 0.0, voice_design.row_sampling(one.sampling))
+            for one in jobs
+        ]
+        shared = 0
+        while not all(s.finished for s in sequences):
+            shared += batch.step() == 2
+        together = [torch.stack(s.pending) for s in sequences]
+        for sequence in sequences:
+            batch.remove(sequence)
+    assert shared > 4  # they really ran in the same steps
+    for mine, solo in zip(together, alone, strict=True):
+        assert torch.equal(mine, solo)
+    assert not torch.equal(alone[0][: min(len(a) for a in alone)], alone[1][: min(len(a) for a in alone)])
 
 
 def test_token_budget_ends_the_segment_like_the_package(custom_voice: QwenBackend) -> None:

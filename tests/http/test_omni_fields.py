@@ -91,7 +91,7 @@ def test_initial_codec_chunk_frames_sets_the_first_chunk(server: LiveServer, req
 @pytest.mark.parametrize(
     ("extra", "param", "words"),
     [
-        ({"task_type": "VoiceDesign", "instructions": "a calm voice"}, "task_type", "not served by this configuration"),
+        ({"task_type": "VoiceDesign", "instructions": "a calm voice"}, "task_type", "DESIGN_MODEL_ID"),
         ({"task_type": "Speak"}, "task_type", "CustomVoice"),
         ({"task_type": "Base"}, "voice", "preset voice"),
         ({"task_type": "CustomVoice", "ref_audio": DATA_URL}, "ref_audio", "Base"),

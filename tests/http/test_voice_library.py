@@ -54,7 +54,7 @@ def test_create_list_get_use_delete(library_server: LiveServer, request_log: Rec
         listed = client.get(VOICES).json()["voices"]
         presets = {v["id"] for v in listed if v["type"] == "preset"}
         assert presets == {*QWEN_SPEAKERS, *OPENAI_VOICES}
-        assert [v["name"] for v in listed if v["type"] == "cloned"] == ["My Voice", "Plain"]
+        assert [v["name"] for v in listed if v["type"] != "preset"] == ["My Voice", "Plain"]
         assert client.get(f"{VOICES}/{voice['id']}").json() == voice
 
         for ref in ("My Voice", "my voice", {"id": voice["id"]}, voice["id"]):
@@ -94,7 +94,7 @@ def test_voices_survive_a_restart(custom_voice_dir: Path, base_dir: Path, tmp_pa
     # A prompt file that cannot be loaded is recomputed from the stored reference.
     (tmp_path / f"{broken['id']}.prompt").write_bytes(b"not a prompt")
     with live_server(**settings) as second, second.client() as client:
-        names = [v["name"] for v in client.get(VOICES).json()["voices"] if v["type"] == "cloned"]
+        names = [v["name"] for v in client.get(VOICES).json()["voices"] if v["type"] != "preset"]
         assert names == ["Kept", "Broken"]
         assert client.get(f"{VOICES}/{kept['id']}").json() == kept
         after = decode_soundfile(speak(client, {"id": kept["id"]}).content).samples

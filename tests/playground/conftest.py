@@ -41,10 +41,12 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def playground_server(
-    custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    custom_voice_dir: Path, base_dir: Path, voice_design_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """Its own server (and voice folder), so the page's voice list holds only what these tests save."""
-    with live_server(**dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))) as server:
+    """Its own server (and voice folder), so the page's voice list holds only what these tests
+    save; with the VoiceDesign slot on, for the Design panel."""
+    settings = dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))
+    with live_server(**settings, design_model_id=str(voice_design_dir)) as server:
         yield server
 
 

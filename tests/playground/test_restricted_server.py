@@ -71,3 +71,8 @@ def test_instructions_are_greyed_out_when_the_model_ignores_them(restricted_page
     row = page.find_element(By.CSS_SELECTOR, '#slots tr[data-slot="custom_voice"]')
     assert data(row, "status") == "loaded"
     assert "ignored" in row.text
+    # This server has no DESIGN_MODEL_ID: the Design panel says how to turn it on, greyed out.
+    design = by_id(page, "design")
+    wait_for(page, lambda d: data(design, "enabled") == "false")
+    assert "DESIGN_MODEL_ID" in by_id(page, "design-off").text
+    assert not by_id(page, "design-preview").is_enabled() and not by_id(page, "design-save").is_enabled()

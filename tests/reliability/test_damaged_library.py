@@ -88,7 +88,7 @@ def test_health_listing_and_errors_still_answer(started: tuple[LiveServer, Recor
     assert health.status_code == 200
     assert {p["file"] for p in health.json()["clone"]["library_problems"]} >= {f"{voice_id(2)}.json"}
     assert listing.status_code == 200
-    saved = {v["id"]: v["name"] for v in listing.json()["voices"] if v["type"] == "cloned"}
+    saved = {v["id"]: v["name"] for v in listing.json()["voices"] if v["type"] != "preset"}
     assert saved == {voice_id(n): name for n, name in [(1, "Good one"), (7, "alloy"), (8, "Twin"), (9, "twin")]} | {
         voice_id(10): "Spoils later"
     }

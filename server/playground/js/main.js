@@ -1,6 +1,7 @@
 // The playground page: wires the form, the speaker, voices and the server panel together.
 
 import { ApiError, apiKey, attachmentName, getJson, postJson, setApiKey } from "./api.js";
+import { DesignPanel } from "./design.js";
 import { wavBlob } from "./pcm.js";
 import { Speaker } from "./speak.js";
 import { ServerPanel } from "./status.js";
@@ -25,6 +26,7 @@ function show(element, error) {
 
 const showError = (error) => show($("error"), error);
 const showVoiceError = (error) => show($("voice-error"), error);
+const showDesignError = (error) => show($("design-error"), error);
 
 // Shows the key field (focused the first time only: the panel's polling also lands here).
 function askForKey() {
@@ -89,6 +91,24 @@ new VoiceForm({
   showError: showVoiceError,
 });
 
+const design = new DesignPanel({
+  section: $("design"),
+  form: $("design-form"),
+  fields: {
+    description: $("design-description"),
+    language: $("design-language"),
+    name: $("design-name"),
+    script: $("design-script"),
+    preview: $("design-preview"),
+    save: $("design-save"),
+    off: $("design-off"),
+    message: $("design-message"),
+  },
+  voices,
+  speak: (overrides, note) => speak(overrides, note),
+  showError: showDesignError,
+});
+
 const panel = new ServerPanel({
   pill: $("server-pill"),
   summary: $("server-summary"),
@@ -98,6 +118,7 @@ const panel = new ServerPanel({
   onHealth: (report) => {
     health = report;
     updateInstructions();
+    design.update(report);
   },
   onError: (error) => {
     if (error instanceof ApiError && error.status === 401) askForKey();

@@ -61,7 +61,7 @@ export class Voices {
     const previous = this.picker.value;
     const speakers = voices.filter((v) => v.type === "preset" && !v.speaker);
     const openai = voices.filter((v) => v.type === "preset" && v.speaker);
-    this.saved = voices.filter((v) => v.type === "cloned");
+    this.saved = voices.filter((v) => v.type !== "preset");
     const groups = [
       group("Qwen speakers", speakers.map((v) => option(v.id, v.name))),
       group("OpenAI names", openai.map((v) => option(v.id, `${v.name} → ${v.speaker}`))),
@@ -83,7 +83,8 @@ export class Voices {
       name.textContent = voice.name;
       const meta = document.createElement("span");
       meta.className = "muted";
-      const mode = voice.mode === "icl" ? "with transcript" : "speaker embedding";
+      const mode = voice.type === "prompt" ? `designed: ${voice.description}` : voice.mode === "icl" ? "with transcript" : "speaker embedding";
+      item.dataset.voiceType = voice.type;
       meta.textContent = `${mode} · ${new Date(voice.created_at * 1000).toLocaleDateString(undefined, { dateStyle: "medium" })}`;
       const actions = document.createElement("span");
       actions.className = "voice-actions";
