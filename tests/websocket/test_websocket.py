@@ -5,9 +5,11 @@ leave the connection usable, and clients that leave mid-utterance."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import numpy as np
+import pytest
 import soxr
 
 from server.text import split_sentences
@@ -181,3 +183,20 @@ def test_max_frame_size_fits_default_clients(server: LiveServer) -> None:
     assert answer.last["event"] == "done"
     assert json.dumps(answer.events)  # events are plain JSON
     assert len(answer.audio) <= answer.frames * 64 * 1024
+
+
+def test_message_types_that_are_not_strings_are_error_events(
+    server: LiveServer, request_log: RecordCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), ws_connect(server) as socket:
+        for kind in (["delta"], {"a": 1}, 3, None, True):
+            send(socket, {"type": kind, "text": "Hello."})
+            error = receive_until_end(socket).last
+            if kind is None:  # an absent type: an utterance without `input` and `voice`
+                assert error["event"] == "error" and error["param"] in ("input", "voice")
+                continue
+            assert error["event"] == "error" and error["param"] == "type", error
+            assert "start, delta or flush" in error["detail"]
+        send(socket, {**UTTERANCE, "input": "Still usable."})
+        assert receive_until_end(socket).last["event"] == "done"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
