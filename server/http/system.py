@@ -35,6 +35,8 @@ def _voices(request: Request) -> list[str]:
 
 
 @router.get("/health")
+# HEAD too (health checkers send it), answered like GET; the server drops the body.
+@router.head("/health", include_in_schema=False)
 async def health(request: Request) -> dict[str, Any]:
     engine: Engine = request.app.state.engine
     report = engine.health()
@@ -69,6 +71,7 @@ async def clear_caches(request: Request) -> dict[str, Any]:
 
 
 @v1_router.get("/v1/models")
+@v1_router.head("/v1/models", include_in_schema=False)
 async def list_models(request: Request) -> dict[str, Any]:
     catalog: ModelCatalog = request.app.state.models
     return {

@@ -128,3 +128,12 @@ def test_a_voice_damaged_after_start_is_a_clear_error(
     assert error["code"] == "voice_unavailable"
     assert "Spoils later" in error["message"] and voice_id(10) in error["message"]
     assert good.status_code == 200
+
+
+def test_health_lists_each_voice_name_once(started: tuple[LiveServer, RecordCollector]) -> None:
+    server, _ = started
+    voices = server.health()["voices"]
+    # A saved "alloy" (a preset's name) and "Twin"/"twin" (one name, two cases) each once.
+    lowered = [name.lower() for name in voices]
+    assert len(lowered) == len(set(lowered)), voices
+    assert "alloy" in lowered and "twin" in lowered and "good one" in lowered
