@@ -41,6 +41,7 @@ from server.speech.voice_files import (
     VOICE_NAME,
     DamagedVoice,
     SavedVoice,
+    looks_like_id,
     read_voice,
     scan_library,
     valid_voice_id,
@@ -155,6 +156,12 @@ class VoiceLibrary:
         if not VOICE_NAME.fullmatch(name):
             raise invalid_request(
                 "name must be 1-64 characters (letters, digits, space, '_', '.', '-'), starting with a letter or digit",
+                param="name",
+            )
+        if looks_like_id(name):
+            raise invalid_request(
+                f"{user_string(name)} looks like a voice id (voice_ and hex digits): a voice is looked up by id "
+                "before its name, so it could not be used by name; choose another name",
                 param="name",
             )
         if name.lower() in PRESET_NAMES:

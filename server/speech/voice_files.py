@@ -61,6 +61,11 @@ def valid_voice_id(value: str) -> bool:
     return bool(VOICE_ID.fullmatch(value))
 
 
+def looks_like_id(name: str) -> bool:
+    """A name that is an id's shape in any case: it would be looked up as an id, never by name."""
+    return valid_voice_id(name.strip().lower())
+
+
 class DamagedVoice(Exception):
     """An entry of the library that cannot be served; the message says why."""
 
@@ -127,7 +132,11 @@ def _report_names(scan: LibraryScan) -> None:
     for voice in sorted(scan.voices.values(), key=lambda v: (v.created_at, v.created_ns, v.id)):
         by_name.setdefault(voice.name.lower(), []).append(voice)
     for lowered, voices in by_name.items():
-        if lowered in PRESET_NAMES:
+        if looks_like_id(lowered):
+            for voice in voices:
+                problem = f"its name {voice.name!r} looks like an id: usable by id only"
+                scan.report(f"{voice.id}.json", problem, skipped=False)
+        elif lowered in PRESET_NAMES:
             for voice in voices:
                 scan.report(
                     f"{voice.id}.json", f"its name {voice.name!r} is a preset's: usable by id only", skipped=False
