@@ -71,8 +71,11 @@ class _TextStream:
         """Queue a sentence (None: the end) for the voice, unless the voice has stopped."""
         assert self.task is not None
         put = asyncio.create_task(self.sentences.put(sentence))
-        done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
+        try:
+            await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when this wait is cancelled (the client left): a put left waiting on a
+            # queue nobody reads would stay pending until the garbage collector destroys it.
             put.cancel()
 
 
