@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
 from server.errors import APIError, invalid_request
+from server.speech.sending import ClientStalled
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.text.incremental import SentenceAccumulator
 from server.websocket.protocol import (
@@ -65,7 +66,10 @@ class _TextStream:
     task: asyncio.Task[bool] | None = None
 
     def ended_in_failure(self) -> bool:
-        return self.task is not None and self.task.done() and not self.task.cancelled() and not self.task.result()
+        task = self.task
+        return (
+            task is not None and task.done() and not task.cancelled() and task.exception() is None and not task.result()
+        )
 
     async def push(self, sentence: str | None) -> None:
         """Queue a sentence (None: the end) for the voice, unless the voice has stopped."""
@@ -86,18 +90,35 @@ class Connection:
         self.speaker = Speaker(websocket, service)
         self.connection_id = connection_id
         self._ids = (f"{connection_id}-{n}" for n in itertools.count(1))
+        self._server: asyncio.Task[None] | None = None  # the task answering the inbox
 
     async def run(self) -> None:
         inbox: Inbox = asyncio.Queue(INBOX_LIMIT)
-        tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
+        self._server = asyncio.create_task(self._serve(inbox))
+        tasks = [asyncio.create_task(self._read(inbox)), self._server]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ClientGone):
+                try:
                     await task
+                except (asyncio.CancelledError, ClientGone):
+                    pass
+                except ClientStalled as stalled:
+                    # The send guard gave up on a client that stopped reading: the session
+                    # ends here, and the connection is dropped (no close frame could reach it).
+                    log.info(
+                        "websocket client stalled",
+                        extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "error": stalled.reason},
+                    )
+
+    def _voice_ended(self, task: asyncio.Task[bool]) -> None:
+        """A text stream's voice that ends by an exception (the client gone or stalled) ends
+        the session, even while it waits for the client's next message."""
+        if not task.cancelled() and task.exception() is not None and self._server is not None:
+            self._server.cancel()
 
     async def _read(self, inbox: Inbox) -> None:
         while True:
@@ -128,7 +149,7 @@ class Connection:
         finally:
             if stream is not None and stream.task is not None:
                 stream.task.cancel()  # the client left mid-stream: stop the sentence being spoken
-                with contextlib.suppress(asyncio.CancelledError, ClientGone):
+                with contextlib.suppress(asyncio.CancelledError, ClientGone, ClientStalled):
                     await stream.task
 
     def _log_refusal(self, error: APIError) -> None:
@@ -185,6 +206,7 @@ class Connection:
     async def _start_text(self, message: TextStart) -> _TextStream:
         stream = _TextStream(await self._prepare(message), next(self._ids))
         stream.task = asyncio.create_task(self._voice_text(stream))
+        stream.task.add_done_callback(self._voice_ended)
         return stream
 
     async def _finish_text(self, stream: _TextStream) -> None:
