@@ -16,13 +16,15 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.audio.formats import FormatSpec
 from server.errors import APIError, invalid_request
 from server.speech.sending import ClientStalled
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.text.incremental import SentenceAccumulator
+from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, ReadAheadExceeded
+from server.websocket.inbox import Inbox as MessageInbox
 from server.websocket.protocol import (
     ClientMessage,
     StreamFields,
@@ -38,12 +40,13 @@ from server.websocket.speaker import AudioOut, ClientGone, Speaker
 log = logging.getLogger("qwen3-tts")
 
 ENDPOINT = "/v1/audio/speech/ws"
-# Messages read ahead while one is served; beyond that the reader waits (and TCP pushes back).
-INBOX_LIMIT = 64
-# Complete sentences waiting for the voice of a text stream; beyond that deltas wait.
+# Complete sentences waiting for the voice of a text stream; beyond that deltas wait (in
+# the inbox, which the reader keeps filling: see inbox.py).
 SENTENCES_AHEAD = 8
+# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead).
+POLICY_VIOLATION = 1008
 
-Inbox = asyncio.Queue[ClientMessage | APIError]
+Inbox = MessageInbox[ClientMessage | APIError]
 
 
 @dataclass
@@ -84,8 +87,11 @@ class _TextStream:
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, service: SpeechService, connection_id: str) -> None:
+    def __init__(
+        self, websocket: WebSocket, service: SpeechService, connection_id: str, max_message_bytes: int
+    ) -> None:
         self.websocket = websocket
+        self.max_message_bytes = max_message_bytes  # MAX_JSON_BYTES, as for HTTP bodies
         self.service = service
         self.speaker = Speaker(websocket, service)
         self.connection_id = connection_id
@@ -93,7 +99,7 @@ class Connection:
         self._server: asyncio.Task[None] | None = None  # the task answering the inbox
 
     async def run(self) -> None:
-        inbox: Inbox = asyncio.Queue(INBOX_LIMIT)
+        inbox: Inbox = MessageInbox(READ_AHEAD_MESSAGES, READ_AHEAD_BODIES * self.max_message_bytes)
         self._server = asyncio.create_task(self._serve(inbox))
         tasks = [asyncio.create_task(self._read(inbox)), self._server]
         try:
@@ -121,18 +127,34 @@ class Connection:
             self._server.cancel()
 
     async def _read(self, inbox: Inbox) -> None:
+        """Every message as it arrives, never waiting for the session (see inbox.py)."""
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
+            size = len(raw) if raw is not None else len(message.get("bytes") or b"")
+            item: ClientMessage | APIError
             if raw is None:
-                await inbox.put(invalid_request("send JSON messages as text frames, not binary"))
-                continue
+                item = invalid_request("send JSON messages as text frames, not binary")
+            else:
+                try:
+                    item = parse_message(raw)
+                except APIError as exc:
+                    item = exc
             try:
-                await inbox.put(parse_message(raw))
-            except APIError as exc:
-                await inbox.put(exc)
+                inbox.put(item, size)
+            except ReadAheadExceeded as exc:
+                await self._close(POLICY_VIOLATION, str(exc))
+                return
+
+    async def _close(self, code: int, reason: str) -> None:
+        log.info(
+            "websocket closed",
+            extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "code": code, "error": reason},
+        )
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.websocket.close(code, reason)
 
     async def _serve(self, inbox: Inbox) -> None:
         stream: _TextStream | None = None

@@ -18,6 +18,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings, load_settings
+from server.http.serving import uvicorn_options
 
 
 def free_port() -> int:
@@ -49,11 +50,8 @@ class LiveServer:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http="httptools",
-            ws="websockets-sansio",
-            access_log=False,
-            log_config=None,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(settings),  # the limits `qwen3-tts-server` starts uvicorn with
         )
         self._server = uvicorn.Server(config)
         sockets = [self._socket] if self._socket is not None else None
