@@ -43,8 +43,11 @@ ENDPOINT = "/v1/audio/speech/ws"
 # Complete sentences waiting for the voice of a text stream; beyond that deltas wait (in
 # the inbox, which the reader keeps filling: see inbox.py).
 SENTENCES_AHEAD = 8
-# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead).
+# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead); a message is
+# larger than MAX_JSON_BYTES (uvicorn refuses such a frame from its header with the same
+# code; the session checks again for servers in front that allow more).
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
 
 Inbox = MessageInbox[ClientMessage | APIError]
 
@@ -133,7 +136,12 @@ class Connection:
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
-            size = len(raw) if raw is not None else len(message.get("bytes") or b"")
+            size = len(raw.encode()) if raw is not None else len(message.get("bytes") or b"")
+            if size > self.max_message_bytes:
+                await self._close(
+                    MESSAGE_TOO_BIG, f"a message may hold {self.max_message_bytes} bytes (MAX_JSON_BYTES)"
+                )
+                return
             item: ClientMessage | APIError
             if raw is None:
                 item = invalid_request("send JSON messages as text frames, not binary")
