@@ -80,7 +80,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.health_sections = {
         "clone": lambda: {
             "prompt_cache": clones.cache.stats(),
-            "saved_voices": len(library.voices()),
+            "saved_voices": len(library.known()),  # as /health just read them
             "library_problems": library.problems,
         },
         "cache": lambda: {"output": output_cache.stats(), "prompt": clones.cache.stats()},
@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
         build_services(app, settings, engine)
+        await app.state.voice_library.load()
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         log.info("server ready", extra={"settings": settings.public_view()})
         try:
