@@ -22,6 +22,7 @@ def serve() -> int:
 
     from server.app import create_app
     from server.config import SettingsError, load_settings
+    from server.http.serving import uvicorn_options
     from server.logs import configure_logging
 
     try:
@@ -40,14 +41,11 @@ def serve() -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        access_log=False,
         timeout_keep_alive=65,
         # In-flight requests and streams get SHUTDOWN_GRACE to finish (uvicorn cancels what
         # is left); the lifespan then unloads the models, by then with nothing in flight.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
-        log_config=None,  # keep the handlers configure_logging installed
+        **uvicorn_options(settings),  # protocols, WebSocket limits, logging
     )
     return 0
 

@@ -102,7 +102,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.health_sections = {
         "clone": lambda: {
             "prompt_cache": clones.cache.stats(),
-            "saved_voices": len(library.voices()),
+            "saved_voices": len(library.known()),  # as /health just read them
             "library_problems": library.problems,
         },
         "cache": lambda: {"output": output_cache.stats(), "prompt": clones.cache.stats()},
@@ -158,6 +158,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings, exit_on_stall)
         build_services(app, settings, engine)
+        await app.state.voice_library.load()
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         wyoming: WyomingServer | None = None
         try:

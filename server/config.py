@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     audio_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # Largest JSON body; enforced while reading, before anything parses it.
     max_json_bytes: int = Field(default=256 * 1024, ge=1024)
+    # WebSocket keepalive: a ping every WS_PING_INTERVAL seconds, the connection closed (1011)
+    # when its pong has not come WS_PING_TIMEOUT seconds later; 0 turns the pings off.
+    ws_ping_interval: float = Field(default=20.0, ge=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
     min_reference_seconds: float = Field(default=1.0, ge=0)
     max_reference_seconds: float = Field(default=30.0, gt=0)
 

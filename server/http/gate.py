@@ -24,6 +24,8 @@ from server.speech.keys import key_error
 # Room for the text fields and multipart boundaries around an uploaded file.
 FORM_OVERHEAD_BYTES = 64 * 1024
 DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
+# Keyed routes outside /v1/: refused here too, before their body is read.
+KEYED_PATHS = frozenset({"/cache/clear"})
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
@@ -45,7 +47,7 @@ def protected_path(path: str, method: str = "POST") -> bool:
     reading the open listings."""
     if method in ("GET", "HEAD") and path in OPEN_LISTINGS:
         return False
-    return path.startswith("/v1/") or path.startswith(DOC_PATHS)
+    return path.startswith("/v1/") or path.startswith(DOC_PATHS) or path in KEYED_PATHS
 
 
 class RequestGate:

@@ -1,11 +1,11 @@
 """Sending responses to clients that may stop reading.
 
-A client that stops reading does not close its connection: once the socket buffers fill,
-the server's `send` simply waits, for ever, and a streaming request keeps its queue slot
-while it waits. `SendGuard` bounds every send of a body chunk by SEND_TIMEOUT, and by the
-request's deadline when a response carries one; past either, `ClientStalled` unwinds the
-response and the connection is closed without the body's end, so the client can tell the
-audio is incomplete.
+`SendGuard` bounds every send of an HTTP body chunk and of a WebSocket message by
+SEND_TIMEOUT, and by the request's deadline when one is in effect (the protocol-free guard
+of server/speech/sending.py); past either, `ClientStalled` unwinds the response or the
+WebSocket session. An HTTP connection is then closed without the body's end, so the client
+can tell the audio is incomplete; a WebSocket is dropped without a close frame (its client
+sees 1006), since a close frame could not be delivered to a reader that does not read.
 
 `TrackedResponse` wraps a speech response so that how it really ended (sent whole, client
 gone, client stalled, failed after the first byte) reaches one callback exactly once,
@@ -14,7 +14,6 @@ after the last send: the request's log line then carries its true final status.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,21 +22,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import to_api_error
+from server.speech.sending import CLIENT_GONE, ClientStalled, bounded_send, send_deadline
 
-# Where a response puts its deadline (event-loop time) for SendGuard to honour.
-DEADLINE_KEY = "qwen3_tts_send_deadline"
-CLIENT_GONE = 499  # nginx's "client closed request": what the logs and metrics say
+__all__ = ["CLIENT_GONE", "ClientStalled", "Outcome", "SendGuard", "TrackedResponse"]
 
-
-class ClientStalled(BaseException):
-    """A body chunk could not be handed to the client in time. A BaseException, like
-    CancelledError, so that no error handler turns it into a 500 and a traceback: nothing
-    failed on the server's side."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+# Messages that wait for the client: uvicorn's sends of these block while its buffer is full.
+_GUARDED = frozenset({"http.response.body", "websocket.send", "websocket.close"})
 
 
 @dataclass(frozen=True)
@@ -49,38 +39,29 @@ class Outcome:
 
 
 class SendGuard:
-    """Pure ASGI middleware bounding each body send; a stalled response ends quietly."""
+    """Pure ASGI middleware bounding each send that waits for the client, on HTTP and
+    WebSocket connections alike; a stalled response or session ends quietly."""
 
     def __init__(self, app: ASGIApp, send_timeout: float) -> None:
         self.app = app
         self.send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
 
         async def guarded(message: Message) -> None:
-            if message["type"] != "http.response.body":
+            if message["type"] not in _GUARDED:
                 await send(message)
                 return
-            timeout = self.send_timeout
-            status, reason = CLIENT_GONE, f"the client stopped reading for {self.send_timeout:g} s"
-            deadline = scope.get("state", {}).get(DEADLINE_KEY)
-            if deadline is not None and deadline - loop.time() < timeout:
-                timeout = max(0.0, deadline - loop.time())
-                status, reason = 504, "the request deadline passed while the client was reading"
-            try:
-                async with asyncio.timeout(timeout):
-                    await send(message)
-            except TimeoutError:
-                raise ClientStalled(status, reason) from None
+            await bounded_send(send(message), self.send_timeout)
 
         try:
             await self.app(scope, receive, guarded)
         except ClientStalled:
-            # Returning without the body's end makes the server close the connection.
+            # Returning without the body's end (or a close frame) makes the server close
+            # the connection.
             return
 
 
@@ -100,8 +81,13 @@ class TrackedResponse(Response):
         self.background: BackgroundTask | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.deadline is not None:
-            scope.setdefault("state", {})[DEADLINE_KEY] = self.deadline
+        if self.deadline is None:
+            await self._send(scope, receive, send)
+            return
+        with send_deadline(self.deadline):
+            await self._send(scope, receive, send)
+
+    async def _send(self, scope: Scope, receive: Receive, send: Send) -> None:
         completed = disconnected = False
 
         async def tracking_send(message: Message) -> None:

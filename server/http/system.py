@@ -30,12 +30,14 @@ v1_router = APIRouter()
 _CREATED = int(time.time())
 
 
-def _voices(request: Request) -> list[str]:
+async def _voices(request: Request) -> list[str]:
     library: VoiceLibrary = request.app.state.voice_library
-    return accepted_voice_names(library.names())
+    return accepted_voice_names(await library.names())
 
 
 @router.get("/health", response_model=None)
+# HEAD too (health checkers send it), answered like GET; the server drops the body.
+@router.head("/health", include_in_schema=False, response_model=None)
 async def health(request: Request) -> dict[str, Any] | JSONResponse:
     engine: Engine = request.app.state.engine
     if engine.stalled is not None:
@@ -53,13 +55,14 @@ async def health(request: Request) -> dict[str, Any] | JSONResponse:
     preset = engine.slots["custom_voice"]
     # Services add their own sections (e.g. the clone prompt cache) through this hook.
     sections: dict[str, Callable[[], Any]] = getattr(request.app.state, "health_sections", {})
+    voices = await _voices(request)  # reads the library (off the event loop) before the sections
     return {
         "status": status,
         # The earlier server's fields: clients poll model_loaded before sending work.
         "model_loaded": preset.backend is not None,
         "model_id": preset.model_id,
         "cuda": preset.device.startswith("cuda"),
-        "voices": _voices(request),
+        "voices": voices,
         **report,
         **{name: describe() for name, describe in sections.items()},
     }
@@ -74,6 +77,7 @@ async def clear_caches(request: Request) -> dict[str, Any]:
 
 
 @v1_router.get("/v1/models")
+@v1_router.head("/v1/models", include_in_schema=False)
 async def list_models(request: Request) -> dict[str, Any]:
     catalog: ModelCatalog = request.app.state.models
     return {
@@ -114,7 +118,7 @@ async def info(request: Request) -> dict[str, Any]:
         "sample_rates": list(ALLOWED_SAMPLE_RATES),
         "formats": list(SUPPORTED_FORMATS),
         "languages": ["Auto", *SUPPORTED_LANGUAGES],
-        "voices": _voices(request),
+        "voices": await _voices(request),
         "max_input_chars": MAX_INPUT_CHARS,
         "websocket": WEBSOCKET_PATH,
     }

@@ -44,7 +44,7 @@ async def create_voice(request: Request) -> dict[str, Any]:
         ref_text = text_field(form, "ref_text", max_chars=MAX_REF_TEXT_CHARS)
         consent = text_field(form, "consent", max_chars=MAX_CONSENT_CHARS)
     assert name is not None  # required=True never returns None
-    _library(request).check_name(name.strip())  # before the costly decode and prompt
+    await _library(request).check_name(name.strip())  # before the costly decode and prompt
     audio = await clones.decode(data, param="audio_sample")
     voice = await _library(request).create(name.strip(), audio, ref_text, consent)
     return voice.public()
@@ -69,13 +69,13 @@ async def list_voices(request: Request) -> dict[str, Any]:
     if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
         return {"voices": presets}
     # Saved voices say how their reference came to be: `audio_sample` (uploaded) or `prompt` (designed).
-    saved = [voice.public() for voice in _library(request).voices()]
+    saved = [voice.public() for voice in await _library(request).voices()]
     return {"voices": presets + saved}
 
 
 @router.get("/v1/audio/voices/{voice_id}")
 async def get_voice(voice_id: str, request: Request) -> dict[str, Any]:
-    return _library(request).get(voice_id).public()
+    return (await _library(request).get(voice_id)).public()
 
 
 @router.delete("/v1/audio/voices/{voice_id}")

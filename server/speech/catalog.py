@@ -66,8 +66,12 @@ def resolve_preset_voice(name: str) -> PresetVoice | None:
 
 
 def accepted_voice_names(saved: tuple[str, ...] = ()) -> list[str]:
-    """Every voice name a request may use: the speakers, OpenAI's names, saved voices."""
-    return [*QWEN_SPEAKERS, *OPENAI_VOICES, *saved]
+    """Every voice name a request may use: the speakers, OpenAI's names, saved voices; each
+    once (names are case-insensitive, and a hand-edited library may repeat a preset's)."""
+    names: dict[str, str] = {}
+    for name in (*QWEN_SPEAKERS, *OPENAI_VOICES, *saved):
+        names.setdefault(name.lower(), name)
+    return list(names.values())
 
 
 def unknown_voice(name: str, saved: tuple[str, ...] = ()) -> APIError:

@@ -191,7 +191,7 @@ class VoiceDesigner:
         if not self.enabled:
             raise design_off("type")
         name = body.name.strip()
-        self.library.check_name(name)  # before the costly synthesis
+        await self.library.check_name(name)  # before the costly synthesis
         script, language = script_and_language(body)
         options = SpeechOptions(
             input=script, response_format="pcm", language=language, instructions=body.prompt, seed=body.seed

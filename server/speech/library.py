@@ -42,6 +42,10 @@ from server.speech.voice_files import (
     VOICE_NAME,
     DamagedVoice,
     SavedVoice,
+    is_regular,
+    looks_like_id,
+    metadata_files,
+    read_recording,
     read_voice,
     scan_library,
     valid_voice_id,
@@ -59,6 +63,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def _wav_bytes(audio: np.ndarray) -> bytes:
     import io
 
@@ -74,70 +83,87 @@ class VoiceLibrary:
         self.root = root
         self.clones = clones
         self.model_id = model_id
-        # A missing directory is an empty library: it is created on first save, so a server
-        # that never clones needs no writable VOICES_DIR.
-        scan = scan_library(root)
-        self._voices: dict[str, SavedVoice] = scan.voices
-        self.problems = scan.problems  # what the scan at start skipped or flagged, for /health
+        self._voices: dict[str, SavedVoice] = {}
+        self.problems: list[dict[str, str]] = []  # what was skipped or flagged, for /health
         self._prompts: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # serialises create/delete so names stay unique
         self._shared_lock = LibraryLock(root)  # ...and across processes sharing the directory
         # Files found damaged (at start or when another process wrote them), not read again.
-        self._skipped: set[str] = {problem["file"] for problem in scan.problems if problem["action"] == "skipped"}
+        self._skipped: set[str] = set()
 
-    def _read_new(self, path: Path) -> SavedVoice | None:
-        """A metadata file another process wrote, checked as the scan at start checks it."""
-        try:
-            return read_voice(path)
-        except DamagedVoice as exc:
-            self.problems.append({"file": path.name, "problem": str(exc), "action": "skipped"})
-            log.warning("skipping damaged saved voice", extra={"file": path.name, "reason": str(exc)})
-            return None
+    async def load(self) -> None:
+        """Read the library at start, off the event loop (every file I/O of the library is:
+        a slow or stuck file never stops the server answering). A missing directory is an
+        empty library: it is created on first save, so a server that never clones needs no
+        writable VOICES_DIR."""
+        scan = await asyncio.to_thread(scan_library, self.root)
+        self._voices = scan.voices
+        self.problems = scan.problems
+        self._skipped = {problem["file"] for problem in scan.problems if problem["action"] == "skipped"}
+
+    def _read_new(self, known: set[str]) -> tuple[set[str], list[SavedVoice], list[tuple[str, str]]]:
+        """In a thread: the ids on disk, and the metadata files not seen before (those other
+        processes wrote), checked as the scan at start checks them."""
+        on_disk = metadata_files(self.root)
+        voices: list[SavedVoice] = []
+        damaged: list[tuple[str, str]] = []
+        for voice_id, path in on_disk.items():
+            if voice_id in known or path.name in self._skipped:
+                continue
+            try:
+                voices.append(read_voice(path))
+            except DamagedVoice as exc:
+                damaged.append((path.name, str(exc)))
+        return set(on_disk), voices, damaged
 
     def _path(self, voice_id: str, suffix: str) -> Path:
         if not valid_voice_id(voice_id):  # never build a path from an unchecked id
             raise not_found(f"voice {user_string(voice_id)} not found", param="voice_id")
         return self.root / f"{voice_id}{suffix}"
 
-    def voices(self) -> list[SavedVoice]:
-        self.refresh()
+    def known(self) -> list[SavedVoice]:
+        """The voices in memory, oldest first, without reading the directory."""
         return sorted(self._voices.values(), key=lambda v: (v.created_at, v.created_ns, v.id))
 
-    def names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.voices())
+    async def voices(self) -> list[SavedVoice]:
+        await self.refresh()
+        return self.known()
 
-    def get(self, voice_id: str) -> SavedVoice:
-        voice = self.find(voice_id) if valid_voice_id(voice_id) else None
+    async def names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in await self.voices())
+
+    async def get(self, voice_id: str) -> SavedVoice:
+        voice = await self.find(voice_id) if valid_voice_id(voice_id) else None
         if voice is None:
             raise not_found(f"voice {user_string(voice_id)} not found", param="voice_id")
         return voice
 
-    def find(self, name_or_id: str) -> SavedVoice | None:
+    async def find(self, name_or_id: str) -> SavedVoice | None:
         """A saved voice by id or by name (case-insensitive), saved by this process or by
         another one sharing the directory."""
         voice = self._find_known(name_or_id)
-        if voice is not None and not self._path(voice.id, ".json").exists():
+        if voice is not None and not await asyncio.to_thread(self._path(voice.id, ".json").exists):
             self._forget(voice.id)  # deleted by another process
             voice = None
         if voice is None:
-            self.refresh()
+            await self.refresh()
             voice = self._find_known(name_or_id)
         return voice
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
         """Catch up with the directory: forget voices whose metadata has gone, read the
         metadata files not seen before (those other processes saved)."""
-        on_disk = {path.stem: path for path in self.root.glob("voice_*.json")} if self.root.is_dir() else {}
-        for voice_id in self._voices.keys() - on_disk.keys():
+        on_disk, voices, damaged = await asyncio.to_thread(self._read_new, set(self._voices))
+        for voice_id in self._voices.keys() - on_disk:
             self._forget(voice_id)
-        for voice_id, path in on_disk.items():
-            if voice_id in self._voices or path.name in self._skipped:
-                continue
-            voice = self._read_new(path)
-            if voice is None:
-                self._skipped.add(path.name)
-            else:
-                self._voices[voice.id] = voice
+        for voice in voices:
+            self._voices[voice.id] = voice
+        for file, problem in damaged:
+            if file in self._skipped:
+                continue  # another refresh reported it meanwhile
+            self._skipped.add(file)
+            self.problems.append({"file": file, "problem": problem, "action": "skipped"})
+            log.warning("skipping damaged saved voice", extra={"file": file, "reason": problem})
 
     def _forget(self, voice_id: str) -> None:
         self._voices.pop(voice_id, None)
@@ -149,20 +175,26 @@ class VoiceLibrary:
             return self._voices.get(key)
         lowered = key.lower()
         # The oldest voice of a name wins (two can share one only if the disk was edited).
-        return next((v for v in self.voices() if v.name.lower() == lowered), None)
+        return next((v for v in self.known() if v.name.lower() == lowered), None)
 
-    def check_name(self, name: str) -> None:
+    async def check_name(self, name: str) -> None:
         """400 for a name outside the safe set, 409 for one a preset or saved voice has."""
         if not VOICE_NAME.fullmatch(name):
             raise invalid_request(
                 "name must be 1-64 characters (letters, digits, space, '_', '.', '-'), starting with a letter or digit",
                 param="name",
             )
+        if looks_like_id(name):
+            raise invalid_request(
+                f"{user_string(name)} looks like a voice id (voice_ and hex digits): a voice is looked up by id "
+                "before its name, so it could not be used by name; choose another name",
+                param="name",
+            )
         if name.lower() in PRESET_NAMES:
             raise conflict(f"{user_string(name)} is the name of a preset voice", param="name")
         if name.lower() == DESIGN_VOICE:  # the design model's `voice`: the described voice
             raise conflict(f"{user_string(name)} names the described voice of the design model", param="name")
-        if self.find(name) is not None:
+        if await self.find(name) is not None:
             raise conflict(f"a saved voice named {user_string(name)} already exists", param="name")
 
     async def create(
@@ -177,7 +209,7 @@ class VoiceLibrary:
         language: str | None = None,
     ) -> SavedVoice:
         async with self._lock:
-            self.check_name(name)  # again under the lock: another request may have taken it
+            await self.check_name(name)  # again under the lock: another request may have taken it
             prompt = await self.clones.compute(audio, ref_text)
             voice = SavedVoice(
                 id=f"voice_{secrets.token_hex(12)}",
@@ -192,13 +224,13 @@ class VoiceLibrary:
                 description=description,
                 language=language,
             )
-            self.root.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
             try:
                 await asyncio.to_thread(_write_atomic, self._path(voice.id, ".wav"), _wav_bytes(audio))
                 await self._save_prompt(voice.id, prompt)
                 meta = json.dumps(asdict(voice), ensure_ascii=False).encode()
                 async with self._shared_lock.held():
-                    self.check_name(name)  # across processes: another one may have saved it meanwhile
+                    await self.check_name(name)  # across processes: another one may have saved it meanwhile
                     await asyncio.to_thread(_write_atomic, self._path(voice.id, ".json"), meta)
             except BaseException:
                 for suffix in (".json", ".prompt", ".wav"):  # no orphans from a failed save
@@ -210,12 +242,12 @@ class VoiceLibrary:
         return voice
 
     async def delete(self, voice_id: str) -> SavedVoice:
-        self.get(voice_id)  # 404 without touching the directory
+        await self.get(voice_id)  # 404 before taking the locks
         async with self._lock, self._shared_lock.held():
-            voice = self.get(voice_id)  # again: another process may have deleted it meanwhile
+            voice = await self.get(voice_id)  # again: another process may have deleted it meanwhile
             # Metadata first: once it is gone the voice no longer exists, whatever else fails.
-            for suffix in (".json", ".prompt", ".wav"):
-                self._path(voice_id, suffix).unlink(missing_ok=True)
+            paths = [self._path(voice_id, suffix) for suffix in (".json", ".prompt", ".wav")]
+            await asyncio.to_thread(_remove, paths)
             self._forget(voice_id)
         log.info("voice deleted", extra={"voice_id": voice_id})
         return voice
@@ -238,14 +270,18 @@ class VoiceLibrary:
             return cached
         path = self._path(voice.id, ".prompt")
         prompt: Any = None
-        if voice.model_id == self.model_id and path.exists():
+        # A prompt file that is not a regular file (a FIFO would stall the inference thread
+        # that loads it) counts as missing: the prompt is made again from the recording.
+        if voice.model_id == self.model_id and await asyncio.to_thread(is_regular, path):
             try:
                 prompt = await self.clones.engine.run_with_model("base", lambda backend: backend.load_prompt(path))
             except SynthesisError as exc:
                 log.warning("recomputing clone prompt", extra={"voice_id": voice.id, "error": str(exc)})
         if prompt is None:
-            audio, _ = await asyncio.to_thread(sf.read, self._path(voice.id, ".wav"), dtype="float32")
-            prompt = await self.clones.compute(audio, voice.ref_text)
+            recording = await asyncio.to_thread(read_recording, self._path(voice.id, ".wav"))
+            prompt = await self.clones.compute(
+                recording[:, 0] if recording.shape[1] == 1 else recording, voice.ref_text
+            )
             await self._save_prompt(voice.id, prompt)
         self._prompts[voice.id] = prompt
         return prompt
@@ -278,8 +314,8 @@ class LibraryVoices:
         try:
             return await self.presets.resolve(name)
         except APIError:
-            voice = self.library.find(name)
+            voice = await self.library.find(name)
             if voice is None:
-                raise unknown_voice(name, saved=self.library.names()) from None
+                raise unknown_voice(name, saved=await self.library.names()) from None
         prompt = await self.library.prompt(voice)
         return ResolvedVoice(slot="base", label=f"saved:{voice.id}", clone=CloneVoice(prompt=prompt))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from server.speech.sending import ClientStalled
 from server.text.incremental import SentenceAccumulator
 
 SENTENCES_AHEAD = 8
@@ -45,17 +46,25 @@ class TextStream:
         await self._push(None)
         return await self._task
 
+    def add_done_callback(self, callback: Callable[[asyncio.Task[bool]], object]) -> None:
+        """Call `callback` with the voice task when it ends (a front door ends its session
+        when the voice ended by an exception: the client gone or stalled)."""
+        self._task.add_done_callback(callback)
+
     async def cancel(self) -> None:
         """Stop at once (the client left): the sentence being spoken stops in the engine."""
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        with contextlib.suppress(asyncio.CancelledError, ClientStalled, Exception):
             await self._task
 
     async def _push(self, sentence: str | None) -> None:
         """Queue a sentence (None: the end) for the voice, unless the voice has stopped."""
         put = asyncio.create_task(self._sentences.put(sentence))
-        done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
+        try:
+            await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when this wait is cancelled (the client left): a put left waiting on a
+            # queue nobody reads would stay pending until the garbage collector destroys it.
             put.cancel()
 
     async def _voice(self) -> bool:

@@ -12,10 +12,12 @@ its id.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import soundfile as sf
@@ -70,6 +72,11 @@ def valid_voice_id(value: str) -> bool:
     return bool(VOICE_ID.fullmatch(value))
 
 
+def looks_like_id(name: str) -> bool:
+    """A name that is an id's shape in any case: it would be looked up as an id, never by name."""
+    return valid_voice_id(name.strip().lower())
+
+
 class DamagedVoice(Exception):
     """An entry of the library that cannot be served; the message says why."""
 
@@ -85,14 +92,45 @@ class LibraryScan:
         log.warning(message, extra={"file": file, "reason": problem})
 
 
+class NotRegularFile(OSError):
+    """A library path that is a FIFO, a device, a socket or a directory: never read."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading, if it is a regular file. Opened without blocking and checked
+    on the open file itself, so a FIFO (whose open waits for a writer) is refused at once,
+    even one swapped in after a directory listing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path.name} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_regular(path: Path) -> bool:
+    """Whether `path` is a regular file (following links); never opens it."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def read_voice(meta_path: Path) -> SavedVoice:
     """One entry, checked; raises DamagedVoice naming what is wrong."""
     try:
-        if meta_path.stat().st_size > MAX_META_BYTES:
-            raise DamagedVoice(f"metadata is larger than {MAX_META_BYTES} bytes")
-        raw = meta_path.read_bytes()
+        with open_regular(meta_path) as file:
+            if os.fstat(file.fileno()).st_size > MAX_META_BYTES:
+                raise DamagedVoice(f"metadata is larger than {MAX_META_BYTES} bytes")
+            raw = file.read(MAX_META_BYTES + 1)
+    except NotRegularFile as exc:
+        raise DamagedVoice("metadata is not a regular file (a FIFO, device or directory)") from exc
     except OSError as exc:
         raise DamagedVoice(f"metadata is not readable ({type(exc).__name__})") from exc
+    if len(raw) > MAX_META_BYTES:
+        raise DamagedVoice(f"metadata is larger than {MAX_META_BYTES} bytes")
     try:
         voice = _METADATA.validate_json(raw, strict=True)
     except ValidationError as exc:
@@ -107,20 +145,36 @@ def read_voice(meta_path: Path) -> SavedVoice:
     return voice
 
 
+def read_recording(path: Path) -> np.ndarray:
+    """A voice's reference recording (float32, channels last); raises OSError (NotRegularFile
+    for a FIFO and the like) or soundfile's RuntimeError."""
+    with open_regular(path) as file:
+        audio, _ = sf.read(file, dtype="float32", always_2d=True)
+    return np.asarray(audio)
+
+
 def _check_recording(path: Path) -> None:
-    if not path.is_file():
-        raise DamagedVoice(f"its reference recording {path.name} is missing")
     try:
-        audio, _ = sf.read(path, dtype="float32", always_2d=True)
+        audio = read_recording(path)
+    except FileNotFoundError as exc:
+        raise DamagedVoice(f"its reference recording {path.name} is missing") from exc
+    except NotRegularFile as exc:
+        raise DamagedVoice(f"its reference recording {path.name} is not a regular file") from exc
     except Exception as exc:
         raise DamagedVoice(f"its reference recording {path.name} cannot be decoded") from exc
     if audio.shape[0] == 0 or not np.all(np.isfinite(audio)):
         raise DamagedVoice(f"its reference recording {path.name} holds no usable audio")
 
 
+def metadata_files(root: Path) -> dict[str, Path]:
+    """The library's metadata files by voice id (whatever their kind: read_voice checks)."""
+    return {path.stem: path for path in root.glob("voice_*.json")} if root.is_dir() else {}
+
+
 def scan_library(root: Path) -> LibraryScan:
+    """Every entry, checked (blocking file I/O: run it off the event loop)."""
     scan = LibraryScan()
-    for meta in sorted(root.glob("voice_*.json")) if root.is_dir() else ():
+    for meta in sorted(metadata_files(root).values()):
         try:
             voice = read_voice(meta)
         except DamagedVoice as exc:
@@ -136,7 +190,11 @@ def _report_names(scan: LibraryScan) -> None:
     for voice in sorted(scan.voices.values(), key=lambda v: (v.created_at, v.created_ns, v.id)):
         by_name.setdefault(voice.name.lower(), []).append(voice)
     for lowered, voices in by_name.items():
-        if lowered in PRESET_NAMES:
+        if looks_like_id(lowered):
+            for voice in voices:
+                problem = f"its name {voice.name!r} looks like an id: usable by id only"
+                scan.report(f"{voice.id}.json", problem, skipped=False)
+        elif lowered in PRESET_NAMES:
             for voice in voices:
                 scan.report(
                     f"{voice.id}.json", f"its name {voice.name!r} is a preset's: usable by id only", skipped=False

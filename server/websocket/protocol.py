@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.audio.resample import UnsupportedSampleRateError, check_sample_rate
 from server.engine.jobs import SAMPLE_RATE
-from server.errors import APIError, invalid_request, validation_error
+from server.errors import APIError, invalid_request, user_string, validation_error
 from server.speech.requests import MAX_INPUT_CHARS, SpokenText, VoiceFields
 
 
@@ -82,8 +82,10 @@ def parse_message(raw: str | bytes) -> ClientMessage:
     kind = data.get("type")
     model: type[ClientMessage] = Utterance
     if kind is not None:
-        if kind not in _TYPED:
-            raise invalid_request(f"unknown message type {kind!r}; expected start, delta or flush", param="type")
+        # Checked as a string before the lookup: a list or an object is unhashable.
+        if not isinstance(kind, str) or kind not in _TYPED:
+            shown = user_string(kind) if isinstance(kind, str) else f"of JSON type {type(kind).__name__}"
+            raise invalid_request(f"unknown message type {shown}; expected start, delta or flush", param="type")
         model = _TYPED[kind]
     try:
         return model.model_validate(data)

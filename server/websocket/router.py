@@ -36,4 +36,5 @@ async def speech_websocket(websocket: WebSocket) -> None:
         )
         return
     await websocket.accept()
-    await Connection(websocket, websocket.app.state.speech, connection_id).run()
+    max_message_bytes: int = websocket.app.state.settings.max_json_bytes
+    await Connection(websocket, websocket.app.state.speech, connection_id, max_message_bytes).run()

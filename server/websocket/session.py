@@ -16,13 +16,16 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request
+from server.speech.sending import ClientStalled
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.speech.text_stream import TextStream
+from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, ReadAheadExceeded
+from server.websocket.inbox import Inbox as MessageInbox
 from server.websocket.protocol import (
     ClientMessage,
     StreamFields,
@@ -38,10 +41,13 @@ from server.websocket.speaker import AudioOut, ClientGone, Speaker
 log = logging.getLogger("qwen3-tts")
 
 ENDPOINT = "/v1/audio/speech/ws"
-# Messages read ahead while one is served; beyond that the reader waits (and TCP pushes back).
-INBOX_LIMIT = 64
+# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead); a message is
+# larger than MAX_JSON_BYTES (uvicorn refuses such a frame from its header with the same
+# code; the session checks again for servers in front that allow more).
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
 
-Inbox = asyncio.Queue[ClientMessage | APIError]
+Inbox = MessageInbox[ClientMessage | APIError]
 
 
 @dataclass
@@ -66,38 +72,79 @@ class _TextStream:
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, service: SpeechService, connection_id: str) -> None:
+    def __init__(
+        self, websocket: WebSocket, service: SpeechService, connection_id: str, max_message_bytes: int
+    ) -> None:
         self.websocket = websocket
+        self.max_message_bytes = max_message_bytes  # MAX_JSON_BYTES, as for HTTP bodies
         self.service = service
         self.speaker = Speaker(websocket, service)
         self.connection_id = connection_id
         self._ids = (f"{connection_id}-{n}" for n in itertools.count(1))
+        self._server: asyncio.Task[None] | None = None  # the task answering the inbox
 
     async def run(self) -> None:
-        inbox: Inbox = asyncio.Queue(INBOX_LIMIT)
-        tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
+        inbox: Inbox = MessageInbox(READ_AHEAD_MESSAGES, READ_AHEAD_BODIES * self.max_message_bytes)
+        self._server = asyncio.create_task(self._serve(inbox))
+        tasks = [asyncio.create_task(self._read(inbox)), self._server]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ClientGone):
+                try:
                     await task
+                except (asyncio.CancelledError, ClientGone):
+                    pass
+                except ClientStalled as stalled:
+                    # The send guard gave up on a client that stopped reading: the session
+                    # ends here, and the connection is dropped (no close frame could reach it).
+                    log.info(
+                        "websocket client stalled",
+                        extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "error": stalled.reason},
+                    )
+
+    def _voice_ended(self, task: asyncio.Task[bool]) -> None:
+        """A text stream's voice that ends by an exception (the client gone or stalled) ends
+        the session, even while it waits for the client's next message."""
+        if not task.cancelled() and task.exception() is not None and self._server is not None:
+            self._server.cancel()
 
     async def _read(self, inbox: Inbox) -> None:
+        """Every message as it arrives, never waiting for the session (see inbox.py)."""
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
+            size = len(raw.encode()) if raw is not None else len(message.get("bytes") or b"")
+            if size > self.max_message_bytes:
+                await self._close(
+                    MESSAGE_TOO_BIG, f"a message may hold {self.max_message_bytes} bytes (MAX_JSON_BYTES)"
+                )
+                return
+            item: ClientMessage | APIError
             if raw is None:
-                await inbox.put(invalid_request("send JSON messages as text frames, not binary"))
-                continue
+                item = invalid_request("send JSON messages as text frames, not binary")
+            else:
+                try:
+                    item = parse_message(raw)
+                except APIError as exc:
+                    item = exc
             try:
-                await inbox.put(parse_message(raw))
-            except APIError as exc:
-                await inbox.put(exc)
+                inbox.put(item, size)
+            except ReadAheadExceeded as exc:
+                await self._close(POLICY_VIOLATION, str(exc))
+                return
+
+    async def _close(self, code: int, reason: str) -> None:
+        log.info(
+            "websocket closed",
+            extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "code": code, "error": reason},
+        )
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.websocket.close(code, reason)
 
     async def _serve(self, inbox: Inbox) -> None:
         stream: _TextStream | None = None
@@ -170,6 +217,7 @@ class Connection:
         prepared = await self._prepare(message)
         stream = _TextStream(prepared, next(self._ids), AudioOut(prepared.fmt, prepared.fields.sample_rate))
         stream.text = TextStream(lambda sentence, index: self._speak_sentence(stream, sentence, index))
+        stream.text.add_done_callback(self._voice_ended)
         return stream
 
     async def _finish_text(self, stream: _TextStream) -> None:

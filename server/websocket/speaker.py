@@ -15,6 +15,7 @@ from server.audio.resample import StreamResampler
 from server.engine.jobs import FinishReason
 from server.errors import to_api_error
 from server.logs import request_id_var
+from server.speech.sending import ClientStalled, send_deadline
 from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
 from server.websocket.protocol import error_event
 
@@ -75,22 +76,30 @@ class Speaker:
 
     async def speak(self, plan: SpeechPlan, out: AudioOut, request_id: str) -> FinishReason | None:
         """Send the plan's audio and return how it ended; None (after an error event) when
-        synthesis failed. Raises
-        ClientGone or CancelledError when the client left, after stopping the engine job."""
+        synthesis failed. Raises ClientGone or CancelledError when the client left,
+        ClientStalled when it stopped reading (past SEND_TIMEOUT or the request's deadline),
+        after stopping the engine job."""
         token = request_id_var.set(request_id)
         stats = SpeechStats()
         status, error = 200, None
         segments = self.service.chunks(plan, stats)
+        # REQUEST_TIMEOUT covers sending, as on HTTP: the send guard holds every send of
+        # this request to it.
+        deadline = asyncio.get_running_loop().time() + self.service.engine.limits.request_timeout
         try:
-            async for pcm in segments:
-                started = time.perf_counter()
-                data = await out.encode(pcm)
-                stats.encode_ms += (time.perf_counter() - started) * 1000
-                stats.mark_sent(int(pcm.shape[0]))
-                await self.send_audio(data)
+            with send_deadline(deadline):
+                async for pcm in segments:
+                    started = time.perf_counter()
+                    data = await out.encode(pcm)
+                    stats.encode_ms += (time.perf_counter() - started) * 1000
+                    stats.mark_sent(int(pcm.shape[0]))
+                    await self.send_audio(data)
             return stats.finish_reason
         except (asyncio.CancelledError, ClientGone):
             status, error = 499, "client disconnected"
+            raise
+        except ClientStalled as stalled:
+            status, error = stalled.status, stalled.reason
             raise
         except Exception as exc:
             api_error = to_api_error(exc)

@@ -188,7 +188,7 @@ class WyomingConnection:
     async def _answer(self, event: Event, stream: _Stream | None) -> _Stream | None:
         """Answer one event; returns the streaming synthesis open afterwards."""
         if Describe.is_type(event.type):
-            await self.send(describe(self.context.library, self.context.version).event())
+            await self.send((await describe(self.context.library, self.context.version)).event())
         elif Ping.is_type(event.type):
             await self.send(Pong(text=Ping.from_event(event).text).event())
         elif SynthesizeStart.is_type(event.type):

@@ -27,14 +27,14 @@ def _voice(name: str, description: str, attribution: Attribution = QWEN) -> TtsV
     )
 
 
-def describe(library: VoiceLibrary | None, version: str) -> Info:
+async def describe(library: VoiceLibrary | None, version: str) -> Info:
     """Presets (the model's speakers, then OpenAI's names for them), then saved voices when
     `library` is given (None when saved voices are not offered on this port)."""
     voices = [_voice(name, f"Qwen3-TTS speaker {name}") for name in QWEN_SPEAKERS]
     voices += [_voice(name, f"OpenAI voice name, spoken by {speaker}") for name, speaker in OPENAI_VOICES.items()]
     if library is not None:
         mine = Attribution(name="saved voice", url="")
-        voices += [_voice(voice.name, f"saved voice ({voice.mode})", mine) for voice in library.voices()]
+        voices += [_voice(voice.name, f"saved voice ({voice.mode})", mine) for voice in await library.voices()]
     program = TtsProgram(
         name=PROGRAM_NAME,
         attribution=QWEN,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.live_server import LiveServer
 
 
@@ -39,3 +41,13 @@ def test_models_list_in_openai_shape(server: LiveServer) -> None:
         assert model["object"] == "model"
         assert isinstance(model["created"], int)
         assert model["owned_by"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/v1/models"])
+def test_head_answers_like_get_without_a_body(server: LiveServer, path: str) -> None:
+    with server.client() as client:
+        get = client.get(path)
+        head = client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.content == b""

@@ -128,6 +128,17 @@ def test_unsafe_names_are_400(library_server: LiveServer, name: str) -> None:
     assert list(library_server.settings.voices_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["voice_0123456789abcdef", "VOICE_0123456789ABCDEF", "voice_" + "a1" * 12])
+def test_names_that_look_like_ids_are_400(library_server: LiveServer, name: str) -> None:
+    # A name shaped like an id could never be used by name: a voice is looked up by id first.
+    with library_server.client() as client:
+        response = create(client, name)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "name" and "id" in error["message"]
+    assert list(library_server.settings.voices_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "voice_id", ["..%2F..%2Fetc%2Fpasswd", "voice_..", "voice_0123456789abcdef%2F..", "VOICE_0123456789ABCDEF", "x"]
 )

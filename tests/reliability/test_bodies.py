@@ -80,6 +80,14 @@ def test_the_key_is_checked_before_the_body_is_read(keyed: LiveServer, content_t
         assert read_status(sock) == 401
 
 
+@pytest.mark.parametrize("path", ["/v1/audio/speech", "/cache/clear"])
+def test_every_keyed_route_answers_401_before_reading_a_declared_body(keyed: LiveServer, path: str) -> None:
+    head = request_head("POST", path, {"Content-Type": "application/json", "Content-Length": "200000"})
+    with connect(keyed.port) as sock:
+        sock.sendall(head + b"{" + b" " * 999)  # 1,000 of the 200,000 bytes declared; the rest never comes
+        assert read_status(sock, timeout=30) == 401
+
+
 def test_non_utf8_json_is_415(hardened: LiveServer) -> None:
     with hardened.client() as client:
         response = client.post(

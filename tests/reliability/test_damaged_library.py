@@ -53,6 +53,7 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_voice(root, 8, "Twin")
     write_voice(root, 9, "twin")  # the same name, another case
     write_voice(root, 10, "Spoils later")
+    write_voice(root, 11, "voice_0123456789abcdef")  # a name shaped like an id
     return root
 
 
@@ -77,6 +78,7 @@ def test_damaged_entries_are_skipped_with_a_warning_naming_each(started: tuple[L
     flagged = {r.file: r.reason for r in warnings.records if r.getMessage() == "saved voice needs attention"}
     assert "preset" in flagged[f"{voice_id(7)}.json"]
     assert voice_id(8) in flagged[f"{voice_id(9)}.json"]
+    assert "looks like an id" in flagged[f"{voice_id(11)}.json"]
 
 
 def test_health_listing_and_errors_still_answer(started: tuple[LiveServer, RecordCollector]) -> None:
@@ -90,7 +92,8 @@ def test_health_listing_and_errors_still_answer(started: tuple[LiveServer, Recor
     assert listing.status_code == 200
     saved = {v["id"]: v["name"] for v in listing.json()["voices"] if v["type"] != "preset"}
     assert saved == {voice_id(n): name for n, name in [(1, "Good one"), (7, "alloy"), (8, "Twin"), (9, "twin")]} | {
-        voice_id(10): "Spoils later"
+        voice_id(10): "Spoils later",
+        voice_id(11): "voice_0123456789abcdef",
     }
     assert unknown.status_code == 400
     assert "Good one" in unknown.json()["error"]["message"]
@@ -128,3 +131,12 @@ def test_a_voice_damaged_after_start_is_a_clear_error(
     assert error["code"] == "voice_unavailable"
     assert "Spoils later" in error["message"] and voice_id(10) in error["message"]
     assert good.status_code == 200
+
+
+def test_health_lists_each_voice_name_once(started: tuple[LiveServer, RecordCollector]) -> None:
+    server, _ = started
+    voices = server.health()["voices"]
+    # A saved "alloy" (a preset's name) and "Twin"/"twin" (one name, two cases) each once.
+    lowered = [name.lower() for name in voices]
+    assert len(lowered) == len(set(lowered)), voices
+    assert "alloy" in lowered and "twin" in lowered and "good one" in lowered

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import rawws
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 from tests.support.rawhttp import connect, post_json
 
@@ -45,6 +46,26 @@ def stalled(server: LiveServer, streams: list[tuple[str, dict[str, object]]], pr
             post_json(sock, path, body, {"X-Request-ID": request_id})
             sockets.append(sock)
         yield ids
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# A long utterance at 48 kHz: far more audio than the socket buffers hold.
+WS_UTTERANCE = {"input": LONG, "voice": "alloy", "sample_rate": 48000}
+
+
+@contextlib.contextmanager
+def stalled_websockets(server: LiveServer, count: int, prefix: str) -> Iterator[list[str]]:
+    """`count` WebSockets that complete the handshake, send one long utterance each and never
+    read; yields the utterances' request ids."""
+    sockets: list[socket.socket] = []
+    try:
+        for i in range(count):
+            sock = rawws.handshake(server.port, receive_buffer=4096, headers={"X-Request-ID": f"{prefix}-{i}"})
+            sockets.append(sock)
+            rawws.send_json(sock, WS_UTTERANCE)
+        yield [f"{prefix}-{i}-1" for i in range(count)]
     finally:
         for sock in sockets:
             sock.close()
@@ -97,5 +118,41 @@ def test_request_deadline_covers_sending(custom_voice_dir: Path, request_log: Re
         assert wait_for(lambda: server.health()["queue_depth"] == 0)
     # Either the engine's wait or the blocked send hit REQUEST_TIMEOUT first: 504 both ways,
     # long before the 600 s send timeout.
+    assert line["status"] == 504, line
+    assert line["segments_done"] < line["segments"]
+
+
+def test_websocket_readers_that_stop_free_their_slots_within_the_send_timeout(
+    two_slots: LiveServer, request_log: RecordCollector
+) -> None:
+    depth = two_slots.settings.max_queue_depth
+    with stalled_websockets(two_slots, depth, "ws-stall") as ids:
+        # Every slot taken by a reader that never reads: each is given back once a send has
+        # waited SEND_TIMEOUT, with the sockets still open.
+        lines = [request_log.wait_for_request(request_id, timeout=60) for request_id in ids]
+        assert wait_for(lambda: two_slots.health()["queue_depth"] == 0)
+        with two_slots.client() as client:
+            response = client.post("/v1/audio/speech", json={**BODY, "input": "Still serving."})
+        assert response.status_code == 200
+    for line in lines:
+        assert line["status"] == 499, line
+        assert "stopped reading" in line["error"]
+        assert line["segments_done"] < line["segments"]
+
+
+def test_request_deadline_covers_websocket_sending(custom_voice_dir: Path, request_log: RecordCollector) -> None:
+    with (
+        live_server(
+            send_buffer=4096,
+            model_id=str(custom_voice_dir),
+            preload_model=True,
+            send_timeout=600,
+            request_timeout=5,
+            max_new_tokens=32,
+        ) as server,
+        stalled_websockets(server, 1, "ws-deadline") as [request_id],
+    ):
+        line = request_log.wait_for_request(request_id, timeout=90)
+        assert wait_for(lambda: server.health()["queue_depth"] == 0)
     assert line["status"] == 504, line
     assert line["segments_done"] < line["segments"]

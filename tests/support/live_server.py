@@ -18,6 +18,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings, load_settings
+from server.http.serving import uvicorn_options
 
 
 def free_port() -> int:
@@ -38,7 +39,9 @@ def listening_socket(send_buffer: int) -> socket.socket:
 
 
 class LiveServer:
-    def __init__(self, settings: Settings, send_buffer: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, send_buffer: int | None = None, uvicorn_overrides: dict[str, Any] | None = None
+    ) -> None:
         self.settings = settings
         self._socket = listening_socket(send_buffer) if send_buffer is not None else None
         self.port = int(self._socket.getsockname()[1]) if self._socket is not None else free_port()
@@ -49,11 +52,8 @@ class LiveServer:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http="httptools",
-            ws="websockets-sansio",
-            access_log=False,
-            log_config=None,
             timeout_graceful_shutdown=5,
+            **{**uvicorn_options(settings), **(uvicorn_overrides or {})},  # the limits `qwen3-tts-server` uses
         )
         self._server = uvicorn.Server(config)
         sockets = [self._socket] if self._socket is not None else None
@@ -102,12 +102,15 @@ def dev_settings(custom_voice_dir: Path, base_dir: Path, voices_dir: Path) -> di
 
 
 @contextmanager
-def live_server(send_buffer: int | None = None, **overrides: Any) -> Iterator[LiveServer]:
-    """Start a server with these settings (on top of the environment's), stop it after."""
+def live_server(
+    send_buffer: int | None = None, uvicorn_overrides: dict[str, Any] | None = None, **overrides: Any
+) -> Iterator[LiveServer]:
+    """Start a server with these settings (on top of the environment's), stop it after;
+    `uvicorn_overrides` stands for a server in front that is configured otherwise."""
     overrides.setdefault("warmup", False)
     # One torch thread: on two shared cores the tiny checkpoint runs several times faster.
     overrides.setdefault("torch_threads", 1)
-    server = LiveServer(load_settings(**overrides), send_buffer).start()
+    server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start()
     try:
         yield server
     finally:

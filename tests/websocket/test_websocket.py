@@ -4,14 +4,19 @@ leave the connection usable, and clients that leave mid-utterance."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import time
 
 import numpy as np
+import pytest
 import soxr
 
 from server.text import split_sentences
 from tests.support.audio import decode_av, decode_pcm16
+from tests.support.engine_control import inference_held, on_server_loop, wait_until
 from tests.support.live_server import LiveServer, RecordCollector
 from tests.support.ws import receive_first_audio, receive_until_end, send, ws_connect
 
@@ -186,3 +191,46 @@ def test_max_frame_size_fits_default_clients(server: LiveServer) -> None:
     assert answer.last["event"] == "done"
     assert json.dumps(answer.events)  # events are plain JSON
     assert len(answer.audio) <= answer.frames * 64 * 1024
+
+
+def test_message_types_that_are_not_strings_are_error_events(
+    server: LiveServer, request_log: RecordCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), ws_connect(server) as socket:
+        for kind in (["delta"], {"a": 1}, 3, None, True):
+            send(socket, {"type": kind, "text": "Hello."})
+            error = receive_until_end(socket).last
+            if kind is None:  # an absent type: an utterance without `input` and `voice`
+                assert error["event"] == "error" and error["param"] in ("input", "voice")
+                continue
+            assert error["event"] == "error" and error["param"] == "type", error
+            assert "start, delta or flush" in error["detail"]
+        send(socket, {**UTTERANCE, "input": "Still usable."})
+        assert receive_until_end(socket).last["event"] == "done"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+
+def test_abandoned_text_streams_leave_no_pending_task(server: LiveServer) -> None:
+    # Twelve complete sentences while the first is held in the engine: the sentence queue
+    # fills and the connection waits to hand over the next one when the client leaves.
+    text = " ".join(f"Sentence {i} waits its turn." for i in range(12)) + " And"
+    with RecordCollector().attached("asyncio", logging.WARNING) as asyncio_log:
+        for n in range(3):
+            with inference_held(server):
+                with ws_connect(server, additional_headers={"X-Request-ID": f"ws-abandon-{n}"}) as socket:
+                    send(socket, {"type": "start", "voice": "Ryan", "max_new_tokens": 8})
+                    send(socket, {"type": "delta", "text": text})
+                    wait_until(lambda: server.health()["queue_depth"] == 1)  # the first sentence's job
+                wait_until(lambda: server.health()["queue_depth"] == 0)
+        wait_until(lambda: not on_server_loop(server, pending_puts()), timeout=30)
+        gc.collect()
+    destroyed = [r for r in asyncio_log.records if "destroyed but it is pending" in r.getMessage()]
+    assert destroyed == []
+
+
+async def pending_puts() -> list[str]:
+    return [
+        repr(task)
+        for task in asyncio.all_tasks()
+        if not task.done() and getattr(task.get_coro(), "__qualname__", "") == "Queue.put"
+    ]
