@@ -26,7 +26,19 @@ from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
 router = APIRouter()
 
 PCM_ENDPOINT = "/v1/audio/speech/stream/pcm"
-PCM_HEADERS = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Sample-Width": "2", "X-Channels": "1"}
+
+
+def pcm_headers(sample_rate: int) -> dict[str, str]:
+    """The raw stream's layout, under our names and the earlier server's (its clients read
+    X-PCM-*)."""
+    return {
+        "X-Sample-Rate": str(sample_rate),
+        "X-Sample-Width": "2",
+        "X-Channels": "1",
+        "X-PCM-Sample-Rate": str(sample_rate),
+        "X-PCM-Bit-Depth": "16",
+        "X-PCM-Channels": "1",
+    }
 
 
 async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
@@ -100,5 +112,5 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
     plan = await service.plan_request(body.model_copy(update={"response_format": "pcm"}), endpoint=PCM_ENDPOINT)
     response = await speak(request, service, plan, streamed=body.stream)
-    response.headers.update(PCM_HEADERS)
+    response.headers.update(pcm_headers(SAMPLE_RATE))
     return response

@@ -46,6 +46,8 @@ async def health(request: Request) -> dict[str, Any]:
         # are for callers with a key.
         return {"status": status, "model_loaded": engine.slots["custom_voice"].backend is not None}
     preset = engine.slots["custom_voice"]
+    output: OutputCache = request.app.state.output_cache
+    clones: CloneService = request.app.state.clones
     # Services add their own sections (e.g. the clone prompt cache) through this hook.
     sections: dict[str, Callable[[], Any]] = getattr(request.app.state, "health_sections", {})
     return {
@@ -54,7 +56,12 @@ async def health(request: Request) -> dict[str, Any]:
         "model_loaded": preset.backend is not None,
         "model_id": preset.model_id,
         "cuda": preset.device.startswith("cuda"),
-        "voices": _voices(request),
+        # The earlier server listed its voices in lower case and its clients look names up
+        # that way (`"vivian" in voices`); names resolve in any case, so nothing is lost.
+        "voices": [name.lower() for name in _voices(request)],
+        # ...and its cache sizes at the top level (the full figures are under "cache").
+        "audio_cache_size": output.stats()["size"],
+        "voice_cache_size": clones.cache.stats()["size"],
         **report,
         **{name: describe() for name, describe in sections.items()},
     }
@@ -65,7 +72,9 @@ async def clear_caches(request: Request) -> dict[str, Any]:
     """Empty the output cache and the clone prompt cache; the counts cleared come back."""
     output: OutputCache = request.app.state.output_cache
     clones: CloneService = request.app.state.clones
-    return {"cleared": {"output": output.clear(), "prompt": clones.cache.clear()}}
+    cleared = {"output": output.clear(), "prompt": clones.cache.clear()}
+    # The earlier server's names for the same counts, for its clients.
+    return {"cleared": cleared, "audio_cleared": cleared["output"], "voice_cleared": cleared["prompt"]}
 
 
 @v1_router.get("/v1/models")
