@@ -26,7 +26,10 @@ CacheState = Literal["hit", "miss", "bypass"]
 
 
 def attachment_headers(plan: SpeechPlan, instructions_ignored: bool) -> dict[str, str]:
-    headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"'}
+    headers = {
+        "Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"',
+        "X-Sample-Rate": str(plan.sample_rate),
+    }
     if instructions_ignored:
         headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
     return headers

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -44,6 +45,10 @@ class SpeechPlan:
     voice_label: str
     chars: int
     instructions_given: bool
+    # The rate the client gets (resampled at the front door from the model's 24 kHz) and
+    # one linear gain for the whole request, applied to every chunk alike.
+    sample_rate: int = SAMPLE_RATE
+    gain: float = 1.0
 
 
 @dataclass
@@ -147,6 +152,8 @@ class SpeechOptions:
     seed: int | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_tokens: int | None = None
+    sample_rate: int = SAMPLE_RATE
+    gain: float = 1.0
 
 
 def sampling_of(request: SamplingFields) -> SamplingParams:
@@ -169,6 +176,8 @@ def options_of(request: VoiceFields, text: str) -> SpeechOptions:
         seed=request.seed,
         sampling=sampling_of(request),
         max_new_tokens=request.max_new_tokens,
+        sample_rate=request.sample_rate,
+        gain=request.gain,
     )
 
 
@@ -248,6 +257,8 @@ class SpeechService:
             voice_label=voice.label,
             chars=len(options.input),
             instructions_given=bool(options.instructions),
+            sample_rate=options.sample_rate,
+            gain=options.gain,
         )
 
     async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
@@ -306,6 +317,10 @@ class SpeechService:
                             "batch_size": chunk.stats.batch_max,
                         },
                     )
+                if plan.gain != 1.0 and chunk.pcm.size:
+                    # Constant, so streamed and whole responses stay the same audio; the
+                    # encoders clip what a positive gain pushes past full scale.
+                    chunk = dataclasses.replace(chunk, pcm=(chunk.pcm * np.float32(plan.gain)).astype(np.float32))
                 yield chunk
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
@@ -345,6 +360,10 @@ class SpeechService:
             fields["sampling"] = sampling
         if plan.job.token_cap != self.token_cap:
             fields["max_new_tokens"] = plan.job.token_cap
+        if plan.sample_rate != SAMPLE_RATE:
+            fields["sample_rate"] = plan.sample_rate
+        if plan.gain != 1.0:
+            fields["gain"] = round(plan.gain, 4)
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)
