@@ -36,6 +36,7 @@ from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.synthesis import SpeechService
+from server.speech.voice_map import build_voice_catalog
 from server.websocket import router as websocket
 
 log = logging.getLogger("qwen3-tts")
@@ -72,7 +73,8 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         settings.min_reference_seconds,
         settings.max_reference_seconds,
     )
-    library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+    catalog = app.state.voice_catalog
+    library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id, catalog.reserved())
     output_cache = OutputCache(settings.audio_cache_max, settings.audio_cache_max_bytes)
     app.state.clones = clones
     app.state.voice_library = library
@@ -92,7 +94,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         engine,
         app.state.models,
         settings.max_new_tokens,
-        LibraryVoices(library),
+        LibraryVoices(library, catalog),
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
@@ -124,6 +126,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
+    # The checkpoint's speakers and VOICE_MAP, checked now: a bad map stops startup.
+    app.state.voice_catalog = build_voice_catalog(settings.model_id, settings.voice_map, settings.voices_dir)
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)

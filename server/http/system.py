@@ -13,7 +13,7 @@ from server.audio.resample import ALLOWED_SAMPLE_RATES
 from server.engine.jobs import SAMPLE_RATE
 from server.engine.scheduler import Engine
 from server.http.auth import require_api_key
-from server.speech.catalog import ModelCatalog, accepted_voice_names
+from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.keys import key_error
 from server.speech.library import VoiceLibrary
@@ -31,7 +31,8 @@ _CREATED = int(time.time())
 
 def _voices(request: Request) -> list[str]:
     library: VoiceLibrary = request.app.state.voice_library
-    return accepted_voice_names(library.names())
+    catalog: VoiceCatalog = request.app.state.voice_catalog
+    return catalog.names(library.names())
 
 
 @router.get("/health")
@@ -108,6 +109,7 @@ async def list_audio_models(request: Request) -> dict[str, Any]:
 @v1_router.get("/v1/info")
 async def info(request: Request) -> dict[str, Any]:
     engine: Engine = request.app.state.engine
+    catalog: VoiceCatalog = request.app.state.voice_catalog
     return {
         "model_id": engine.slots["custom_voice"].model_id,
         "clone_model_id": engine.slots["base"].model_id,
@@ -117,6 +119,11 @@ async def info(request: Request) -> dict[str, Any]:
         "formats": list(SUPPORTED_FORMATS),
         "languages": ["Auto", *SUPPORTED_LANGUAGES],
         "voices": _voices(request),
+        # The preset slot's speakers (read from its checkpoint, the released nine by default),
+        # their dialects, and the names mapped onto speakers or saved voices.
+        "speakers": [{"name": name, "dialect": catalog.checkpoint.dialects.get(name)} for name in catalog.speakers],
+        "speakers_source": catalog.checkpoint.source,
+        "voice_map": {alias.name: alias.describe() for alias in catalog.aliases.values()},
         "max_input_chars": MAX_INPUT_CHARS,
         "websocket": WEBSOCKET_PATH,
     }

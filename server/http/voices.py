@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from server.http.uploads import bounded_form, read_file, text_field
-from server.speech.catalog import OPENAI_VOICES, QWEN_SPEAKERS
+from server.speech.catalog import VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.keys import key_error
 from server.speech.library import VoiceLibrary
@@ -47,9 +47,17 @@ async def create_voice(request: Request) -> dict[str, Any]:
 async def list_voices(request: Request) -> dict[str, Any]:
     """Open WebUI reads this without a key, so it is open; with API_KEYS set, saved (cloned)
     voices, which are people's voices, are listed only to callers with a key."""
-    presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in QWEN_SPEAKERS]
-    presets += [{"id": name, "name": name, "type": "preset", "speaker": spk} for name, spk in OPENAI_VOICES.items()]
-    if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
+    catalog: VoiceCatalog = request.app.state.voice_catalog
+    presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in catalog.speakers]
+    anonymous = key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None
+    for alias in catalog.aliases.values():
+        entry: dict[str, Any] = {"id": alias.name, "name": alias.name, "type": "preset"}
+        if alias.speaker is not None:
+            entry["speaker"] = alias.speaker
+        elif not anonymous:  # a saved voice's name is for callers with a key, like the voice
+            entry["voice"] = alias.saved
+        presets.append(entry)
+    if anonymous:
         return {"voices": presets}
     saved = [{**voice.public(), "type": "cloned"} for voice in _library(request).voices()]
     return {"voices": presets + saved}

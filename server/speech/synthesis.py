@@ -22,7 +22,7 @@ from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
-from server.speech.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
+from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.recent import RecentRequests
 from server.speech.requests import SamplingFields, SpeechRequest, VoiceFields
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
@@ -130,14 +130,17 @@ class VoiceResolver(Protocol):
 
 
 class PresetVoices:
-    """Resolves the preset speakers and OpenAI's names for them."""
+    """Resolves the checkpoint's speakers and the names mapped onto them (OpenAI's, VOICE_MAP's)."""
+
+    def __init__(self, catalog: VoiceCatalog | None = None) -> None:
+        self.catalog = catalog or VoiceCatalog()
 
     async def resolve(self, name: str) -> ResolvedVoice:
-        preset = resolve_preset_voice(name)
-        if preset is None:
-            raise unknown_voice(name)
-        label = preset.speaker if preset.requested == preset.speaker else f"{preset.requested}->{preset.speaker}"
-        return ResolvedVoice(slot="custom_voice", label=label, speaker=preset.speaker)
+        speaker = self.catalog.speaker(name)
+        if speaker is None:
+            raise self.catalog.unknown_voice(name)
+        label = speaker if name.strip().lower() == speaker.lower() else f"{name}->{speaker}"
+        return ResolvedVoice(slot="custom_voice", label=label, speaker=speaker)
 
 
 @dataclass(frozen=True)
