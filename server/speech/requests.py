@@ -77,11 +77,19 @@ REFUSED_FIELDS: dict[str, str] = {
     "channels": "audio is mono",
     "pitch": "pitch shifting is not offered",
     "emotion": "describe the delivery in instructions instead",
+    "rate": "use speed (0.25 to 4.0)",
+    "format": "use response_format",
+    "lang_code": "use language (a name such as English, or an ISO code such as en)",
+    "return_timestamps": "word timestamps are not produced",
+    "return_download_link": "responses carry the audio itself",
+    "normalization_options": "text normalisation is not configurable",
 }
 # (Form fields arrive as strings.)
 _PASSING_VALUES: dict[str, tuple[object, ...]] = {
     "normalize": (False, None, "false", "0"),
     "channels": (1, None, "1"),
+    "return_timestamps": (False, None, "false", "0"),
+    "return_download_link": (False, None, "false", "0"),
 }
 
 

@@ -179,6 +179,10 @@ def test_gain_is_one_constant_over_the_whole_response(server: LiveServer) -> Non
         ({"volume": 80}, "volume"),
         ({"normalize": True}, "normalize"),
         ({"stream_mode": "sentence"}, "stream_mode"),
+        ({"rate": 1.2}, "rate"),
+        ({"lang_code": "a"}, "lang_code"),
+        ({"return_timestamps": True}, "return_timestamps"),
+        ({"pitch": 2}, "pitch"),
         ({"gain_db": 3, "volume_multiplier": 2}, "volume_multiplier"),
         ({"gain_db": 40}, "gain_db"),
     ],
@@ -192,6 +196,8 @@ def test_fields_that_cannot_be_honoured_are_refused_by_name(
 
 
 def test_values_that_ask_for_the_default_and_unknown_fields_pass(server: LiveServer) -> None:
-    response = whole(server, response_format="pcm", normalize=False, channels=1, some_future_field="x")
+    response = whole(
+        server, response_format="pcm", normalize=False, channels=1, return_timestamps=False, some_future_field="x"
+    )
     assert response.status_code == 200
     assert response.content == whole(server, response_format="pcm").content
