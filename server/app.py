@@ -17,6 +17,7 @@ from server.config import Settings
 from server.engine.errors import EngineError
 from server.engine.jobs import ChunkPlan, SlotName
 from server.engine.models import ModelSlot
+from server.engine.quantize import check_quantize_support
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, to_api_error, validation_error
@@ -48,7 +49,7 @@ def build_engine(settings: Settings) -> Engine:
     limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length)
 
     def loader(model_id: str) -> Any:
-        return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits)
+        return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits, settings.quantize)
 
     slots: dict[SlotName, ModelSlot] = {
         "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    check_quantize_support(settings.quantize, resolve_device(settings.device))  # fp8 without a GPU stops here
     app.state.models = ModelCatalog(settings.model_id, settings.clone_model_id)
     # The checkpoint's speakers and VOICE_MAP, checked now: a bad map stops startup.
     app.state.voice_catalog = build_voice_catalog(settings.model_id, settings.voice_map, settings.voices_dir)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     warmup: bool = True
     # CPU threads for torch's intra-op pool; 0 leaves torch's default (one per core).
     torch_threads: int = Field(default=0, ge=0)
+    # Weight-only quantization of the talker and code predictor (torchao); fp8 needs a GPU of
+    # compute capability 8.9 or newer. The codec stays in full precision.
+    quantize: Literal["none", "int8", "fp8"] = "none"
 
     max_queue_depth: int = Field(default=16, ge=1)
     # Sequences generated together, frame by frame; each reserves a row of key/value memory.
