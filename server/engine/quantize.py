@@ -36,7 +36,10 @@ def check_quantize_support(mode: QuantizeMode, device: str) -> None:
     try:
         import torchao  # noqa: F401
     except ImportError as exc:
-        raise QuantizeUnsupported(f"QUANTIZE={mode} needs the torchao package, which is not installed") from exc
+        raise QuantizeUnsupported(
+            f"QUANTIZE={mode} needs torchao, which is not installed: install the `quantize` extra "
+            "(uv sync --extra quantize; in the image: --build-arg EXTRAS=quantize)"
+        ) from exc
     if mode != "fp8":
         return
     if not device.startswith("cuda") or not torch.cuda.is_available():
