@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from server.audio.dsp import SAMPLE_RATE
-from server.audio.resample import UnsupportedSampleRateError, check_sample_rate
+from server.audio.resample import ALLOWED_SAMPLE_RATES, UnsupportedSampleRateError, check_sample_rate
 from server.errors import invalid_request
 
 MAX_INPUT_CHARS = 4096
@@ -108,7 +108,7 @@ class OutputFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = Field(default=SAMPLE_RATE, json_schema_extra={"enum": list(ALLOWED_SAMPLE_RATES)})
     gain_db: float | None = Field(default=None, ge=MIN_GAIN_DB, le=MAX_GAIN_DB, allow_inf_nan=False)
     # Kokoro-FastAPI's name for a linear gain.
     volume_multiplier: float | None = Field(default=None, gt=0, le=MAX_VOLUME_MULTIPLIER, allow_inf_nan=False)
