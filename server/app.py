@@ -34,11 +34,14 @@ from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
 from server.speech.library import LibraryVoices, VoiceLibrary
+from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.synthesis import SpeechService
 from server.speech.voice_map import build_voice_catalog
+from server.vllm_omni import router as vllm_omni
 from server.websocket import router as websocket
+from server.wyoming.server import WyomingServer, build_wyoming_server
 
 log = logging.getLogger("qwen3-tts")
 
@@ -91,15 +94,37 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.recent_requests = RecentRequests()
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
+    voices = LibraryVoices(library, catalog)
+    app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes)
     app.state.speech = SpeechService(
         engine,
         app.state.models,
         settings.max_new_tokens,
-        LibraryVoices(library, catalog),
+        voices,
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
+        request_voices=app.state.omni_voices,
     )
+
+
+async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | None:
+    """The Wyoming listener on WYOMING_PORT (None when it is 0), over the same services."""
+    app.state.wyoming = None
+    if not settings.wyoming_port:
+        return None
+    server = build_wyoming_server(
+        app.state.speech,
+        app.state.voice_library,
+        settings.send_timeout,
+        host=settings.wyoming_host or settings.host,
+        port=settings.wyoming_port,
+        keyed=bool(settings.api_keys),
+        catalog=app.state.voice_catalog,
+    )
+    await server.start()
+    app.state.wyoming = server
+    return server
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -108,10 +133,14 @@ def create_app(settings: Settings) -> FastAPI:
         engine = build_engine(settings)
         build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
-        log.info("server ready", extra={"settings": settings.public_view()})
+        wyoming: WyomingServer | None = None
         try:
+            wyoming = await start_wyoming(app, settings)  # a port in use stops the start, engine included
+            log.info("server ready", extra={"settings": settings.public_view()})
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await engine.stop(settings.shutdown_grace)
 
     docs = settings.docs_enabled
@@ -157,6 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
         voices.router,
         voices.listing_router,
         websocket.router,
+        vllm_omni.router,
     )
     for router in routers:
         app.include_router(router)

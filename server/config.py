@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Serve /docs, /redoc and /openapi.json (behind the API key when API_KEYS is set).
     docs_enabled: bool = True
     shutdown_grace: float = Field(default=30.0, ge=0)
+    # The Wyoming server (Home Assistant) in the same process; 0 = off. Its host defaults to HOST.
+    wyoming_port: int = Field(default=0, ge=0, le=65535)
+    wyoming_host: str = ""
 
     @field_validator("device")
     @classmethod

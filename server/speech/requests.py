@@ -197,8 +197,43 @@ class SpokenText(BaseModel):
         return value
 
 
-class SpeechRequest(VoiceFields, SpokenText):
-    """OpenAI's speech body, with this server's extensions."""
+# vLLM-Omni's reference transcripts and first chunks: bounds of its speech fields here.
+MAX_REF_TEXT_CHARS = 2048
+MAX_FIRST_CHUNK_FRAMES = 100
+# A request whose voice is its inline `ref_audio` may leave `voice` out; it is logged as this.
+INLINE_VOICE = "ref_audio"
+
+
+class OmniFields(BaseModel):
+    """vLLM-Omni's speech extensions (its HTTP body and its speech socket's session.config):
+    which Qwen3-TTS task speaks, an inline reference for cloning, the size of the first
+    streamed chunk. How they map onto this server's voices is server.speech.omni's work."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_type: Literal["CustomVoice", "Base", "VoiceDesign"] | None = None
+    # A data URL (or bare base64) of the reference recording; its decoded size is bounded
+    # by MAX_UPLOAD_BYTES, the string by the body limit before anything parses it.
+    ref_audio: str | None = Field(default=None, min_length=1)
+    ref_text: str | None = Field(default=None, max_length=MAX_REF_TEXT_CHARS)
+    x_vector_only_mode: bool | None = None
+    initial_codec_chunk_frames: int | None = Field(default=None, ge=1, le=MAX_FIRST_CHUNK_FRAMES)
+
+    def uses_omni_voice(self) -> bool:
+        """Whether the voice is chosen by these fields rather than by `voice` alone."""
+        return self.task_type is not None or self.ref_audio is not None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_voice(cls, data: Any) -> Any:
+        # With ref_audio the reference is the voice: vLLM-Omni clients may send no `voice`.
+        if isinstance(data, dict) and data.get("ref_audio") and data.get("voice") is None:
+            return {**data, "voice": INLINE_VOICE}
+        return data
+
+
+class SpeechRequest(VoiceFields, SpokenText, OmniFields):
+    """OpenAI's speech body, with this server's extensions and vLLM-Omni's."""
 
     stream_format: Literal["audio", "sse"] = "audio"
     # False answers one whole file with exact headers and length instead of a chunked stream.

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +24,7 @@ from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
 from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.recent import RecentRequests
-from server.speech.requests import SamplingFields, SpeechRequest, VoiceFields
+from server.speech.requests import OmniFields, SamplingFields, SpeechRequest, VoiceFields
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
 from server.text.pieces import split_pieces
 
@@ -129,6 +129,12 @@ class VoiceResolver(Protocol):
         ...
 
 
+class RequestVoices(Protocol):
+    async def for_request(self, request: VoiceFields) -> ResolvedVoice:
+        """The voice of a whole request (its `voice` and whatever other fields choose one)."""
+        ...
+
+
 class PresetVoices:
     """Resolves the checkpoint's speakers and the names mapped onto them (OpenAI's, VOICE_MAP's)."""
 
@@ -157,6 +163,9 @@ class SpeechOptions:
     max_new_tokens: int | None = None
     sample_rate: int = SAMPLE_RATE
     gain: float = 1.0
+    # Frames before a stream's first chunk (vLLM-Omni's initial_codec_chunk_frames);
+    # None keeps STREAM_FIRST_CHUNK_FRAMES.
+    first_chunk_frames: int | None = None
 
 
 def sampling_of(request: SamplingFields) -> SamplingParams:
@@ -181,6 +190,7 @@ def options_of(request: VoiceFields, text: str) -> SpeechOptions:
         max_new_tokens=request.max_new_tokens,
         sample_rate=request.sample_rate,
         gain=request.gain,
+        first_chunk_frames=request.initial_codec_chunk_frames if isinstance(request, OmniFields) else None,
     )
 
 
@@ -194,6 +204,7 @@ class SpeechService:
         metrics: Metrics | None = None,
         chunks: ChunkPlan | None = None,
         recent: RecentRequests | None = None,
+        request_voices: RequestVoices | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
@@ -202,6 +213,8 @@ class SpeechService:
         self.metrics = metrics
         self.chunk_plan = chunks or ChunkPlan()
         self.recent = recent
+        # Resolves requests that may choose their voice by more than `voice` (vLLM-Omni's fields).
+        self.request_voices = request_voices
 
     async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
@@ -213,6 +226,8 @@ class SpeechService:
         if request.model is not None:
             self.models.require(request.model)
         fmt = resolve_format(request.response_format)
+        if self.request_voices is not None:
+            return await self.request_voices.for_request(request), fmt
         return await self.voices.resolve(request.voice_name), fmt
 
     def token_cap_for(self, requested: int | None) -> int:
@@ -249,7 +264,7 @@ class SpeechService:
             instruct=options.instructions or None,
             seed=options.seed,
             sampling=options.sampling,
-            chunks=self.chunk_plan,
+            chunks=self._chunk_plan(options.first_chunk_frames),
             interactive=interactive,
         )
         return SpeechPlan(
@@ -263,6 +278,11 @@ class SpeechService:
             sample_rate=options.sample_rate,
             gain=options.gain,
         )
+
+    def _chunk_plan(self, first_frames: int | None) -> ChunkPlan:
+        if first_frames is None:
+            return self.chunk_plan
+        return replace(self.chunk_plan, first_frames=first_frames)
 
     async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio as the engine hands it over, chunk by chunk (a few frames each).

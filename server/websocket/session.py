@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 from server.audio.formats import FormatSpec
 from server.errors import APIError, invalid_request
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
-from server.text.incremental import SentenceAccumulator
+from server.speech.text_stream import TextStream
 from server.websocket.protocol import (
     ClientMessage,
     StreamFields,
@@ -39,8 +39,6 @@ log = logging.getLogger("qwen3-tts")
 ENDPOINT = "/v1/audio/speech/ws"
 # Messages read ahead while one is served; beyond that the reader waits (and TCP pushes back).
 INBOX_LIMIT = 64
-# Complete sentences waiting for the voice of a text stream; beyond that deltas wait.
-SENTENCES_AHEAD = 8
 
 Inbox = asyncio.Queue[ClientMessage | APIError]
 
@@ -56,24 +54,13 @@ class _Voice:
 
 @dataclass
 class _TextStream:
-    """An open text stream: the sentences ready to speak and the task speaking them."""
+    """An open text stream: its voice, one continuous audio output for all its sentences,
+    and the shared text stream service speaking each sentence once it is complete."""
 
     voice: _Voice
     request_id: str
-    sentences: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(SENTENCES_AHEAD))
-    accumulator: SentenceAccumulator = field(default_factory=SentenceAccumulator)
-    task: asyncio.Task[bool] | None = None
-
-    def ended_in_failure(self) -> bool:
-        return self.task is not None and self.task.done() and not self.task.cancelled() and not self.task.result()
-
-    async def push(self, sentence: str | None) -> None:
-        """Queue a sentence (None: the end) for the voice, unless the voice has stopped."""
-        assert self.task is not None
-        put = asyncio.create_task(self.sentences.put(sentence))
-        done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
-            put.cancel()
+    out: AudioOut
+    text: TextStream = field(init=False)
 
 
 class Connection:
@@ -115,7 +102,7 @@ class Connection:
         try:
             while True:
                 message = await inbox.get()
-                if stream is not None and stream.ended_in_failure():
+                if stream is not None and stream.text.failed:
                     stream = None  # its error event ended it
                 try:
                     stream = await self._answer(message, stream)
@@ -123,10 +110,8 @@ class Connection:
                     self._log_refusal(exc)
                     await self.speaker.send_event(error_event(exc))
         finally:
-            if stream is not None and stream.task is not None:
-                stream.task.cancel()  # the client left mid-stream: stop the sentence being spoken
-                with contextlib.suppress(asyncio.CancelledError, ClientGone):
-                    await stream.task
+            if stream is not None:
+                await stream.text.cancel()  # the client left mid-stream: stop the sentence being spoken
 
     def _log_refusal(self, error: APIError) -> None:
         # Like refused HTTP requests: messages refused before synthesis get their own line.
@@ -148,8 +133,7 @@ class Connection:
             raise message
         if stream is not None:
             if isinstance(message, TextDelta):
-                for sentence in stream.accumulator.feed(message.text):
-                    await stream.push(sentence)
+                await stream.text.feed(message.text)
                 return stream
             if isinstance(message, TextFlush):
                 await self._finish_text(stream)
@@ -180,34 +164,25 @@ class Connection:
             await self.speaker.send_event({"event": "done", "id": request_id})
 
     async def _start_text(self, message: TextStart) -> _TextStream:
-        stream = _TextStream(await self._prepare(message), next(self._ids))
-        stream.task = asyncio.create_task(self._voice_text(stream))
+        prepared = await self._prepare(message)
+        stream = _TextStream(prepared, next(self._ids), AudioOut(prepared.fmt, prepared.fields.sample_rate))
+        stream.text = TextStream(lambda sentence, index: self._speak_sentence(stream, sentence, index))
         return stream
 
     async def _finish_text(self, stream: _TextStream) -> None:
-        for sentence in stream.accumulator.flush():
-            await stream.push(sentence)
-        await stream.push(None)
-        assert stream.task is not None
-        if await stream.task:
+        if await stream.text.finish():
+            await self.speaker.send_audio(await stream.out.finish())
             await self.speaker.send_event({"event": "done", "id": stream.request_id})
 
-    async def _voice_text(self, stream: _TextStream) -> bool:
-        """Speak the stream's sentences in order as they become ready; False after a failure."""
+    async def _speak_sentence(self, stream: _TextStream, sentence: str, index: int) -> bool:
+        """Speak one sentence of the stream; False (after an error event) when it failed."""
         prepared = stream.voice
-        out = AudioOut(prepared.fmt, prepared.fields.sample_rate)
-        index = 0
-        while (sentence := await stream.sentences.get()) is not None:
-            try:
-                plan = self.service.plan(
-                    options_of(prepared.fields, sentence), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
-                )
-            except APIError as exc:
-                await self.speaker.send_event(error_event(exc))
-                return False
-            await self.speaker.send_event({"event": "sentence", "index": index, "text": sentence})
-            if not await self.speaker.speak(plan, out, f"{stream.request_id}.{index}"):
-                return False
-            index += 1
-        await self.speaker.send_audio(await out.finish())
-        return True
+        try:
+            plan = self.service.plan(
+                options_of(prepared.fields, sentence), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
+            )
+        except APIError as exc:
+            await self.speaker.send_event(error_event(exc))
+            return False
+        await self.speaker.send_event({"event": "sentence", "index": index, "text": sentence})
+        return await self.speaker.speak(plan, stream.out, f"{stream.request_id}.{index}")

@@ -1,0 +1,53 @@
+"""Speaking one plan to a listener that takes PCM chunk by chunk, logged once with the status
+it really ended with. Protocol-free: a front door hands over how a chunk reaches its client.
+
+The WebSocket has its own speaker (it sends error events itself); the Wyoming server and
+vLLM-Omni's speech socket share this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from server.errors import APIError, to_api_error
+from server.logs import request_id_var
+from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+
+Deliver = Callable[[np.ndarray], Awaitable[None]]
+
+
+class ListenerGone(Exception):
+    """The client went away (or stopped reading); nothing more can be sent to it."""
+
+
+async def speak_plan(service: SpeechService, plan: SpeechPlan, request_id: str, deliver: Deliver) -> None:
+    """Hand the plan's audio to `deliver` as the engine produces it (float32 PCM at 24 kHz).
+
+    Raises APIError when synthesis fails (queue full, timeout, engine error), after logging
+    it; ListenerGone or CancelledError when the client left, after stopping the engine job
+    and logging 499."""
+    token = request_id_var.set(request_id)
+    stats = SpeechStats()
+    status, error = 200, None
+    segments = service.chunks(plan, stats)
+    try:
+        async for pcm in segments:
+            await deliver(pcm)
+            stats.mark_sent(int(pcm.shape[0]))
+    except (asyncio.CancelledError, ListenerGone):
+        status, error = 499, "client disconnected"
+        raise
+    except APIError as exc:
+        status, error = exc.status, exc.message
+        raise
+    except Exception as exc:
+        api_error = to_api_error(exc)
+        status, error = api_error.status, str(exc) or type(exc).__name__
+        raise api_error from exc
+    finally:
+        await segments.aclose()  # stops the engine job when the client left mid-plan
+        service.log_request(plan, stats, status, error)
+        request_id_var.reset(token)

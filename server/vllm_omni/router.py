@@ -1,0 +1,51 @@
+"""WS /v1/audio/speech/stream: checks the key in the forms vLLM-Omni's clients send it,
+accepts, hands the connection to a session. (POST on the same path is the sentence SSE
+stream; HTTP and WebSocket routes of one path do not meet.)"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from fastapi import APIRouter, WebSocket
+
+from server.http.responses import OrjsonResponse
+from server.speech.keys import check_key
+from server.vllm_omni.session import ENDPOINT, LOG_ENDPOINT, OmniConnection
+
+router = APIRouter()
+log = logging.getLogger("qwen3-tts")
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+KEY_PARAM = "api_key"
+# vLLM's own clients send a bearer token; LiveKit's plugin (Baseten) sends `Api-Key <key>`.
+_SCHEMES = ("bearer", "api-key")
+HOW = "'Authorization: Bearer <key>', 'Authorization: Api-Key <key>' or the api_key query parameter"
+
+
+def presented_key(authorization: str | None, query_key: str | None) -> str | None:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() in _SCHEMES and token.strip():
+        return token.strip()
+    return query_key or None
+
+
+@router.websocket(ENDPOINT)
+async def omni_speech_websocket(websocket: WebSocket) -> None:
+    incoming = websocket.headers.get("x-request-id", "")
+    connection_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+    key = presented_key(websocket.headers.get("authorization"), websocket.query_params.get(KEY_PARAM))
+    error = check_key(websocket.app.state.api_keys, key, HOW)
+    if error is not None:
+        log.info(
+            "request refused",
+            extra={"request_id": connection_id, "endpoint": LOG_ENDPOINT, "status": error.status, "code": error.code},
+        )
+        await websocket.send_denial_response(
+            OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
+        )
+        return
+    await websocket.accept()
+    state = websocket.app.state
+    await OmniConnection(websocket, state.speech, state.omni_voices, connection_id, state.settings.send_timeout).run()

@@ -1,0 +1,268 @@
+"""One connection of vLLM-Omni's speech socket.
+
+A reader task parses text frames into the inbox; the server task answers them in order.
+`session.config` is validated and its voice resolved at once (an inline reference becomes
+a clone prompt once, for every sentence after it); `input.text` feeds the utterance's text
+stream, which speaks each sentence (one interactive engine job) as soon as it is complete;
+`input.done` speaks the rest and answers `session.done`, and the connection stays open for
+the next utterance. A sentence that fails answers `error` and `audio.done` with
+`"error": true`, and the utterance goes on with its next sentence, as vLLM-Omni does. When
+the client goes, the server task is cancelled and the sentence being spoken stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server.audio.dsp import to_pcm16_bytes
+from server.audio.encoders import encode_whole
+from server.audio.formats import FormatSpec
+from server.engine.jobs import SAMPLE_RATE
+from server.errors import APIError, invalid_request
+from server.speech.omni import OmniVoices
+from server.speech.speaking import ListenerGone, speak_plan
+from server.speech.synthesis import (
+    ResolvedVoice,
+    SpeechOptions,
+    SpeechPlan,
+    SpeechService,
+    resolve_format,
+    resolve_language,
+    sampling_of,
+)
+from server.speech.text_stream import TextStream
+from server.vllm_omni.protocol import ClientMessage, InputText, SessionConfig, error_event, parse_message
+
+log = logging.getLogger("qwen3-tts")
+
+ENDPOINT = "/v1/audio/speech/stream"
+LOG_ENDPOINT = "/v1/audio/speech/stream (vllm-omni websocket)"
+INBOX_LIMIT = 64
+MAX_FRAME_BYTES = 64 * 1024
+# As vLLM-Omni: a connection must configure itself within this many seconds.
+CONFIG_TIMEOUT = 10.0
+NO_ALIGNER = "word timestamps need a forced aligner, which this server does not run"
+ALIGNMENT_KEYS = ("words", "word_start_times_seconds", "word_end_times_seconds")
+
+Inbox = asyncio.Queue[ClientMessage | APIError]
+
+
+@dataclass(frozen=True)
+class _Session:
+    config: SessionConfig
+    voice: ResolvedVoice
+    fmt: FormatSpec
+
+
+class OmniConnection:
+    def __init__(
+        self, websocket: WebSocket, service: SpeechService, voices: OmniVoices, connection_id: str, send_timeout: float
+    ) -> None:
+        self.websocket = websocket
+        self.service = service
+        self.voices = voices
+        self.connection_id = connection_id
+        self.send_timeout = send_timeout
+
+    async def run(self) -> None:
+        inbox: Inbox = asyncio.Queue(INBOX_LIMIT)
+        tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ListenerGone):
+                    await task
+
+    async def _read(self, inbox: Inbox) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                await inbox.put(invalid_request("send JSON messages as text frames, not binary"))
+                continue
+            try:
+                await inbox.put(parse_message(raw))
+            except APIError as exc:
+                await inbox.put(exc)
+
+    async def send_json(self, event: dict[str, Any]) -> None:
+        await self._send(self.websocket.send_json(event))
+
+    async def send_bytes(self, data: bytes) -> None:
+        for offset in range(0, len(data), MAX_FRAME_BYTES):
+            await self._send(self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES]))
+
+    async def _send(self, sending: Any) -> None:
+        try:
+            await asyncio.wait_for(sending, self.send_timeout)
+        except (WebSocketDisconnect, RuntimeError, TimeoutError) as exc:
+            raise ListenerGone() from exc
+
+    async def _serve(self, inbox: Inbox) -> None:
+        session: _Session | None = None
+        stream: TextStream | None = None
+        utterance = 0
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(inbox.get(), None if session else CONFIG_TIMEOUT)
+                except TimeoutError:
+                    await self.send_json(error_event(invalid_request("timeout waiting for session.config")))
+                    await self.websocket.close()
+                    return
+                try:
+                    if isinstance(message, APIError):
+                        raise message
+                    if message == "session.close":
+                        await self.websocket.close()
+                        return
+                    if isinstance(message, SessionConfig):
+                        if stream is not None:
+                            raise invalid_request(
+                                "session.config cannot change an utterance in progress: send input.done first",
+                                param="type",
+                            )
+                        session = await self._configure(message)
+                        continue
+                    if session is None:
+                        raise invalid_request("send session.config first", param="type")
+                    if isinstance(message, InputText):
+                        if stream is None:
+                            stream = self._open(session, utterance)
+                        await stream.feed(message.text)
+                        continue
+                    # input.done: the rest is spoken, then session.done; the connection stays open.
+                    spoken = 0
+                    if stream is not None:
+                        await stream.finish()
+                        spoken = stream.spoken
+                        stream = None
+                    await self.send_json(
+                        {"type": "session.done", "utterance_index": utterance, "total_sentences": spoken}
+                    )
+                    utterance += 1
+                except APIError as exc:
+                    self._refused(exc)
+                    await self.send_json(error_event(exc))
+        finally:
+            if stream is not None:
+                await stream.cancel()  # the client left mid-utterance: stop the sentence being spoken
+
+    def _refused(self, error: APIError) -> None:
+        log.info(
+            "request refused",
+            extra={
+                "request_id": self.connection_id,
+                "endpoint": LOG_ENDPOINT,
+                "status": error.status,
+                "code": error.code,
+                "param": error.param,
+                "error": error.message,
+            },
+        )
+
+    async def _configure(self, config: SessionConfig) -> _Session:
+        """Everything about the session checked before any text: model, format, language,
+        token cap, and the voice (an inline reference's prompt computed now)."""
+        if config.model is not None:
+            self.service.models.require(config.model)
+        fmt = resolve_format(config.response_format)
+        if config.stream_audio and fmt.name != "pcm":
+            raise invalid_request("stream_audio sends raw PCM: set response_format to pcm", param="stream_audio")
+        resolve_language(config.language, "")
+        self.service.token_cap_for(config.max_new_tokens)
+        voice = await self.voices.resolve(config, config.voice)
+        return _Session(config, voice, fmt)
+
+    def _options(self, config: SessionConfig, text: str) -> SpeechOptions:
+        return SpeechOptions(
+            input=text,
+            response_format=config.response_format,
+            speed=config.speed,
+            language=config.language,
+            instructions=config.instructions,
+            seed=config.seed,
+            sampling=sampling_of(config),
+            max_new_tokens=config.max_new_tokens,
+            first_chunk_frames=config.initial_codec_chunk_frames,
+        )
+
+    def _open(self, session: _Session, utterance: int) -> TextStream:
+        async def speak_sentence(sentence: str, index: int) -> bool:
+            await self._speak(session, sentence, utterance, index)
+            return True  # a failed sentence was answered; the utterance goes on
+
+        return TextStream(speak_sentence)
+
+    async def _speak(self, session: _Session, sentence: str, utterance: int, index: int) -> None:
+        config = session.config
+        request_id = f"{self.connection_id}-{utterance + 1}.{index}"
+        start: dict[str, Any] = {
+            "type": "audio.start",
+            "utterance_index": utterance,
+            "sentence_index": index,
+            "sentence_text": sentence,
+            "format": session.fmt.name,
+            "sample_rate": SAMPLE_RATE,
+            "channels": 1,
+        }
+        done: dict[str, Any] = {"type": "audio.done", "utterance_index": utterance, "sentence_index": index}
+        total = 0
+        started = False
+
+        async def begin() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await self.send_json(start)
+
+        gathered: list[np.ndarray] = []
+
+        async def deliver(pcm: np.ndarray) -> None:
+            nonlocal total
+            if not config.stream_audio:
+                gathered.append(pcm)  # one encoded file for the sentence, once it is complete
+                return
+            await begin()
+            data = to_pcm16_bytes(pcm)
+            total += len(data)
+            await self.send_bytes(data)
+
+        failed = False
+        try:
+            plan: SpeechPlan = self.service.plan(
+                self._options(config, sentence), session.voice, session.fmt, LOG_ENDPOINT, interactive=True
+            )
+            await speak_plan(self.service, plan, request_id, deliver)
+            if not config.stream_audio:
+                pcm = np.concatenate(gathered) if gathered else np.zeros(0, dtype=np.float32)
+                data = await asyncio.to_thread(encode_whole, pcm, session.fmt.name)
+                await begin()
+                total = len(data)
+                await self.send_bytes(data)
+        except APIError as exc:
+            failed = True
+            await begin()  # audio.start and audio.done stay paired
+            await self.send_json({**error_event(exc), "partial_audio": total > 0})
+        await begin()
+        done.update(total_bytes=total, error=failed)
+        if config.wants_word_timestamps:
+            alignment: dict[str, list[Any]] = {
+                "words": [],
+                "word_start_times_seconds": [],
+                "word_end_times_seconds": [],
+            }
+            done["timestamp_info"] = {"word_alignment": alignment, "reason": NO_ALIGNER}
+        await self.send_json(done)
