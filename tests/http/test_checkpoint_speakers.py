@@ -15,6 +15,8 @@ from server.devmodel import build_dev_checkpoint
 from server.devmodel import main as devmodel_main
 from server.speech.catalog import QWEN_SPEAKERS, VoiceMapError
 from server.speech.speakers import CheckpointConfigError
+from server.speech.voice_map import build_voice_catalog
+from server.wyoming.info import describe
 from tests.http.test_voice_library import create
 from tests.support.audio import decode_pcm16, decode_soundfile
 from tests.support.live_server import LiveServer, live_server
@@ -153,3 +155,9 @@ def test_devmodel_refuses_bad_speaker_lists(tmp_path: Path) -> None:
         assert exited.value.code == 2
     with pytest.raises(ValueError, match="only the custom_voice kind"):
         build_dev_checkpoint(tmp_path / "b", "base", speakers=["Zed"])
+
+
+def test_wyoming_describes_the_checkpoints_speakers_and_the_map(fine_tuned_dir: Path, tmp_path: Path) -> None:
+    catalog = build_voice_catalog(str(fine_tuned_dir), '{"alloy": "Zed"}', tmp_path)
+    names = [voice.name for voice in describe(None, "test", catalog).tts[0].voices]
+    assert names == ["Mara", "Zed", "alloy"]
