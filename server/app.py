@@ -37,6 +37,7 @@ from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
+from server.speech.speakers import check_loaded_speakers
 from server.speech.synthesis import SpeechService
 from server.speech.voice_map import build_voice_catalog
 from server.vllm_omni import router as vllm_omni
@@ -46,7 +47,7 @@ from server.wyoming.server import WyomingServer, build_wyoming_server
 log = logging.getLogger("qwen3-tts")
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, announced_speakers: tuple[str, ...] = ()) -> Engine:
     device = resolve_device(settings.device)
 
     limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length)
@@ -54,8 +55,13 @@ def build_engine(settings: Settings) -> Engine:
     def loader(model_id: str) -> Any:
         return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits, settings.quantize)
 
+    def preset_loader(model_id: str) -> Any:
+        loaded = loader(model_id)
+        check_loaded_speakers(loaded[0].speakers, announced_speakers)
+        return loaded
+
     slots: dict[SlotName, ModelSlot] = {
-        "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
+        "custom_voice": ModelSlot("custom_voice", settings.model_id, device, preset_loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
     return Engine(
@@ -130,7 +136,7 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = build_engine(settings)
+        engine = build_engine(settings, app.state.voice_catalog.speakers)
         build_services(app, settings, engine)
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
         wyoming: WyomingServer | None = None

@@ -114,3 +114,14 @@ def read_checkpoint_speakers(model_id: str) -> CheckpointSpeakers:
     found = speakers_of(config, "MODEL_ID's config.json")
     log.info("preset speakers read from the checkpoint", extra={"speakers": list(found.speakers)})
     return found
+
+
+def check_loaded_speakers(loaded: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    """Warn when the loaded model's speakers are not the ones the server announced (a hub
+    id whose config.json was not on this machine at start: the released nine were assumed).
+    Requests are validated against the announced list until the next start."""
+    if expected and {name.lower() for name in loaded} != {name.lower() for name in expected}:
+        log.warning(
+            "the loaded model's speakers differ from those announced at start; restart to serve them",
+            extra={"loaded": list(loaded), "announced": list(expected)},
+        )

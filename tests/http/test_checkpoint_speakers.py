@@ -14,12 +14,12 @@ import pytest
 from server.devmodel import build_dev_checkpoint
 from server.devmodel import main as devmodel_main
 from server.speech.catalog import QWEN_SPEAKERS, VoiceMapError
-from server.speech.speakers import CheckpointConfigError
+from server.speech.speakers import CheckpointConfigError, check_loaded_speakers
 from server.speech.voice_map import build_voice_catalog
 from server.wyoming.info import describe
 from tests.http.test_voice_library import create
 from tests.support.audio import decode_pcm16, decode_soundfile
-from tests.support.live_server import LiveServer, live_server
+from tests.support.live_server import LiveServer, RecordCollector, live_server
 
 SPEECH = "/v1/audio/speech"
 
@@ -161,3 +161,12 @@ def test_wyoming_describes_the_checkpoints_speakers_and_the_map(fine_tuned_dir: 
     catalog = build_voice_catalog(str(fine_tuned_dir), '{"alloy": "Zed"}', tmp_path)
     names = [voice.name for voice in describe(None, "test", catalog).tts[0].voices]
     assert names == ["Mara", "Zed", "alloy"]
+
+
+def test_a_model_whose_speakers_differ_from_the_announced_ones_is_reported() -> None:
+    with RecordCollector().attached() as log:
+        check_loaded_speakers(("mara", "zed"), ("Mara", "Zed"))  # the same, in the package's case
+        assert not log.records
+        check_loaded_speakers(("mara", "zed"), QWEN_SPEAKERS)  # a hub id assumed to have the nine
+    [record] = log.records
+    assert record.levelname == "WARNING" and record.loaded == ["mara", "zed"]  # type: ignore[attr-defined]
