@@ -60,11 +60,14 @@ def _config_path(model_id: str) -> Path | None:
     local = Path(model_id).expanduser()
     if local.is_dir():
         return local / "config.json"
+    if model_id.startswith(("/", ".", "~")):
+        return None  # a directory that is not there: loading it will say so, with its status
     try:
         from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - installed with the model package
+
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # not a valid hub id either: the load reports it, as for a missing one
         return None
-    cached = try_to_load_from_cache(model_id, "config.json")
     return Path(cached) if isinstance(cached, str) else None
 
 
