@@ -31,7 +31,15 @@ def serve() -> int:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
-    app = create_app(settings)
+    from server.engine.quantize import QuantizeUnsupported
+    from server.speech.catalog import VoiceMapError
+    from server.speech.speakers import CheckpointConfigError
+
+    try:
+        app = create_app(settings)
+    except (VoiceMapError, CheckpointConfigError, QuantizeUnsupported) as exc:
+        print(f"qwen3-tts-server: {exc}", file=sys.stderr)
+        return 2
     # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal once its own
     # handler is gone; with the default handler that kills the process (exit 143) after a
     # clean shutdown. This handler turns that re-raise into exit status 0.

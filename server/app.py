@@ -18,6 +18,7 @@ from server.engine.errors import EngineError
 from server.engine.guards import GuardLimits
 from server.engine.jobs import ChunkPlan, SlotName
 from server.engine.models import ModelSlot
+from server.engine.quantize import check_quantize_support
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.engine.watchdog import exit_process
@@ -39,7 +40,9 @@ from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
+from server.speech.speakers import check_loaded_speakers
 from server.speech.synthesis import SpeechService
+from server.speech.voice_map import build_voice_catalog
 from server.vllm_omni import router as vllm_omni
 from server.websocket import router as websocket
 from server.wyoming.server import WyomingServer, build_wyoming_server
@@ -47,7 +50,7 @@ from server.wyoming.server import WyomingServer, build_wyoming_server
 log = logging.getLogger("qwen3-tts")
 
 
-def build_engine(settings: Settings, exit_on_stall: bool = True) -> Engine:
+def build_engine(settings: Settings, exit_on_stall: bool = True, announced_speakers: tuple[str, ...] = ()) -> Engine:
     device = resolve_device(settings.device)
 
     guards = GuardLimits(
@@ -59,10 +62,15 @@ def build_engine(settings: Settings, exit_on_stall: bool = True) -> Engine:
     limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length, guards=guards)
 
     def loader(model_id: str) -> Any:
-        return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits)
+        return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits, settings.quantize)
+
+    def preset_loader(model_id: str) -> Any:
+        loaded = loader(model_id)
+        check_loaded_speakers(loaded[0].speakers, announced_speakers)
+        return loaded
 
     slots: dict[SlotName, ModelSlot] = {
-        "custom_voice": ModelSlot("custom_voice", settings.model_id, device, loader),
+        "custom_voice": ModelSlot("custom_voice", settings.model_id, device, preset_loader),
         "base": ModelSlot("base", settings.clone_model_id, device, loader),
     }
     if settings.design_model_id:  # off unless configured: nothing is reserved for it
@@ -94,7 +102,8 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         settings.min_reference_seconds,
         settings.max_reference_seconds,
     )
-    library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id)
+    catalog = app.state.voice_catalog
+    library = VoiceLibrary(settings.voices_dir, clones, settings.clone_model_id, catalog.reserved())
     output_cache = OutputCache(settings.audio_cache_max, settings.audio_cache_max_bytes)
     app.state.clones = clones
     app.state.voice_library = library
@@ -110,7 +119,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.recent_requests = RecentRequests()
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
-    voices = LibraryVoices(library)
+    voices = LibraryVoices(library, catalog)
     app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes, app.state.models.design_ids)
     app.state.speech = SpeechService(
         engine,
@@ -147,6 +156,7 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
         host=settings.wyoming_host or settings.host,
         port=settings.wyoming_port,
         keyed=bool(settings.api_keys),
+        catalog=app.state.voice_catalog,
     )
     await server.start()
     app.state.wyoming = server
@@ -156,7 +166,7 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
 def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = build_engine(settings, exit_on_stall)
+        engine = build_engine(settings, exit_on_stall, app.state.voice_catalog.speakers)
         build_services(app, settings, engine)
         await app.state.voice_library.load()
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
@@ -182,9 +192,12 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    check_quantize_support(settings.quantize, resolve_device(settings.device))  # fp8 without a GPU stops here
     app.state.models = ModelCatalog(
         settings.model_id, settings.clone_model_id, design_model_names(settings.design_model_id)
     )
+    # The checkpoint's speakers and VOICE_MAP, checked now: a bad map stops startup.
+    app.state.voice_catalog = build_voice_catalog(settings.model_id, settings.voice_map, settings.voices_dir)
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)

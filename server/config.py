@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     warmup: bool = True
     # CPU threads for torch's intra-op pool; 0 leaves torch's default (one per core).
     torch_threads: int = Field(default=0, ge=0)
+    # Weight-only quantization of the talker and code predictor (torchao); fp8 needs a GPU of
+    # compute capability 8.9 or newer. The codec stays in full precision.
+    quantize: Literal["none", "int8", "fp8"] = "none"
 
     max_queue_depth: int = Field(default=16, ge=1)
     # Sequences generated together, frame by frame; each reserves a row of key/value memory.
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 
     voices_dir: Path = Path("voices")
+    # Names mapped to speakers or saved voices (inline JSON, or a .json/.yaml file), over the
+    # built-in OpenAI names: {"alloy": "Vivian", "echo": "saved:Anna"}.
+    voice_map: str = ""
     voice_cache_max: int = Field(default=32, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # Finished responses kept for repeats of the same unseeded request; 0 disables the cache.

@@ -55,3 +55,12 @@ class StreamResampler:
             return np.zeros(0, dtype=np.float32)
         out: npt.NDArray[np.float32] = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         return out
+
+
+def resample_whole(pcm: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
+    """One complete utterance at `rate`, through the same streaming resampler a stream uses,
+    so a whole response is sample for sample the concatenation of the streamed one."""
+    resampler = StreamResampler(rate)
+    head = resampler.process(pcm)
+    tail = resampler.finish()
+    return np.concatenate([head, tail]) if tail.size else head

@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +107,28 @@ CODEC_IDS: dict[str, int] = {
     "codec_think_bos_id": 2156,
     "codec_think_eos_id": 2157,
 }
+# Codec ids for the speakers of a fine-tune-style checkpoint (`--speakers`): a range the
+# released config leaves free of languages, special codes and the nine's ids.
+_FREE_SPEAKER_IDS = tuple(i for i in range(2900, 3000) if i not in {cid for cid, _ in SPEAKERS.values()})
+_SPEAKER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def custom_speakers(names: Sequence[str]) -> dict[str, tuple[int, str | bool]]:
+    """The `spk_id` / `spk_is_dialect` entries of a checkpoint whose speakers are `names`
+    (lower-cased, as the package looks them up), each with its own codec id and no dialect."""
+    keys = [name.strip().lower() for name in names]
+    if not keys:
+        raise ValueError("give at least one speaker name")
+    for name in keys:
+        if not _SPEAKER_NAME.fullmatch(name):
+            raise ValueError(f"speaker name {name!r}: letters, digits and '_', starting with a letter, 64 at most")
+    if len(set(keys)) != len(keys):
+        raise ValueError("speaker names must differ (case does not count)")
+    if len(keys) > len(_FREE_SPEAKER_IDS):
+        raise ValueError(f"at most {len(_FREE_SPEAKER_IDS)} speakers")
+    return {name: (codec_id, False) for name, codec_id in zip(keys, _FREE_SPEAKER_IDS, strict=False)}
+
+
 GENERATION_DEFAULTS: dict[str, Any] = {
     "do_sample": True,
     "top_k": 50,
@@ -198,10 +222,15 @@ def _model_size_label(kind: DevModelKind, size: DevModelSize) -> str:
     return "tiny" if size == "tiny" else "0b6"
 
 
-def model_config(kind: DevModelKind, size: DevModelSize = "tiny") -> Qwen3TTSConfig:
-    """The Qwen3TTSConfig of a dev checkpoint (no weights)."""
+def model_config(
+    kind: DevModelKind, size: DevModelSize = "tiny", custom: Sequence[str] | None = None
+) -> Qwen3TTSConfig:
+    """The Qwen3TTSConfig of a dev checkpoint (no weights); `custom` speaker names replace
+    the nine, as a fine-tune that trained its own would."""
     talker = _TINY_1B7_TALKER if kind == "voice_design" and size == "tiny" else _TALKER[size]
-    speakers = SPEAKERS if kind == "custom_voice" else {}
+    if custom is not None and kind != "custom_voice":
+        raise ValueError("only the custom_voice kind has preset speakers")
+    speakers = (SPEAKERS if custom is None else custom_speakers(custom)) if kind == "custom_voice" else {}
     talker_config = {
         **talker,
         **CODEC_IDS,
@@ -250,8 +279,10 @@ def _marker_weights(special: text.SpecialTokenIds) -> torch.Tensor:
     return weights
 
 
-def _build_model(kind: DevModelKind, size: DevModelSize, eos_bias: float) -> Qwen3TTSForConditionalGeneration:
-    model = Qwen3TTSForConditionalGeneration(model_config(kind, size)).eval()
+def _build_model(
+    kind: DevModelKind, size: DevModelSize, eos_bias: float, speakers: Sequence[str] | None = None
+) -> Qwen3TTSForConditionalGeneration:
+    model = Qwen3TTSForConditionalGeneration(model_config(kind, size, speakers)).eval()
     install_stop_circuit(model, _marker_weights(special_token_ids(size)), eos_bias)
     return model
 
@@ -274,9 +305,11 @@ def build_dev_checkpoint(
     seed: int = 0,
     eos_bias: float | None = None,
     behaviour: DevBehaviour = "stop",
+    speakers: Sequence[str] | None = None,
 ) -> Path:
     """Write a random checkpoint of `kind` to `out_dir` (created if missing) and return its path.
-    `behaviour` other than "stop" builds one that never emits end-of-speech (runaway.py)."""
+    `behaviour` other than "stop" builds one that never emits end-of-speech (runaway.py);
+    `speakers` (custom_voice only) replaces the nine preset speakers with these names."""
     if kind not in DEV_MODEL_KINDS:
         raise ValueError(f"unknown dev model kind {kind!r}")
     if size not in ("tiny", "full"):
@@ -288,7 +321,7 @@ def build_dev_checkpoint(
     # give the caller's generator state back afterwards.
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
-        model = _build_model(kind, size, DEFAULT_EOS_BIAS if eos_bias is None else eos_bias)
+        model = _build_model(kind, size, DEFAULT_EOS_BIAS if eos_bias is None else eos_bias, speakers)
         speech = codec.build_codec(size, torch.Generator().manual_seed(seed))
         if behaviour != "stop":
             install_behaviour(model, behaviour, *quiet_and_loud_codes(speech))
@@ -312,11 +345,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eos-bias", type=float, default=None, help=f"end-of-speech bias (default {DEFAULT_EOS_BIAS})")
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="stop", help="how it ends (runaway tests)")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    out = build_dev_checkpoint(
-        args.dir, args.kind, size=args.size, seed=args.seed, eos_bias=args.eos_bias, behaviour=args.behaviour
+    parser.add_argument(
+        "--speakers", default=None, help="comma-separated speaker names replacing the nine (custom_voice only)"
     )
+    args = parser.parse_args(argv)
+    speakers = [name for name in args.speakers.split(",") if name.strip()] if args.speakers is not None else None
+    started = time.perf_counter()
+    try:
+        out = build_dev_checkpoint(
+            args.dir,
+            args.kind,
+            size=args.size,
+            seed=args.seed,
+            eos_bias=args.eos_bias,
+            behaviour=args.behaviour,
+            speakers=speakers,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     elapsed = time.perf_counter() - started
     megabytes = directory_size(out) / 1e6
     print(

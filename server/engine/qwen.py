@@ -25,6 +25,7 @@ from server.engine.errors import InvalidSynthesisInput, SynthesisError
 from server.engine.guards import GuardLimits
 from server.engine.jobs import CloneVoice, SamplingParams
 from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.quantize import QuantizeMode, quantize_talker
 from server.engine.sampling import RowSampling, StageBatch, StageSampling
 from server.engine.step import FrameModel
 
@@ -111,7 +112,14 @@ class QwenBackend:
         self.batch = ActiveBatch(self, limits.max_batch)
 
     @classmethod
-    def load(cls, model_id: str, device: str, threads: int = 0, limits: LoopLimits | None = None) -> QwenBackend:
+    def load(
+        cls,
+        model_id: str,
+        device: str,
+        threads: int = 0,
+        limits: LoopLimits | None = None,
+        quantize: QuantizeMode = "none",
+    ) -> QwenBackend:
         model_class = import_model_package()
         if threads > 0:
             # Process-wide; small models on few cores run faster with fewer threads.
@@ -131,6 +139,7 @@ class QwenBackend:
             attn_implementation="sdpa",
             low_cpu_mem_usage=True,
         )
+        quantize_talker(model, quantize)  # before the frame loop takes the modules
         return cls(model, model_id, device, limits or LoopLimits())
 
     def row_sampling(self, sampling: SamplingParams) -> RowSampling:
@@ -256,10 +265,15 @@ def gpu_memory() -> dict[str, Any] | None:
 
 
 def timed_load(
-    model_id: str, device: str, warmup: bool, threads: int = 0, limits: LoopLimits | None = None
+    model_id: str,
+    device: str,
+    warmup: bool,
+    threads: int = 0,
+    limits: LoopLimits | None = None,
+    quantize: QuantizeMode = "none",
 ) -> tuple[QwenBackend, float]:
     started = time.perf_counter()
-    backend = QwenBackend.load(model_id, device, threads, limits)
+    backend = QwenBackend.load(model_id, device, threads, limits, quantize)
     if warmup and device.startswith("cuda"):
         with torch.inference_mode():
             backend.warmup()

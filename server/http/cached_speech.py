@@ -35,7 +35,10 @@ CacheState = Literal["hit", "miss", "bypass"]
 def attachment_headers(
     plan: SpeechPlan, instructions_ignored: bool, finish_reason: FinishReason | None = None
 ) -> dict[str, str]:
-    headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"'}
+    headers = {
+        "Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"',
+        "X-Sample-Rate": str(plan.sample_rate),
+    }
     if finish_reason is not None:  # a whole file: how its generation ended is known
         headers[FINISH_REASON_HEADER] = finish_reason.value
     if instructions_ignored:

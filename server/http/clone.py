@@ -12,6 +12,7 @@ from server.http.speech import render_whole
 from server.http.uploads import (
     bounded_form,
     input_field,
+    output_fields,
     read_file,
     sampling_fields,
     seed_field,
@@ -38,14 +39,16 @@ MAX_REF_TEXT_CHARS = 2048
 
 @router.post(ENDPOINT)
 async def create_cloned_speech(request: Request) -> Response:
-    """Multipart fields: file, input, ref_text?, language?, response_format?, speed?, seed?, and the
-    sampling fields (temperature?, top_p?, top_k?, repetition_penalty?, max_new_tokens?)."""
+    """Multipart fields: file, input, ref_text?, language?, response_format?, speed?, seed?, the
+    sampling fields (temperature?, top_p?, top_k?, repetition_penalty?, max_new_tokens?) and
+    the output fields (sample_rate?, gain_db?, volume_multiplier?)."""
     service: SpeechService = request.app.state.speech
     clones: CloneService = request.app.state.clones
     limit: int = request.app.state.settings.max_upload_bytes
     async with bounded_form(request, limit) as form:
         data = await read_file(form, "file", limit)
         sampling = sampling_fields(form)
+        output = output_fields(form)
         options = SpeechOptions(
             input=input_field(form),
             response_format=(text_field(form, "response_format", max_chars=32) or "mp3").strip().lower(),
@@ -54,6 +57,8 @@ async def create_cloned_speech(request: Request) -> Response:
             seed=seed_field(form),
             sampling=sampling_of(sampling),
             max_new_tokens=sampling.max_new_tokens,
+            sample_rate=output.sample_rate,
+            gain=output.gain,
         )
         ref_text = text_field(form, "ref_text", max_chars=MAX_REF_TEXT_CHARS)
     # Everything cheap is validated before the reference is decoded or the model runs.

@@ -13,7 +13,7 @@ from server.audio.formats import FORMATS
 from server.config import Settings
 from server.http.gate import protected_path
 from server.speech.design import DesignedVoiceRequest
-from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
+from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, OutputFields, SamplingFields
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -52,6 +52,11 @@ SAMPLING_FIELDS: dict[str, Any] = {
     name: schema["anyOf"][0] if "anyOf" in schema else schema  # the value's schema, not its null
     for name, schema in SamplingFields.model_json_schema()["properties"].items()
 }
+# sample_rate, gain_db and volume_multiplier, likewise.
+OUTPUT_FIELDS: dict[str, Any] = {
+    name: schema["anyOf"][0] if "anyOf" in schema else schema
+    for name, schema in OutputFields.model_json_schema()["properties"].items()
+}
 CLONE_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["file", "input"],
@@ -64,6 +69,7 @@ CLONE_FORM: dict[str, Any] = {
         "speed": {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED, "default": 1.0},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
         **SAMPLING_FIELDS,
+        **OUTPUT_FIELDS,
     },
 }
 VOICE_FORM: dict[str, Any] = {

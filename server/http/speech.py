@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.audio.encoders import encode_whole
-from server.engine.jobs import SAMPLE_RATE
+from server.audio.resample import resample_whole
 from server.errors import invalid_request, to_api_error
 from server.http.cached_speech import CachedSpeech, attachment_headers
 from server.http.sending import Outcome, TrackedResponse
@@ -26,7 +27,25 @@ from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
 router = APIRouter()
 
 PCM_ENDPOINT = "/v1/audio/speech/stream/pcm"
-PCM_HEADERS = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Sample-Width": "2", "X-Channels": "1"}
+
+
+def pcm_headers(sample_rate: int) -> dict[str, str]:
+    """The raw stream's layout, under our names and the earlier server's (its clients read
+    X-PCM-*)."""
+    return {
+        "X-Sample-Rate": str(sample_rate),
+        "X-Sample-Width": "2",
+        "X-Channels": "1",
+        "X-PCM-Sample-Rate": str(sample_rate),
+        "X-PCM-Bit-Depth": "16",
+        "X-PCM-Channels": "1",
+    }
+
+
+def encode_at_rate(pcm: np.ndarray, plan: SpeechPlan) -> bytes:
+    """The whole utterance resampled to the plan's rate (as a stream of it would be) and
+    encoded as one file whose header carries that rate."""
+    return encode_whole(resample_whole(pcm, plan.sample_rate), plan.format.name, plan.sample_rate)
 
 
 async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
@@ -37,7 +56,7 @@ async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechSt
         pcm = await service.collect(plan, stats)
         stats.mark_sent(int(pcm.shape[0]))
         started = asyncio.get_running_loop().time()
-        data = await asyncio.to_thread(encode_whole, pcm, plan.format.name)
+        data = await asyncio.to_thread(encode_at_rate, pcm, plan)
         stats.encode_ms += (asyncio.get_running_loop().time() - started) * 1000
     except BaseException as exc:
         service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
@@ -99,5 +118,5 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
     plan = await service.plan_request(body.model_copy(update={"response_format": "pcm"}), endpoint=PCM_ENDPOINT)
     response = await speak(request, service, plan, streamed=body.stream)
-    response.headers.update(PCM_HEADERS)
+    response.headers.update(pcm_headers(plan.sample_rate))
     return response

@@ -23,8 +23,9 @@ import orjson
 from fastapi.responses import Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from server.audio.dsp import to_pcm16_bytes
+from server.audio.dsp import SAMPLE_RATE, to_pcm16_bytes
 from server.audio.encoders import AudioEncoder, create_encoder
+from server.audio.resample import StreamResampler, resample_whole
 from server.errors import to_api_error
 from server.http.sending import Outcome, TrackedResponse
 from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
@@ -64,6 +65,7 @@ class SegmentStream:
 
     def headers(self) -> dict[str, str]:
         headers = dict(STREAM_HEADERS)
+        headers["X-Sample-Rate"] = str(self.plan.sample_rate)
         if self.stats.instructions_ignored:
             headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
         return headers
@@ -94,22 +96,38 @@ class SegmentStream:
         return TrackedResponse(inner, self.finish, self.deadline)
 
 
-async def _encode(encoder: AudioEncoder, pcm: np.ndarray | None, stats: SpeechStats) -> bytes:
+class _StreamOutput:
+    """One stream's resampler and encoder: chunks in at 24 kHz, bytes out at the plan's
+    rate. The resampler keeps its filter state across chunks, so seams cannot click."""
+
+    def __init__(self, plan: SpeechPlan) -> None:
+        self.resampler = StreamResampler(plan.sample_rate)
+        self.encoder: AudioEncoder = create_encoder(plan.format.name, streaming=True, sample_rate=plan.sample_rate)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        return self.encoder.encode(self.resampler.process(pcm))
+
+    def finish(self) -> bytes:
+        tail = self.resampler.finish()
+        return (self.encoder.encode(tail) if tail.size else b"") + self.encoder.finish()
+
+
+async def _encode(output: _StreamOutput, pcm: np.ndarray | None, stats: SpeechStats) -> bytes:
     started = time.perf_counter()
-    data = await asyncio.to_thread(encoder.encode, pcm) if pcm is not None else encoder.finish()
+    data = await asyncio.to_thread(output.encode, pcm) if pcm is not None else output.finish()
     stats.encode_ms += (time.perf_counter() - started) * 1000
     return data
 
 
 async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
     """The plan's audio as one file in its format, sent as it is produced."""
-    encoder = create_encoder(stream.plan.format.name, streaming=True)
+    output = _StreamOutput(stream.plan)
     async for pcm in stream:
-        data = await _encode(encoder, pcm, stream.stats)
+        data = await _encode(output, pcm, stream.stats)
         stream.stats.mark_sent(int(pcm.shape[0]))
         if data:
             yield data
-    tail = await _encode(encoder, None, stream.stats)
+    tail = await _encode(output, None, stream.stats)
     if tail:
         yield tail
 
@@ -152,14 +170,17 @@ def finish_event(stream: SegmentStream) -> ServerSentEvent:
 
 
 async def sentence_events(stream: SegmentStream) -> AsyncIterator[str | ServerSentEvent]:
-    """The sentence stream: one event per sentence, `data: <base64 of int16 LE 24 kHz mono
-    PCM>`, then `data: [DONE]`; on failure `data: [ERROR] <message>` ends it. After [DONE], a
-    named `finish` event tells how each sentence ended (after it, so that a client of the
-    earlier server, which stops reading at [DONE], never sees an event it does not know)."""
+    """The sentence stream: one event per sentence, `data: <base64 of int16 LE mono PCM at
+    the plan's rate, 24 kHz by default>`, then `data: [DONE]`; on failure `data: [ERROR]
+    <message>` ends it. Each sentence is resampled whole, as the complete phrase it is. After
+    [DONE], a named `finish` event tells how each sentence ended (after it, so that a client
+    of the earlier server, which stops reading at [DONE], never sees an event it does not know)."""
+    rate = stream.plan.sample_rate
     try:
         async for pcm in stream:
             started = time.perf_counter()
-            payload = base64.b64encode(to_pcm16_bytes(pcm)).decode()
+            out = pcm if rate == SAMPLE_RATE else await asyncio.to_thread(resample_whole, pcm, rate)
+            payload = base64.b64encode(to_pcm16_bytes(out)).decode()
             stream.stats.encode_ms += (time.perf_counter() - started) * 1000
             stream.stats.mark_sent(int(pcm.shape[0]))
             yield payload

@@ -14,7 +14,7 @@ from server.audio.resample import ALLOWED_SAMPLE_RATES
 from server.engine.jobs import SAMPLE_RATE
 from server.engine.scheduler import Engine
 from server.http.auth import require_api_key
-from server.speech.catalog import ModelCatalog, accepted_voice_names
+from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.keys import key_error
 from server.speech.library import VoiceLibrary
@@ -32,7 +32,8 @@ _CREATED = int(time.time())
 
 async def _voices(request: Request) -> list[str]:
     library: VoiceLibrary = request.app.state.voice_library
-    return accepted_voice_names(await library.names())
+    catalog: VoiceCatalog = request.app.state.voice_catalog
+    return catalog.names(await library.names())
 
 
 @router.get("/health", response_model=None)
@@ -53,6 +54,8 @@ async def health(request: Request) -> dict[str, Any] | JSONResponse:
         # are for callers with a key.
         return {"status": status, "model_loaded": engine.slots["custom_voice"].backend is not None}
     preset = engine.slots["custom_voice"]
+    output: OutputCache = request.app.state.output_cache
+    clones: CloneService = request.app.state.clones
     # Services add their own sections (e.g. the clone prompt cache) through this hook.
     sections: dict[str, Callable[[], Any]] = getattr(request.app.state, "health_sections", {})
     voices = await _voices(request)  # reads the library (off the event loop) before the sections
@@ -62,7 +65,12 @@ async def health(request: Request) -> dict[str, Any] | JSONResponse:
         "model_loaded": preset.backend is not None,
         "model_id": preset.model_id,
         "cuda": preset.device.startswith("cuda"),
-        "voices": voices,
+        # The earlier server listed its voices in lower case and its clients look names up
+        # that way (`"vivian" in voices`); names resolve in any case, so nothing is lost.
+        "voices": [name.lower() for name in voices],
+        # ...and its cache sizes at the top level (the full figures are under "cache").
+        "audio_cache_size": output.stats()["size"],
+        "voice_cache_size": clones.cache.stats()["size"],
         **report,
         **{name: describe() for name, describe in sections.items()},
     }
@@ -73,7 +81,9 @@ async def clear_caches(request: Request) -> dict[str, Any]:
     """Empty the output cache and the clone prompt cache; the counts cleared come back."""
     output: OutputCache = request.app.state.output_cache
     clones: CloneService = request.app.state.clones
-    return {"cleared": {"output": output.clear(), "prompt": clones.cache.clear()}}
+    cleared = {"output": output.clear(), "prompt": clones.cache.clear()}
+    # The earlier server's names for the same counts, for its clients.
+    return {"cleared": cleared, "audio_cleared": cleared["output"], "voice_cleared": cleared["prompt"]}
 
 
 @v1_router.get("/v1/models")
@@ -108,6 +118,7 @@ async def list_audio_models(request: Request) -> dict[str, Any]:
 @v1_router.get("/v1/info")
 async def info(request: Request) -> dict[str, Any]:
     engine: Engine = request.app.state.engine
+    catalog: VoiceCatalog = request.app.state.voice_catalog
     return {
         "model_id": engine.slots["custom_voice"].model_id,
         "clone_model_id": engine.slots["base"].model_id,
@@ -119,6 +130,11 @@ async def info(request: Request) -> dict[str, Any]:
         "formats": list(SUPPORTED_FORMATS),
         "languages": ["Auto", *SUPPORTED_LANGUAGES],
         "voices": await _voices(request),
+        # The preset slot's speakers (read from its checkpoint, the released nine by default),
+        # their dialects, and the names mapped onto speakers or saved voices.
+        "speakers": [{"name": name, "dialect": catalog.checkpoint.dialects.get(name)} for name in catalog.speakers],
+        "speakers_source": catalog.checkpoint.source,
+        "voice_map": {alias.name: alias.describe() for alias in catalog.aliases.values()},
         "max_input_chars": MAX_INPUT_CHARS,
         "websocket": WEBSOCKET_PATH,
     }

@@ -12,17 +12,27 @@ import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from server.errors import invalid_request, payload_too_large
 from server.http.gate import BodyTooLarge
-from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, SamplingFields
+from server.speech.requests import (
+    MAX_INPUT_CHARS,
+    MAX_SPEED,
+    MIN_SPEED,
+    OutputFields,
+    SamplingFields,
+    refuse_unhonoured_fields,
+)
 
 MAX_FIELDS = 16
 READ_CHUNK = 256 * 1024
+
+FormModel = TypeVar("FormModel", bound=BaseModel)
 
 
 def _too_large(limit: int, param: str | None) -> Exception:
@@ -110,13 +120,26 @@ def seed_field(form: FormData) -> int | None:
 
 def sampling_fields(form: FormData) -> SamplingFields:
     """The sampling extensions as form fields, with the JSON body's bounds; 400 naming the field."""
+    return _form_model(form, SamplingFields)
+
+
+def output_fields(form: FormData) -> OutputFields:
+    """sample_rate, gain_db and volume_multiplier as form fields; the fields this server
+    refuses (volume, normalize, ...) are refused here as in a JSON body."""
+    refuse_unhonoured_fields(
+        {name: value.strip().lower() for name, value in form.items() if isinstance(value, str) and value.strip()}
+    )
+    return _form_model(form, OutputFields)
+
+
+def _form_model(form: FormData, model: type[FormModel]) -> FormModel:
     values = {}
-    for name in SamplingFields.model_fields:
+    for name in model.model_fields:
         raw = text_field(form, name, max_chars=32)
         if raw is not None:
             values[name] = raw.strip()
     try:
-        return SamplingFields.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = str(first["loc"][0]) if first["loc"] else None

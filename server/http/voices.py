@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from server.errors import validation_error
 from server.http.uploads import bounded_form, read_file, text_field
-from server.speech.catalog import OPENAI_VOICES, QWEN_SPEAKERS
+from server.speech.catalog import VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.design import DesignedVoiceRequest, VoiceDesigner
 from server.speech.keys import key_error
@@ -64,9 +64,17 @@ async def _create_designed_voice(request: Request) -> dict[str, Any]:
 async def list_voices(request: Request) -> dict[str, Any]:
     """Open WebUI reads this without a key, so it is open; with API_KEYS set, saved (cloned)
     voices, which are people's voices, are listed only to callers with a key."""
-    presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in QWEN_SPEAKERS]
-    presets += [{"id": name, "name": name, "type": "preset", "speaker": spk} for name, spk in OPENAI_VOICES.items()]
-    if key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None:
+    catalog: VoiceCatalog = request.app.state.voice_catalog
+    presets: list[dict[str, Any]] = [{"id": name, "name": name, "type": "preset"} for name in catalog.speakers]
+    anonymous = key_error(request.headers.get("authorization"), request.app.state.api_keys) is not None
+    for alias in catalog.aliases.values():
+        entry: dict[str, Any] = {"id": alias.name, "name": alias.name, "type": "preset"}
+        if alias.speaker is not None:
+            entry["speaker"] = alias.speaker
+        elif not anonymous:  # a saved voice's name is for callers with a key, like the voice
+            entry["voice"] = alias.saved
+        presets.append(entry)
+    if anonymous:
         return {"voices": presets}
     # Saved voices say how their reference came to be: `audio_sample` (uploaded) or `prompt` (designed).
     saved = [voice.public() for voice in await _library(request).voices()]

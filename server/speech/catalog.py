@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.errors import APIError, invalid_request, user_string
+from server.speech.speakers import DEFAULT_SPEAKERS, RELEASED_SPEAKERS, CheckpointSpeakers
 
-# The nine preset speakers of the Qwen3-TTS CustomVoice models.
-QWEN_SPEAKERS: tuple[str, ...] = (
-    "Vivian",
-    "Serena",
-    "Uncle_Fu",
-    "Dylan",
-    "Eric",
-    "Ryan",
-    "Aiden",
-    "Ono_Anna",
-    "Sohee",
-)
+# The nine preset speakers of the released Qwen3-TTS CustomVoice models: the default when
+# the checkpoint's own list is not known (VoiceCatalog holds the list a server really serves).
+QWEN_SPEAKERS: tuple[str, ...] = RELEASED_SPEAKERS
 
 # OpenAI's voice names, each mapped to the Qwen speaker closest in character
 # (documented in the README's voice table).
@@ -39,7 +32,6 @@ OPENAI_VOICES: dict[str, str] = {
     "cedar": "Eric",
 }
 
-_SPEAKER_BY_LOWER = {name.lower(): name for name in QWEN_SPEAKERS}
 
 # tts-1, tts-1-hd, gpt-4o-mini-tts and their dated variants (tts-1-1106, gpt-4o-mini-tts-2025-03-20).
 _OPENAI_MODEL = re.compile(r"^(tts-1(-hd)?(-\d{4})?|gpt-4o-mini-tts(-\d{4}-\d{2}-\d{2})?)$")
@@ -47,38 +39,106 @@ OPENAI_MODEL_NAMES: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 SERVER_MODEL_ALIAS = "qwen3-tts"
 
 
+SAVED_PREFIX = "saved:"
+
+
+class VoiceMapError(ValueError):
+    """VOICE_MAP names a target that does not exist, or is malformed; the message says which."""
+
+
 @dataclass(frozen=True)
-class PresetVoice:
-    """A request's voice resolved to a preset speaker."""
+class VoiceAlias:
+    """A name mapped to a preset speaker or to a saved voice (by name or id)."""
 
-    requested: str
-    speaker: str
+    name: str
+    speaker: str | None = None
+    saved: str | None = None
 
-
-def resolve_preset_voice(name: str) -> PresetVoice | None:
-    """A Qwen speaker (any case) or an OpenAI voice name; None when it is neither."""
-    key = name.strip().lower()
-    if key in _SPEAKER_BY_LOWER:
-        return PresetVoice(name, _SPEAKER_BY_LOWER[key])
-    if key in OPENAI_VOICES:
-        return PresetVoice(name, OPENAI_VOICES[key])
-    return None
+    def describe(self) -> dict[str, str]:
+        return {"speaker": self.speaker} if self.speaker is not None else {"voice": self.saved or ""}
 
 
-def accepted_voice_names(saved: tuple[str, ...] = ()) -> list[str]:
-    """Every voice name a request may use: the speakers, OpenAI's names, saved voices; each
-    once (names are case-insensitive, and a hand-edited library may repeat a preset's)."""
-    names: dict[str, str] = {}
-    for name in (*QWEN_SPEAKERS, *OPENAI_VOICES, *saved):
-        names.setdefault(name.lower(), name)
-    return list(names.values())
+class VoiceCatalog:
+    """The preset speakers this server serves (read from the checkpoint, the released nine by
+    default) and the names mapped onto them or onto saved voices: OpenAI's 13 built in,
+    VOICE_MAP's entries over them."""
 
+    def __init__(
+        self,
+        speakers: CheckpointSpeakers = DEFAULT_SPEAKERS,
+        voice_map: dict[str, str] | None = None,
+        saved_exists: Callable[[str], bool] = lambda _name: False,
+    ) -> None:
+        self.checkpoint = speakers
+        self.speakers = speakers.speakers
+        self._speaker_by_lower = {name.lower(): name for name in self.speakers}
+        self.aliases: dict[str, VoiceAlias] = {}
+        for name, speaker in OPENAI_VOICES.items():
+            # Built-in entries whose speaker a fine-tune dropped are left out, not errors.
+            if speaker.lower() in self._speaker_by_lower:
+                self.aliases[name] = VoiceAlias(name, speaker=self._speaker_by_lower[speaker.lower()])
+        for name, target in (voice_map or {}).items():
+            alias = self._alias(name, target, saved_exists)
+            self.aliases[alias.name.lower()] = alias
 
-def unknown_voice(name: str, saved: tuple[str, ...] = ()) -> APIError:
-    valid = ", ".join(accepted_voice_names(saved))
-    return invalid_request(
-        f"unknown voice {user_string(name)}; valid voices: {valid}", param="voice", code="invalid_voice"
-    )
+    def _alias(self, name: str, target: str, saved_exists: Callable[[str], bool]) -> VoiceAlias:
+        name, target = name.strip(), target.strip()
+        if not name or not target or len(name) > 128 or len(target) > 128:
+            raise VoiceMapError(f"VOICE_MAP: {name!r} -> {target!r}: names and targets have 1 to 128 characters")
+        if name.lower() in self._speaker_by_lower:
+            raise VoiceMapError(f"VOICE_MAP: {name!r} is a speaker's own name and cannot be mapped")
+        if target.lower().startswith(SAVED_PREFIX):
+            saved = target[len(SAVED_PREFIX) :].strip()
+            if not saved:
+                raise VoiceMapError(f"VOICE_MAP: {name!r} -> {target!r} names no saved voice")
+            return VoiceAlias(name, saved=saved)  # checked per request: it may be saved later
+        speaker = self._speaker_by_lower.get(target.lower())
+        if speaker is not None:
+            return VoiceAlias(name, speaker=speaker)
+        if saved_exists(target):
+            return VoiceAlias(name, saved=target)
+        raise VoiceMapError(
+            f"VOICE_MAP: {name!r} -> {target!r}: no speaker and no saved voice has that name "
+            f"(speakers: {', '.join(self.speakers)}); write {SAVED_PREFIX}{target} for a voice saved later"
+        )
+
+    def speaker(self, name: str) -> str | None:
+        """The speaker a name means, itself or through the map; None otherwise."""
+        key = name.strip().lower()
+        if key in self._speaker_by_lower:
+            return self._speaker_by_lower[key]
+        alias = self.aliases.get(key)
+        return alias.speaker if alias is not None else None
+
+    def alias(self, name: str) -> VoiceAlias | None:
+        return self.aliases.get(name.strip().lower())
+
+    def reserved(self) -> frozenset[str]:
+        """Lower-cased names a saved voice may not take: they mean a speaker or an alias."""
+        return frozenset((*self._speaker_by_lower, *self.aliases))
+
+    def names(self, saved: tuple[str, ...] = ()) -> list[str]:
+        """Every voice name a request may use: the speakers, the mapped names, saved voices;
+        each once (names are case-insensitive, and a hand-edited library may repeat a preset's)."""
+        names: dict[str, str] = {}
+        for name in (*self.speakers, *(alias.name for alias in self.aliases.values()), *saved):
+            names.setdefault(name.lower(), name)
+        return list(names.values())
+
+    def unknown_voice(self, name: str, saved: tuple[str, ...] = ()) -> APIError:
+        return invalid_request(
+            f"unknown voice {user_string(name)}; valid voices: {', '.join(self.names(saved))}",
+            param="voice",
+            code="invalid_voice",
+        )
+
+    def missing_saved(self, alias: VoiceAlias) -> APIError:
+        return invalid_request(
+            f"voice {user_string(alias.name)} maps to the saved voice {user_string(alias.saved or '')}, "
+            "which does not exist (VOICE_MAP); save a voice of that name or change the map",
+            param="voice",
+            code="invalid_voice",
+        )
 
 
 def _short_name(model_id: str) -> str:

@@ -32,7 +32,7 @@ from server.audio.reference import SAMPLE_RATE
 from server.engine.errors import SynthesisError
 from server.engine.jobs import CloneVoice
 from server.errors import APIError, conflict, invalid_request, not_found, user_string
-from server.speech.catalog import unknown_voice
+from server.speech.catalog import VoiceCatalog
 from server.speech.cloning import CloneService, clone_mode
 from server.speech.design import DESIGN_VOICE
 from server.speech.library_lock import LibraryLock
@@ -79,8 +79,13 @@ def _wav_bytes(audio: np.ndarray) -> bytes:
 class VoiceLibrary:
     """Saved voices: metadata in memory (read at startup), prompts loaded on first use."""
 
-    def __init__(self, root: Path, clones: CloneService, model_id: str) -> None:
+    def __init__(
+        self, root: Path, clones: CloneService, model_id: str, reserved_names: frozenset[str] = frozenset()
+    ) -> None:
         self.root = root
+        # Lower-cased names that mean a speaker or a mapped name on this server (beyond the nine
+        # and OpenAI's 13, which PRESET_NAMES holds): a saved voice may not take them.
+        self.reserved_names = reserved_names
         self.clones = clones
         self.model_id = model_id
         self._voices: dict[str, SavedVoice] = {}
@@ -190,7 +195,7 @@ class VoiceLibrary:
                 "before its name, so it could not be used by name; choose another name",
                 param="name",
             )
-        if name.lower() in PRESET_NAMES:
+        if name.lower() in PRESET_NAMES or name.lower() in self.reserved_names:
             raise conflict(f"{user_string(name)} is the name of a preset voice", param="name")
         if name.lower() == DESIGN_VOICE:  # the design model's `voice`: the described voice
             raise conflict(f"{user_string(name)} names the described voice of the design model", param="name")
@@ -303,19 +308,27 @@ def voice_unavailable(voice: SavedVoice, reason: str, exc: BaseException) -> API
 
 
 class LibraryVoices:
-    """Resolves presets first (so a preset name always means the preset), then saved voices
-    by name or id; unknown names get the preset error listing saved voices too."""
+    """Resolves presets first (so a preset name always means the preset), then names mapped
+    to saved voices (VOICE_MAP), then saved voices by name or id; unknown names get the
+    preset error listing saved voices too."""
 
-    def __init__(self, library: VoiceLibrary) -> None:
+    def __init__(self, library: VoiceLibrary, catalog: VoiceCatalog | None = None) -> None:
         self.library = library
-        self.presets = PresetVoices()
+        self.presets = PresetVoices(catalog)
+        self.catalog = self.presets.catalog
 
     async def resolve(self, name: str) -> ResolvedVoice:
         try:
             return await self.presets.resolve(name)
         except APIError:
-            voice = await self.library.find(name)
+            alias = self.catalog.alias(name)
+            if alias is not None and alias.saved is not None:
+                voice = await self.library.find(alias.saved)
+                if voice is None:
+                    raise self.catalog.missing_saved(alias) from None
+            else:
+                voice = await self.library.find(name)
             if voice is None:
-                raise unknown_voice(name, saved=await self.library.names()) from None
+                raise self.catalog.unknown_voice(name, saved=await self.library.names()) from None
         prompt = await self.library.prompt(voice)
         return ResolvedVoice(slot="base", label=f"saved:{voice.id}", clone=CloneVoice(prompt=prompt))

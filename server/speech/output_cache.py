@@ -8,7 +8,7 @@ is byte-for-byte the response that filled it.
 
 The key is everything that changes those bytes: the text as split into sentences, the
 model that speaks it, the voice (the speaker, or the saved voice's id), the resolved
-language, instructions, speed, sampling fields, the frame cap, the format, and whether the
+language, instructions, speed, sampling fields, the frame cap, the format, the sample rate and gain, and whether the
 file was streamed (a streamed WAV, FLAC or MP3 differs from the whole file in its headers).
 OpenAI's model names and voice aliases that resolve to the same model and speaker share
 entries. Seeded requests are never cached (they are repeatable by themselves).
@@ -48,6 +48,8 @@ def cache_key(plan: SpeechPlan, model_id: str, streamed: bool) -> str:
         "sampling": job.sampling.describe(),
         "max_new_tokens": job.token_cap,
         "format": plan.format.name,
+        "sample_rate": plan.sample_rate,
+        "gain": plan.gain,
         # Raw PCM is the same bytes whole or streamed; containers are not.
         "streamed": streamed and plan.format.name != "pcm",
     }

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from server.audio.dsp import SAMPLE_RATE
+from server.audio.resample import ALLOWED_SAMPLE_RATES, UnsupportedSampleRateError, check_sample_rate
+from server.errors import invalid_request
 
 MAX_INPUT_CHARS = 4096
 MAX_VOICE_CHARS = 128
@@ -46,7 +59,90 @@ class SamplingFields(BaseModel):
     max_new_tokens: int | None = Field(default=None, ge=2)
 
 
-class VoiceFields(SamplingFields):
+# One constant gain per request: enough to lift the model's level towards music or to
+# tame it, without turning noise floors into hiss.
+MIN_GAIN_DB = -40.0
+MAX_GAIN_DB = 20.0
+MAX_VOLUME_MULTIPLIER = 10.0
+
+# Fields peers send that would change the audio but that this server does not honour: a
+# request that sets one is refused (400 naming it), never answered as if it had not been
+# said. Each maps to what the client can do instead. A value that asks for what the server
+# does anyway (normalize false) passes.
+REFUSED_FIELDS: dict[str, str] = {
+    "volume": "its scale differs between servers (0-100, 0-2, 0-1); use gain_db (decibels) or volume_multiplier",
+    "normalize": "loudness normalisation is not offered; use gain_db for one gain over the whole response",
+    "stream_mode": "streaming is chosen by stream (true/false) and stream_format (audio/sse)",
+    "bitrate": "the encoders use fixed bitrates",
+    "channels": "audio is mono",
+    "pitch": "pitch shifting is not offered",
+    "emotion": "describe the delivery in instructions instead",
+    "rate": "use speed (0.25 to 4.0)",
+    "format": "use response_format",
+    "lang_code": "use language (a name such as English, or an ISO code such as en)",
+    "return_timestamps": "word timestamps are not produced",
+    "return_download_link": "responses carry the audio itself",
+    "normalization_options": "text normalisation is not configurable",
+}
+# (Form fields arrive as strings.)
+_PASSING_VALUES: dict[str, tuple[object, ...]] = {
+    "normalize": (False, None, "false", "0"),
+    "channels": (1, None, "1"),
+    "return_timestamps": (False, None, "false", "0"),
+    "return_download_link": (False, None, "false", "0"),
+}
+
+
+def refuse_unhonoured_fields(data: Any) -> None:
+    """400 naming the first field of REFUSED_FIELDS a request sets to a value that matters."""
+    if not isinstance(data, dict):
+        return
+    for name, instead in REFUSED_FIELDS.items():
+        if name in data and data[name] not in _PASSING_VALUES.get(name, (None,)):
+            raise invalid_request(f"{name} is not supported: {instead}", param=name, code="unsupported_field")
+
+
+class OutputFields(BaseModel):
+    """How the audio comes out: its sample rate (resampled from the model's 24 kHz with a
+    streaming resampler) and its level (one constant gain for the whole request)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sample_rate: int = Field(default=SAMPLE_RATE, json_schema_extra={"enum": list(ALLOWED_SAMPLE_RATES)})
+    gain_db: float | None = Field(default=None, ge=MIN_GAIN_DB, le=MAX_GAIN_DB, allow_inf_nan=False)
+    # Kokoro-FastAPI's name for a linear gain.
+    volume_multiplier: float | None = Field(default=None, gt=0, le=MAX_VOLUME_MULTIPLIER, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unhonoured(cls, data: Any) -> Any:
+        refuse_unhonoured_fields(data)
+        return data
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _allowed_rate(cls, value: int) -> int:
+        try:
+            return check_sample_rate(value)
+        except UnsupportedSampleRateError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("volume_multiplier")
+    @classmethod
+    def _one_gain(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("gain_db") is not None:
+            raise ValueError("give gain_db or volume_multiplier, not both")
+        return value
+
+    @property
+    def gain(self) -> float:
+        """The linear gain the request asks for (1.0: unchanged)."""
+        if self.gain_db is not None:
+            return float(10 ** (self.gain_db / 20))
+        return self.volume_multiplier if self.volume_multiplier is not None else 1.0
+
+
+class VoiceFields(SamplingFields, OutputFields):
     """What every JSON speech request says besides its text, over HTTP and on the WebSocket."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -32,7 +33,7 @@ from server.engine.scheduler import Engine
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
-from server.speech.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
+from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.recent import RecentRequests
 from server.speech.requests import OmniFields, SamplingFields, SpeechRequest, VoiceFields
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
@@ -67,6 +68,10 @@ class SpeechPlan:
     voice_label: str
     chars: int
     instructions_given: bool
+    # The rate the client gets (resampled at the front door from the model's 24 kHz) and
+    # one linear gain for the whole request, applied to every chunk alike.
+    sample_rate: int = SAMPLE_RATE
+    gain: float = 1.0
 
 
 @dataclass
@@ -167,14 +172,17 @@ class RequestVoices(Protocol):
 
 
 class PresetVoices:
-    """Resolves the preset speakers and OpenAI's names for them."""
+    """Resolves the checkpoint's speakers and the names mapped onto them (OpenAI's, VOICE_MAP's)."""
+
+    def __init__(self, catalog: VoiceCatalog | None = None) -> None:
+        self.catalog = catalog or VoiceCatalog()
 
     async def resolve(self, name: str) -> ResolvedVoice:
-        preset = resolve_preset_voice(name)
-        if preset is None:
-            raise unknown_voice(name)
-        label = preset.speaker if preset.requested == preset.speaker else f"{preset.requested}->{preset.speaker}"
-        return ResolvedVoice(slot="custom_voice", label=label, speaker=preset.speaker)
+        speaker = self.catalog.speaker(name)
+        if speaker is None:
+            raise self.catalog.unknown_voice(name)
+        label = speaker if name.strip().lower() == speaker.lower() else f"{name}->{speaker}"
+        return ResolvedVoice(slot="custom_voice", label=label, speaker=speaker)
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,8 @@ class SpeechOptions:
     seed: int | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_tokens: int | None = None
+    sample_rate: int = SAMPLE_RATE
+    gain: float = 1.0
     # Frames before a stream's first chunk (vLLM-Omni's initial_codec_chunk_frames);
     # None keeps STREAM_FIRST_CHUNK_FRAMES.
     first_chunk_frames: int | None = None
@@ -214,6 +224,8 @@ def options_of(request: VoiceFields, text: str) -> SpeechOptions:
         seed=request.seed,
         sampling=sampling_of(request),
         max_new_tokens=request.max_new_tokens,
+        sample_rate=request.sample_rate,
+        gain=request.gain,
         first_chunk_frames=request.initial_codec_chunk_frames if isinstance(request, OmniFields) else None,
     )
 
@@ -305,6 +317,8 @@ class SpeechService:
             voice_label=voice.label,
             chars=len(options.input),
             instructions_given=bool(options.instructions),
+            sample_rate=options.sample_rate,
+            gain=options.gain,
         )
 
     def _chunk_plan(self, first_frames: int | None) -> ChunkPlan:
@@ -375,6 +389,10 @@ class SpeechService:
                             "trimmed_frames": chunk.stats.trimmed_frames,
                         },
                     )
+                if plan.gain != 1.0 and chunk.pcm.size:
+                    # Constant, so streamed and whole responses stay the same audio; the
+                    # encoders clip what a positive gain pushes past full scale.
+                    chunk = dataclasses.replace(chunk, pcm=(chunk.pcm * np.float32(plan.gain)).astype(np.float32))
                 yield chunk
 
     async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
@@ -418,6 +436,10 @@ class SpeechService:
             fields["sampling"] = sampling
         if plan.job.token_cap != self.token_cap:
             fields["max_new_tokens"] = plan.job.token_cap
+        if plan.sample_rate != SAMPLE_RATE:
+            fields["sample_rate"] = plan.sample_rate
+        if plan.gain != 1.0:
+            fields["gain"] = round(plan.gain, 4)
         if error is not None:
             fields["error"] = error
         request_log.info("speech request", extra=fields)

@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -40,6 +40,7 @@ from wyoming.tts import (
 from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import SAMPLE_RATE
 from server.errors import APIError, invalid_request, validation_error
+from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
 from server.speech.speaking import ListenerGone, speak_plan
@@ -109,6 +110,7 @@ class ConnectionContext:
     library: VoiceLibrary | None  # saved voices listed by describe; None when not offered
     send_timeout: float
     version: str
+    catalog: VoiceCatalog = field(default_factory=VoiceCatalog)  # the speakers and mapped names
 
 
 class WyomingConnection:
@@ -188,7 +190,8 @@ class WyomingConnection:
     async def _answer(self, event: Event, stream: _Stream | None) -> _Stream | None:
         """Answer one event; returns the streaming synthesis open afterwards."""
         if Describe.is_type(event.type):
-            await self.send((await describe(self.context.library, self.context.version)).event())
+            info = await describe(self.context.library, self.context.version, self.context.catalog)
+            await self.send(info.event())
         elif Ping.is_type(event.type):
             await self.send(Pong(text=Ping.from_event(event).text).event())
         elif SynthesizeStart.is_type(event.type):
@@ -220,7 +223,8 @@ class WyomingConnection:
             raise invalid_request(f"text_format {text_format!s} is not supported; send plain text", param="text_format")
         if requested is not None and requested.speaker is not None:
             raise invalid_request("these voices have no speakers: name the voice alone", param="voice.speaker")
-        name = requested.name if requested is not None and requested.name else DEFAULT_VOICE
+        default = self.context.catalog.speakers[0] if self.context.catalog.speakers else DEFAULT_VOICE
+        name = requested.name if requested is not None and requested.name else default
         language = requested.language if requested is not None else None
         try:
             fields = VoiceFields.model_validate({"voice": name, "language": language})

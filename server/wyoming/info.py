@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 
-from server.speech.catalog import OPENAI_VOICES, QWEN_SPEAKERS
+from server.speech.catalog import QWEN_SPEAKERS, VoiceCatalog
 from server.speech.library import VoiceLibrary
 
 PROGRAM_NAME = "qwen3-tts"
@@ -27,11 +27,16 @@ def _voice(name: str, description: str, attribution: Attribution = QWEN) -> TtsV
     )
 
 
-async def describe(library: VoiceLibrary | None, version: str) -> Info:
-    """Presets (the model's speakers, then OpenAI's names for them), then saved voices when
-    `library` is given (None when saved voices are not offered on this port)."""
-    voices = [_voice(name, f"Qwen3-TTS speaker {name}") for name in QWEN_SPEAKERS]
-    voices += [_voice(name, f"OpenAI voice name, spoken by {speaker}") for name, speaker in OPENAI_VOICES.items()]
+async def describe(library: VoiceLibrary | None, version: str, catalog: VoiceCatalog | None = None) -> Info:
+    """Presets (the checkpoint's speakers, then the names mapped onto speakers), then saved
+    voices when `library` is given (None when saved voices are not offered on this port)."""
+    catalog = catalog or VoiceCatalog()
+    voices = [_voice(name, f"Qwen3-TTS speaker {name}") for name in catalog.speakers]
+    voices += [
+        _voice(alias.name, f"mapped name, spoken by {alias.speaker}")
+        for alias in catalog.aliases.values()
+        if alias.speaker is not None
+    ]
     if library is not None:
         mine = Attribution(name="saved voice", url="")
         voices += [_voice(voice.name, f"saved voice ({voice.mode})", mine) for voice in await library.voices()]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 
+from server.speech.catalog import VoiceCatalog
 from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.synthesis import PresetVoices, SpeechService, VoiceResolver
 from server.wyoming.connection import ConnectionContext, WyomingConnection
@@ -61,11 +62,19 @@ class WyomingServer:
 
 
 def build_wyoming_server(
-    service: SpeechService, library: VoiceLibrary, send_timeout: float, *, host: str, port: int, keyed: bool
+    service: SpeechService,
+    library: VoiceLibrary,
+    send_timeout: float,
+    *,
+    host: str,
+    port: int,
+    keyed: bool,
+    catalog: VoiceCatalog | None = None,
 ) -> WyomingServer:
     """The server for WYOMING_HOST:WYOMING_PORT. Wyoming carries no credentials, so with
     API_KEYS set (`keyed`) it offers the presets alone: saved voices (people's voices) stay
     behind the key, as in the HTTP voice list."""
-    voices: VoiceResolver = PresetVoices() if keyed else LibraryVoices(library)
-    context = ConnectionContext(service, voices, None if keyed else library, send_timeout, SERVER_VERSION)
+    catalog = catalog or VoiceCatalog()
+    voices: VoiceResolver = PresetVoices(catalog) if keyed else LibraryVoices(library, catalog)
+    context = ConnectionContext(service, voices, None if keyed else library, send_timeout, SERVER_VERSION, catalog)
     return WyomingServer(context, host, port)

@@ -28,6 +28,10 @@ def test_pcm_route_streams_raw_int16_with_its_layout_in_headers(server: LiveServ
     assert response.headers["x-sample-rate"] == "24000"
     assert response.headers["x-sample-width"] == "2"
     assert response.headers["x-channels"] == "1"
+    # The earlier server's names for the same layout, which its clients read.
+    assert response.headers["x-pcm-sample-rate"] == "24000"
+    assert response.headers["x-pcm-bit-depth"] == "16"
+    assert response.headers["x-pcm-channels"] == "1"
     assert b"".join(parts) == whole.content
     assert decode_pcm16(whole.content).rms > 1e-3
 
@@ -61,7 +65,11 @@ def test_health_has_the_earlier_servers_fields_and_keeps_its_own(server: LiveSer
     assert health["model_loaded"] == health["models"]["custom_voice"]["loaded"]
     assert health["model_id"] == server.settings.model_id
     assert health["cuda"] is False
-    assert set(QWEN_SPEAKERS) | set(OPENAI_VOICES) <= set(health["voices"])
+    # Lower case, as the earlier server listed them: its clients test `"vivian" in voices`.
+    assert {name.lower() for name in (*QWEN_SPEAKERS, *OPENAI_VOICES)} <= set(health["voices"])
+    assert "vivian" in health["voices"] and all(name == name.lower() for name in health["voices"])
+    assert health["audio_cache_size"] == health["cache"]["output"]["size"]
+    assert health["voice_cache_size"] == health["cache"]["prompt"]["size"]
     output = health["cache"]["output"]
     assert output["max"] == server.settings.audio_cache_max == 256
     assert output["max_bytes"] == server.settings.audio_cache_max_bytes
@@ -124,3 +132,15 @@ def test_model_loaded_is_pollable_and_a_full_queue_is_an_error_event(custom_voic
             send(socket, {**BODY, "input": "Me too."})
             assert receive_until_end(socket).last["event"] == "done"
         assert srv.health()["model_loaded"] is True
+
+
+def test_cache_clear_answers_the_earlier_servers_counts_beside_ours(server: LiveServer) -> None:
+    with server.client() as client:
+        body = {**BODY, "input": "Kept for the cache-clear answer.", "response_format": "pcm", "stream": False}
+        body.pop("seed")  # seeded requests bypass the output cache
+        assert client.post("/v1/audio/speech", json=body).status_code == 200
+        assert server.health()["audio_cache_size"] >= 1
+        cleared = client.post("/cache/clear").json()
+    assert cleared["audio_cleared"] == cleared["cleared"]["output"] >= 1
+    assert cleared["voice_cleared"] == cleared["cleared"]["prompt"]
+    assert server.health()["audio_cache_size"] == 0

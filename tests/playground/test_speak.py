@@ -70,7 +70,7 @@ def test_page_loads_without_errors_and_shows_voices_and_server_state(page: webdr
         for group in by_id(page, "voice").find_elements(By.TAG_NAME, "optgroup")
     }
     assert groups["Qwen speakers"][:2] == ["Vivian", "Serena"]
-    assert "alloy" in groups["OpenAI names"]
+    assert "alloy" in groups["Mapped names"]
     assert by_id(page, "server-pill").get_attribute("data-status") == "ok"
     slots = {row.get_attribute("data-slot") for row in page.find_elements(By.CSS_SELECTOR, "#slots tbody tr")}
     assert slots == {"custom_voice", "base", "voice_design"}  # the playground server serves all three

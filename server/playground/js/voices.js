@@ -1,4 +1,4 @@
-// Voices: the picker (Qwen speakers, OpenAI names, saved voices, grouped), the list of
+// Voices: the picker (Qwen speakers, mapped names such as OpenAI's, saved voices, grouped), the list of
 // saved voices with Use / Play sample / Delete, and the form that saves a new one from an
 // uploaded or recorded reference.
 
@@ -59,12 +59,12 @@ export class Voices {
   async load() {
     const { voices } = await getJson(VOICES);
     const previous = this.picker.value;
-    const speakers = voices.filter((v) => v.type === "preset" && !v.speaker);
-    const openai = voices.filter((v) => v.type === "preset" && v.speaker);
+    const speakers = voices.filter((v) => v.type === "preset" && !v.speaker && !("voice" in v));
+    const openai = voices.filter((v) => v.type === "preset" && (v.speaker || "voice" in v));
     this.saved = voices.filter((v) => v.type !== "preset");
     const groups = [
       group("Qwen speakers", speakers.map((v) => option(v.id, v.name))),
-      group("OpenAI names", openai.map((v) => option(v.id, `${v.name} → ${v.speaker}`))),
+      group("Mapped names", openai.map((v) => option(v.id, `${v.name} → ${v.speaker || v.voice}`))),
     ];
     if (this.saved.length) groups.push(group("Saved voices", this.saved.map((v) => option(v.id, v.name))));
     this.picker.replaceChildren(...groups);
