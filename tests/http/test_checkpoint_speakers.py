@@ -4,6 +4,7 @@ Pipecat-style client that only knows OpenAI's 13 names reaches a saved voice thr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_devmodel_refuses_bad_speaker_lists(tmp_path: Path) -> None:
 
 def test_wyoming_describes_the_checkpoints_speakers_and_the_map(fine_tuned_dir: Path, tmp_path: Path) -> None:
     catalog = build_voice_catalog(str(fine_tuned_dir), '{"alloy": "Zed"}', tmp_path)
-    names = [voice.name for voice in describe(None, "test", catalog).tts[0].voices]
+    names = [voice.name for voice in asyncio.run(describe(None, "test", catalog)).tts[0].voices]
     assert names == ["Mara", "Zed", "alloy"]
 
 
