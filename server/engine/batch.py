@@ -8,31 +8,42 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from server.engine.codec import StreamingDecoder, to_numpy
 from server.engine.errors import InvalidSynthesisInput
-from server.engine.jobs import AudioChunk, SegmentStats
-from server.engine.prompt import PieceText
-from server.engine.sampling import RowSampling, StageBatch, draw, process_first_codebook
+from server.engine.jobs import AudioChunk, CloneVoice, SegmentStats
+from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.sampling import RowSampling, StageTensors, candidates_for
 from server.engine.sequence import JobStream, Sequence
+from server.engine.step import FrameModel, bucket_for
 from server.text.budget import max_new_tokens_for
-
-if TYPE_CHECKING:
-    from server.engine.qwen import QwenBackend
 
 log = logging.getLogger("qwen3-tts.engine")
 
 
 class ActiveBatch:
-    def __init__(self, backend: QwenBackend, capacity: int) -> None:
-        self.backend = backend
-        self.model = backend.frames
+    def __init__(
+        self,
+        frames: FrameModel,
+        prompts: PromptBuilder,
+        codec_decoder: Any,
+        clone_prompt: Callable[[CloneVoice], Any],
+        capacity: int,
+        runner: Callable[[int, int, int, int], None] | None = None,
+    ) -> None:
+        self.model = frames
+        self.prompts = prompts
+        self.codec_decoder = codec_decoder
+        self.clone_prompt = clone_prompt
         self.capacity = capacity
-        self.rows: list[Sequence] = []  # row i lives in KV slot i
+        # Runs one frame (bucket, length, talker candidates, predictor candidates): eagerly,
+        # or by replaying captured graphs (server/engine/graphs.py).
+        self.runner = runner or self.run_eager
+        self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
 
     @property
     def free(self) -> int:
@@ -49,9 +60,9 @@ class ActiveBatch:
         started = time.perf_counter()
         clone = None
         if job.clone is not None:
-            prompt_items = job.clone.prompt if job.clone.prompt is not None else self.backend.clone_prompt(job.clone)
+            prompt_items = job.clone.prompt if job.clone.prompt is not None else self.clone_prompt(job.clone)
             clone = prompt_items[0]
-        prompt = self.backend.prompts.build(
+        prompt = self.prompts.build(
             PieceText(text=text, language=job.language, speaker=job.speaker, instruct=job.instruct, clone=clone)
         )
         room = self.model.max_length - prompt.length + 1
@@ -60,9 +71,12 @@ class ActiveBatch:
                 f"the prompt of {prompt.length} tokens leaves no room in MAX_SEQUENCE_LENGTH "
                 f"({self.model.max_length}); shorten the text or the reference"
             )
-        seed = None if job.seed is None else job.seed + index
-        generator = None if seed is None else torch.Generator(device=self.model.device).manual_seed(seed)
-        decoder = StreamingDecoder(self.backend.codec_decoder)
+        if prompt.trailing.shape[1] > self.model.state.text_length:
+            raise InvalidSynthesisInput(
+                f"the text's {prompt.trailing.shape[1]} trailing tokens do not fit in MAX_SEQUENCE_LENGTH "
+                f"({self.model.max_length}); shorten the text"
+            )
+        decoder = StreamingDecoder(self.codec_decoder)
         if prompt.ref_code is not None:
             decoder.skip(prompt.ref_code)  # its audio is the reference's, not wanted
         sequence = Sequence(
@@ -71,7 +85,7 @@ class ActiveBatch:
             text=text,
             prompt=prompt,
             sampling=sampling,
-            generator=generator,
+            seed=stream.seed,
             budget=min(max_new_tokens_for(text, job.token_cap), room),
             decoder=decoder,
             queued_ms=(started - stream.segment_ready_at) * 1000 - load_ms,
@@ -79,83 +93,75 @@ class ActiveBatch:
             started=started,
         )
         prefilled = self.model.prefill(prompt.embeds)
+        # End of speech is banned for the first tokens, so the first one never ends the segment.
+        token = self.model.first_token(
+            prefilled.logits,
+            StageTensors.of([sampling.talker], self.model.device),
+            sampling.repetition_penalty,
+            sequence.seed,
+            index,
+        )
         sequence.slot = len(self.rows)
         self.model.cache.store_prefill(sequence.slot, prefilled.cache)
+        self.model.state.start_row(
+            sequence.slot,
+            token=token,
+            hidden=prefilled.hidden,
+            position=prompt.length,
+            budget=sequence.budget,
+            sampling=sampling,
+            seed=sequence.seed,
+            segment=index,
+            trailing=prompt.trailing,
+            tts_pad=prompt.tts_pad,
+        )
         sequence.position = prompt.length
-        sequence.hidden = prefilled.hidden
-        sequence.seen = torch.zeros(self.model.vocab, dtype=torch.bool, device=self.model.device)
+        sequence.sampled = 1
         self.rows.append(sequence)
-        try:
-            self._sample_first([sequence], prefilled.logits)
-        except BaseException:
-            self.remove(sequence)
-            raise
         stream.next_segment = index + 1
         return sequence
 
     # ---- one frame ---------------------------------------------------------------------
 
     def step(self) -> int:
-        """One frame for every sequence that may run (not finished, stream not backlogged).
-        Returns how many ran."""
-        running = [s for s in self.rows if not s.finished and not s.stream.backlogged]
+        """One frame for every sequence that may run (not finished, stream not backlogged):
+        the host stages which rows run, the frame runs over the batch's bucket, and its codes
+        and end reasons come back in one copy. Returns how many ran."""
+        flags = [not s.finished and not s.stream.backlogged for s in self.rows]
+        running = [s for s, runs in zip(self.rows, flags, strict=True) if runs]
         if not running:
             return 0
         for sequence in running:
             sequence.batch_max = max(sequence.batch_max, len(running))
-        tokens = torch.cat([s.token for s in running if s.token is not None])
-        hidden = torch.cat([s.hidden for s in running if s.hidden is not None])
-        generators = [s.generator for s in running]
-        predictor = StageBatch.of([s.sampling.predictor for s in running], self.model.device)
-        rest = self.model.predict(hidden, tokens, predictor, generators)
-        continuing: list[int] = []
-        for i, sequence in enumerate(running):
-            sequence.pending.append(torch.cat([tokens[i : i + 1], rest[i]]))
+        model = self.model
+        bucket = bucket_for(len(self.rows), model.batch_buckets)
+        length = bucket_for(max(s.position for s in running) + 1, model.length_buckets)
+        talker = candidates_for([s.sampling.talker for s in running], model.vocab)
+        predictor = candidates_for([s.sampling.predictor for s in running], model.predictor_vocab)
+        model.state.stage_active(flags, bucket)
+        self.runner(bucket, length, talker, predictor)
+        model.state.fetch_outputs(bucket)
+        outputs = model.state.outputs(len(self.rows))
+        groups = model.groups
+        for sequence, runs, row in zip(self.rows, flags, outputs, strict=True):
+            if not runs:
+                continue
+            sequence.pending.append(row[:groups])
             sequence.frames += 1
             sequence.stream.frames_generated += 1
-            # The package stops after sampling `budget` tokens; the last one never gets a frame.
-            if sequence.sampled + 1 >= sequence.budget:
+            if row[groups]:
                 sequence.finished = True
+                sequence.end_reason = row[groups]
             else:
-                continuing.append(i)
-        if continuing:
-            self._advance([running[i] for i in continuing], tokens[continuing], rest[continuing])
+                sequence.position += 1
+                sequence.sampled += 1
         return len(running)
 
-    def _advance(self, sequences: list[Sequence], tokens: torch.Tensor, rest: torch.Tensor) -> None:
-        """The talker's step: each row's next input is its frame's embedding plus its next
-        text embedding (or padding once the text is all fed)."""
-        embeds = self.model.frame_embedding(tokens, rest)
-        text = [
-            s.prompt.trailing[:, s.fed : s.fed + 1] if s.fed < s.prompt.trailing.shape[1] else s.prompt.tts_pad
-            for s in sequences
-        ]
-        embeds = embeds + torch.cat(text, dim=0)
-        hidden, logits = self.model.decode([s.slot for s in sequences], [s.position for s in sequences], embeds)
-        for i, sequence in enumerate(sequences):
-            sequence.hidden = hidden[i : i + 1]
-            sequence.position += 1
-            sequence.fed += 1
-        self._sample_first(sequences, logits)
-
-    def _sample_first(self, sequences: list[Sequence], logits: torch.Tensor) -> None:
-        """Sample each row's next codebook-0 token; end of speech finishes the sequence."""
-        device = self.model.device
-        seen = torch.stack([s.seen for s in sequences if s.seen is not None])
-        penalty = torch.tensor([[s.sampling.repetition_penalty] for s in sequences], dtype=torch.float32, device=device)
-        generated = torch.tensor([s.sampled for s in sequences], dtype=torch.long, device=device)
-        processed = process_first_codebook(logits, seen, penalty, generated, self.model.eos, self.model.suppressed)
-        talker = StageBatch.of([s.sampling.talker for s in sequences], device)
-        tokens = draw(processed, talker, [s.generator for s in sequences])
-        ended = (tokens == self.model.eos).tolist()  # one device-to-host copy for the batch
-        for i, sequence in enumerate(sequences):
-            token = tokens[i : i + 1]
-            sequence.token = token
-            sequence.sampled += 1
-            if sequence.seen is not None:
-                sequence.seen[token] = True
-            if ended[i]:
-                sequence.finished = True
+    def run_eager(self, bucket: int, length: int, talker_candidates: int, predictor_candidates: int) -> None:
+        """The frame's two functions, run as they are: (B) the code predictor's frame, then
+        (A) the talker's step."""
+        self.model.predictor_frame(bucket, predictor_candidates)
+        self.model.talker_step(bucket, length, talker_candidates)
 
     # ---- audio -------------------------------------------------------------------------
 
@@ -168,7 +174,7 @@ class ActiveBatch:
             if not (sequence.finished or sequence.chunk_due(sequence.stream.job.chunks)):
                 continue
             frames = len(sequence.pending)
-            audio = sequence.decoder.decode(torch.stack(sequence.pending)) if frames else torch.zeros(0)
+            audio = sequence.decoder.decode(sequence.pending_codes()) if frames else torch.zeros(0)
             self._deliver(sequence, to_numpy(audio), frames)
             if sequence.finished:
                 self.remove(sequence)
@@ -201,6 +207,7 @@ class ActiveBatch:
         last = self.rows[-1]
         if last is not sequence:
             self.model.cache.move(last.slot, row, last.position)
+            self.model.state.move_row(last.slot, row)
             last.slot = row
             self.rows[row] = last
         self.rows.pop()

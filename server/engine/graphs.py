@@ -1,0 +1,128 @@
+"""CUDA graphs of the frame: (B) the code predictor's frame once per batch bucket, (A) the
+talker's step once per (batch bucket, length bucket), captured when a model loads (after its
+warm-up), sharing one memory pool, released when it unloads.
+
+A frame then costs two replays instead of thousands of kernel launches. Both functions work
+only on static buffers (server/engine/device_batch.py, the caches), so a replay sees what the
+host staged before it. Graphs are captured with every vocabulary id as a candidate, so the
+sampler's shapes do not depend on the batch's settings. A capture that fails is logged with
+its reason and shown in /health; that bucket runs eagerly, as every frame does on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from server.engine.step import FrameModel
+
+log = logging.getLogger("qwen3-tts.engine")
+
+# Eager runs on a side stream before a capture, so lazy initialisation (cuBLAS handles and
+# workspaces, autotuning) happens outside the graph.
+WARMUP_RUNS = 2
+
+
+def capture_plan(model: FrameModel) -> list[tuple[str, int, int]]:
+    """Every graph a loaded model needs: ("predictor", bucket, 0) and ("talker", bucket,
+    length) for each batch bucket and length bucket the scheduler can produce."""
+    plan: list[tuple[str, int, int]] = []
+    for bucket in model.batch_buckets:
+        plan.append(("predictor", bucket, 0))
+        plan.extend(("talker", bucket, length) for length in model.length_buckets)
+    return plan
+
+
+@dataclass
+class GraphStatus:
+    """What /health shows about a model's graphs."""
+
+    enabled: bool
+    captured: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # "talker 8x1024": reason
+    capture_seconds: float = 0.0
+    pool_mib: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "captured": self.captured,
+            "failed": dict(self.failed),
+            "capture_seconds": round(self.capture_seconds, 2),
+            "pool_mib": round(self.pool_mib, 1),
+        }
+
+
+class FrameGraphs:
+    """The captured frame of one loaded model, and the runner that replays it."""
+
+    def __init__(self, model: FrameModel, eager: Callable[[int, int, int, int], None]) -> None:
+        self.model = model
+        self.eager = eager
+        self.status = GraphStatus(enabled=True)
+        self._graphs: dict[tuple[str, int, int], torch.cuda.CUDAGraph] = {}
+        self._pool: Any = None
+
+    def capture(self) -> None:
+        """Capture every graph of the plan (inference thread, at load, no sequence running)."""
+        started = time.perf_counter()
+        before = torch.cuda.memory_reserved()
+        self._pool = torch.cuda.graph_pool_handle()
+        state = self.model.state
+        state.active.zero_()  # every row inert: capture runs leave the state as it is
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        for stage, bucket, length in capture_plan(self.model):
+            name = f"{stage} {bucket}" + (f"x{length}" if length else "")
+            try:
+                self._graphs[(stage, bucket, length)] = self._capture_one(stage, bucket, length, side)
+            except Exception as exc:  # that slot runs eagerly; the reason is logged and shown
+                self.status.failed[name] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "CUDA graph capture failed; that bucket runs eagerly", extra={"graph": name, "reason": str(exc)}
+                )
+        torch.cuda.synchronize()
+        self.status.captured = len(self._graphs)
+        self.status.capture_seconds = time.perf_counter() - started
+        self.status.pool_mib = (torch.cuda.memory_reserved() - before) / 2**20
+        log.info("CUDA graphs captured", extra=self.status.describe())
+
+    def _capture_one(self, stage: str, bucket: int, length: int, side: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
+        def run() -> None:
+            if stage == "predictor":
+                self.model.predictor_frame(bucket, self.model.predictor_vocab)
+            else:
+                self.model.talker_step(bucket, length, self.model.vocab)
+
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_RUNS):
+                run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            run()
+        return graph
+
+    def run(self, bucket: int, length: int, talker_candidates: int, predictor_candidates: int) -> None:
+        """One frame: replay (B) and (A) where captured, eagerly (with every id a candidate,
+        as captured) where not."""
+        model = self.model
+        predictor = self._graphs.get(("predictor", bucket, 0))
+        if predictor is not None:
+            predictor.replay()
+        else:
+            model.predictor_frame(bucket, model.predictor_vocab)
+        talker = self._graphs.get(("talker", bucket, length))
+        if talker is not None:
+            talker.replay()
+        else:
+            model.talker_step(bucket, length, model.vocab)
+
+    def release(self) -> None:
+        self._graphs.clear()
+        self._pool = None
