@@ -58,71 +58,77 @@ class GraphStatus:
         }
 
 
-class FrameGraphs:
-    """The captured frame of one loaded model, and the runner that replays it."""
+class CudaCapture:
+    """Captures a function as a CUDA graph in one shared pool; replaying it runs the kernels
+    recorded at capture, over the same buffers."""
 
-    def __init__(self, model: FrameModel, eager: Callable[[int, int, int, int], None]) -> None:
+    def __init__(self) -> None:
+        self.pool = torch.cuda.graph_pool_handle()
+        self.side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        self.graphs: list[torch.cuda.CUDAGraph] = []
+
+    def __call__(self, run: Callable[[], None]) -> Callable[[], None]:
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            for _ in range(WARMUP_RUNS):
+                run()
+        torch.cuda.current_stream().wait_stream(self.side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            run()
+        self.graphs.append(graph)
+        return graph.replay
+
+
+class FrameGraphs:
+    """The captured frame of one loaded model, and the runner that replays it. `capture_with`
+    turns a function into its replay (CudaCapture on a GPU; tests pass one that returns the
+    function itself, which re-runs it over the buffers as a replay would)."""
+
+    def __init__(
+        self,
+        model: FrameModel,
+        capture_with: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+    ) -> None:
         self.model = model
-        self.eager = eager
+        self._capture_with = capture_with
         self.status = GraphStatus(enabled=True)
-        self._graphs: dict[tuple[str, int, int], torch.cuda.CUDAGraph] = {}
-        self._pool: Any = None
+        self._replays: dict[tuple[str, int, int], Callable[[], None]] = {}
 
     def capture(self) -> None:
         """Capture every graph of the plan (inference thread, at load, no sequence running)."""
+        cuda = self.model.device.type == "cuda"
         started = time.perf_counter()
-        before = torch.cuda.memory_reserved()
-        self._pool = torch.cuda.graph_pool_handle()
-        state = self.model.state
-        state.active.zero_()  # every row inert: capture runs leave the state as it is
-        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        before = torch.cuda.memory_reserved() if cuda else 0
+        capture_with = self._capture_with or CudaCapture()
+        self.model.state.active.zero_()  # every row inert: capture runs leave the state as it is
         for stage, bucket, length in capture_plan(self.model):
             name = f"{stage} {bucket}" + (f"x{length}" if length else "")
             try:
-                self._graphs[(stage, bucket, length)] = self._capture_one(stage, bucket, length, side)
+                self._replays[(stage, bucket, length)] = capture_with(self._frame_part(stage, bucket, length))
             except Exception as exc:  # that slot runs eagerly; the reason is logged and shown
                 self.status.failed[name] = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "CUDA graph capture failed; that bucket runs eagerly", extra={"graph": name, "reason": str(exc)}
-                )
-        torch.cuda.synchronize()
-        self.status.captured = len(self._graphs)
+                log.warning("CUDA graph capture failed; it runs eagerly", extra={"graph": name, "reason": str(exc)})
+        if cuda:
+            torch.cuda.synchronize()
+            self.status.pool_mib = (torch.cuda.memory_reserved() - before) / 2**20
+        self.status.captured = len(self._replays)
         self.status.capture_seconds = time.perf_counter() - started
-        self.status.pool_mib = (torch.cuda.memory_reserved() - before) / 2**20
         log.info("CUDA graphs captured", extra=self.status.describe())
 
-    def _capture_one(self, stage: str, bucket: int, length: int, side: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
-        def run() -> None:
-            if stage == "predictor":
-                self.model.predictor_frame(bucket, self.model.predictor_vocab)
-            else:
-                self.model.talker_step(bucket, length, self.model.vocab)
-
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_RUNS):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            run()
-        return graph
+    def _frame_part(self, stage: str, bucket: int, length: int) -> Callable[[], None]:
+        model = self.model
+        if stage == "predictor":
+            return lambda: model.predictor_frame(bucket, model.predictor_vocab)
+        return lambda: model.talker_step(bucket, length, model.vocab)
 
     def run(self, bucket: int, length: int, talker_candidates: int, predictor_candidates: int) -> None:
-        """One frame: replay (B) and (A) where captured, eagerly (with every id a candidate,
-        as captured) where not."""
-        model = self.model
-        predictor = self._graphs.get(("predictor", bucket, 0))
-        if predictor is not None:
-            predictor.replay()
-        else:
-            model.predictor_frame(bucket, model.predictor_vocab)
-        talker = self._graphs.get(("talker", bucket, length))
-        if talker is not None:
-            talker.replay()
-        else:
-            model.talker_step(bucket, length, model.vocab)
+        """One frame: replay (B) and (A), or run them eagerly where a capture failed (with
+        every id a candidate, as captured)."""
+        for key in (("predictor", bucket, 0), ("talker", bucket, length)):
+            replay = self._replays.get(key) or self._frame_part(*key)
+            replay()
 
     def release(self) -> None:
-        self._graphs.clear()
-        self._pool = None
+        self._replays.clear()
+        self._capture_with = None

@@ -179,7 +179,7 @@ class QwenBackend:
         request; the batch then replays them. A failed capture runs that bucket eagerly."""
         if not (self.device.startswith("cuda") and self.limits.cuda_graphs):
             return
-        self.graphs = FrameGraphs(self.frames, self.batch.run_eager)
+        self.graphs = FrameGraphs(self.frames)
         self.graph_status = self.graphs.status
         self.graphs.capture()
         self.batch.runner = self.graphs.run
