@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from server.engine.codec import StreamingDecoder, to_numpy
+from server.engine.counter_rng import frame_keys
 from server.engine.errors import InvalidSynthesisInput
 from server.engine.jobs import AudioChunk, CloneVoice, SegmentStats
 from server.engine.prompt import PieceText, PromptBuilder
-from server.engine.sampling import RowSampling, StageTensors, candidates_for
+from server.engine.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
 from server.engine.sequence import JobStream, Sequence
-from server.engine.step import FrameModel, bucket_for
+from server.engine.step import FrameModel, FrameShape, bucket_for
 from server.text.budget import max_new_tokens_for
 
 log = logging.getLogger("qwen3-tts.engine")
@@ -33,15 +34,14 @@ class ActiveBatch:
         codec_decoder: Any,
         clone_prompt: Callable[[CloneVoice], Any],
         capacity: int,
-        runner: Callable[[int, int, int, int], None] | None = None,
+        runner: Callable[[FrameShape], None] | None = None,
     ) -> None:
         self.model = frames
         self.prompts = prompts
         self.codec_decoder = codec_decoder
         self.clone_prompt = clone_prompt
         self.capacity = capacity
-        # Runs one frame (bucket, length, talker candidates, predictor candidates): eagerly,
-        # or by replaying captured graphs (server/engine/graphs.py).
+        # Runs one frame: eagerly, or by replaying captured graphs (server/engine/graphs.py).
         self.runner = runner or self.run_eager
         self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
 
@@ -110,8 +110,6 @@ class ActiveBatch:
             position=prompt.length,
             budget=sequence.budget,
             sampling=sampling,
-            seed=sequence.seed,
-            segment=index,
             trailing=prompt.trailing,
             tts_pad=prompt.tts_pad,
         )
@@ -136,10 +134,24 @@ class ActiveBatch:
         model = self.model
         bucket = bucket_for(len(self.rows), model.batch_buckets)
         length = bucket_for(max(s.position for s in running) + 1, model.length_buckets)
-        talker = candidates_for([s.sampling.talker for s in running], model.vocab)
-        predictor = candidates_for([s.sampling.predictor for s in running], model.predictor_vocab)
-        model.state.stage_active(flags, bucket)
-        self.runner(bucket, length, talker, predictor)
+        talker = [s.sampling.talker for s in running]
+        predictor = [s.sampling.predictor for s in running]
+        shape = FrameShape(
+            bucket=bucket,
+            length=length,
+            talker_candidates=candidates_for(talker, model.vocab),
+            predictor_candidates=candidates_for(predictor, model.predictor_vocab),
+            talker_top_p=uses_top_p(talker),
+            predictor_top_p=uses_top_p(predictor),
+        )
+        keys = frame_keys(
+            [s.seed for s in self.rows],
+            [s.segment for s in self.rows],
+            [s.sampled - 1 for s in self.rows],
+            model.groups,
+        )
+        model.state.stage_inputs(flags, keys, bucket)
+        self.runner(shape)
         model.state.fetch_outputs(bucket)
         outputs = model.state.outputs(len(self.rows))
         groups = model.groups
@@ -157,11 +169,11 @@ class ActiveBatch:
                 sequence.sampled += 1
         return len(running)
 
-    def run_eager(self, bucket: int, length: int, talker_candidates: int, predictor_candidates: int) -> None:
+    def run_eager(self, shape: FrameShape) -> None:
         """The frame's two functions, run as they are: (B) the code predictor's frame, then
         (A) the talker's step."""
-        self.model.predictor_frame(bucket, predictor_candidates)
-        self.model.talker_step(bucket, length, talker_candidates)
+        self.model.predictor_frame(shape)
+        self.model.talker_step(shape)
 
     # ---- audio -------------------------------------------------------------------------
 

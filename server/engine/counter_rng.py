@@ -5,61 +5,68 @@ not on what shares its batch, its slot or bucket, how many draws ran before, or 
 A `torch.Generator` per row cannot live inside a captured CUDA graph (every registered
 generator advances on every replay, and the row it serves is fixed at capture), and one
 shared generator makes a seeded row's draws depend on its company. A counter-based draw is
-an ordinary tensor computation instead: the same few integer operations on the CPU and the
-GPU, with no state to carry from frame to frame.
+an ordinary computation instead, with no state to carry from frame to frame.
 
-The hash is `lowbias32` (Chris Wellons' integer hash search; good avalanche, two multiplies)
-applied in a chain over the key's words. Arithmetic stays inside int64 without ever
-overflowing: values are kept below 2**32 and a 32-bit multiply is split into two 16-bit
-halves, so the result is defined on every backend (signed overflow is not).
+It comes in two halves, so a frame spends few operations on it:
+- on the host, per frame, one key per (row, codebook) from (seed, segment, frame, codebook):
+  a chain of splitmix64 finalisers in numpy's wrapping uint64 arithmetic, cut to 31 bits.
+  The keys travel to the device with the frame's other staged inputs, in one copy.
+- on the device, per draw, a uniform number per vocabulary id from (key XOR id): two
+  multiply-xorshift rounds modulo 2**31. Products of a 31-bit value and a 32-bit constant stay
+  below 2**63, so int64 never overflows and every backend computes the same bits.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-MASK32 = 0xFFFFFFFF
+MASK31 = (1 << 31) - 1
 _MUL_A = 0x7FEB352D
 _MUL_B = 0x846CA68B
-# Distinct odd constants mixed into each word of the key, so (1, 2) and (2, 1) differ.
-_SALTS = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F, 0x165667B1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SPLIT_1 = np.uint64(0xBF58476D1CE4E5B9)
+_SPLIT_2 = np.uint64(0x94D049BB133111EB)
 
 
-def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
-    """(x * constant) mod 2**32 for 0 <= x < 2**32, in int64 without overflow."""
-    high = ((x >> 16) * constant) & 0xFFFF
-    return ((high << 16) + (x & 0xFFFF) * constant) & MASK32
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _SPLIT_1
+    z = (z ^ (z >> np.uint64(27))) * _SPLIT_2
+    out: np.ndarray = z ^ (z >> np.uint64(31))
+    return out
 
 
-def hash32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 of int64 values below 2**32; the result is below 2**32 too."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, _MUL_A)
-    x = x ^ (x >> 15)
-    x = _mul32(x, _MUL_B)
-    return x ^ (x >> 16)
+def keys(seed: np.ndarray, segment: np.ndarray, frame: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """31-bit keys, int64, for broadcastable arrays of seeds, segments, frames and codebooks."""
+    with np.errstate(over="ignore"):
+        state = _splitmix(np.asarray(seed, dtype=np.uint64))
+        for word in (segment, frame, codebook):
+            state = _splitmix(state ^ np.asarray(word, dtype=np.uint64))
+    return (state >> np.uint64(33)).astype(np.int64)
 
 
-def mix(state: torch.Tensor, word: torch.Tensor | int, salt: int) -> torch.Tensor:
-    """Fold one more word of a key into a running hash."""
-    return hash32(state ^ ((word + salt) & MASK32))
+def frame_keys(seed: list[int], segment: list[int], frame: list[int], groups: int) -> np.ndarray:
+    """The keys of one frame for each row, int64 [rows, groups]: column 0 for the next frame's
+    codebook 0 (drawn at the end of this frame, by the talker), column c for codebook c of
+    this frame (drawn by the code predictor)."""
+    this = np.asarray(frame, dtype=np.int64)[:, None]
+    frames = np.concatenate([this + 1, np.repeat(this, groups - 1, axis=1)], axis=1)
+    column = np.arange(groups)[None, :]
+    return keys(np.asarray(seed)[:, None], np.asarray(segment)[:, None], frames, column)
 
 
-def row_keys(seed: torch.Tensor, segment: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-    """One key per row for one frame, from long [B] tensors (seed below 2**32)."""
-    state = hash32((seed + _SALTS[0]) & MASK32)
-    state = mix(state, segment, _SALTS[1])
-    return mix(state, frame, _SALTS[2])
-
-
-def uniform(keys: torch.Tensor, codebook: int, ids: torch.Tensor) -> torch.Tensor:
+def uniform(key: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Uniform numbers in (0, 1), float32 [B, N], one per row key (long [B]) and vocabulary id
-    (long [B, N] or [N]), for one codebook: 24 bits, so never exactly 0 or 1."""
-    state = mix(keys, codebook, _SALTS[3]).unsqueeze(1)
-    bits = mix(state, ids, _SALTS[4]) >> 8
-    return (bits.to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    (long [B, N]): 24 bits, never exactly 0 or 1."""
+    x = key.unsqueeze(1) ^ ids
+    x = (x * _MUL_A) & MASK31
+    x = x ^ (x >> 15)
+    x = (x * _MUL_B) & MASK31
+    x = x ^ (x >> 16)
+    return ((x >> 7) | 1).to(torch.float32) * (1.0 / (1 << 24))
 
 
-def gumbel(keys: torch.Tensor, codebook: int, ids: torch.Tensor) -> torch.Tensor:
+def gumbel(key: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Gumbel(0, 1) noise: argmax(logits + noise) draws from softmax(logits) exactly."""
-    return -torch.log(-torch.log(uniform(keys, codebook, ids)))
+    return -torch.log(-torch.log(uniform(key, ids)))

@@ -5,13 +5,15 @@ buffers of MAX_BATCH_SIZE rows allocated when the model loads. A frame runs over
 change and a captured graph can replay over them.
 
 The host writes a row when its sequence joins (`start_row`) and moves one when another leaves
-(`move_row`), both between frames. Per frame it stages one thing, which rows run (`active`),
-through a pinned buffer, and reads one thing back: the frame's codes and end flags, packed
-into `out` and copied in one asynchronous copy into pinned memory (`fetch_outputs`).
+(`move_row`), both between frames. Per frame it stages one tensor through a pinned buffer,
+`inputs` (which rows run, and the keys of the frame's random draws), and reads one back: the
+frame's codes and end reasons, packed into `out` and copied in one asynchronous copy into
+pinned memory (`fetch_outputs`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from server.engine.sampling import RowSampling, StageTensors
@@ -45,22 +47,21 @@ class DeviceBatch:
         self.budget = longs(rows)  # max_new_tokens of the row's segment
         self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)  # for the repetition penalty
         self.penalty = torch.ones(rows, 1, dtype=torch.float32, device=device)
-        self.seed = longs(rows)
-        self.segment = longs(rows)
         self.talker = StageTensors(rows, device)
         self.predictor = StageTensors(rows, device)
         # The text fed one token per frame after the prompt, then tts_pad.
         self.trailing = torch.zeros(rows, text_length, embed_size, dtype=dtype, device=device)
         self.trailing_length = longs(rows)
         self.tts_pad = torch.zeros(rows, 1, embed_size, dtype=dtype, device=device)
-        # Which rows run this frame; the others (backlogged, finished, padding) stay as they are.
-        self.active = torch.zeros(rows, dtype=torch.bool, device=device)
+        # Staged per frame: column 0 whether the row runs (the others, backlogged, finished or
+        # padding, stay as they are), columns 1..16 the keys of its draws (counter_rng.frame_keys).
+        self.inputs = longs(rows, groups + 1)
         # Between (B) and (A): the frame's summed code embedding, the talker's next input.
         self.frame_embeds = torch.zeros(rows, 1, embed_size, dtype=dtype, device=device)
         # The frame's output: 16 codes and the end flag per row, in one tensor for one copy.
         self.out = longs(rows, groups + 1)
         pin = device.type == "cuda"
-        self.host_active = torch.zeros(rows, dtype=torch.bool, pin_memory=pin)
+        self.host_inputs = torch.zeros(rows, groups + 1, dtype=torch.long, pin_memory=pin)
         self.host_out = torch.zeros(rows, groups + 1, dtype=torch.long, pin_memory=pin)
         self._copied: torch.cuda.Event | None = None
 
@@ -83,8 +84,6 @@ class DeviceBatch:
         position: int,
         budget: int,
         sampling: RowSampling,
-        seed: int,
-        segment: int,
         trailing: torch.Tensor,
         tts_pad: torch.Tensor,
     ) -> None:
@@ -99,8 +98,6 @@ class DeviceBatch:
         self.seen[row] = False
         self.seen[row, token[0]] = True
         self.penalty[row, 0] = sampling.repetition_penalty
-        self.seed[row] = seed
-        self.segment[row] = segment
         self.talker.write(row, sampling.talker)
         self.predictor.write(row, sampling.predictor)
         length = trailing.shape[1]
@@ -119,8 +116,6 @@ class DeviceBatch:
             "budget",
             "seen",
             "penalty",
-            "seed",
-            "segment",
             "trailing",
             "trailing_length",
             "tts_pad",
@@ -132,13 +127,14 @@ class DeviceBatch:
 
     # ---- per frame (host) -----------------------------------------------------------
 
-    def stage_active(self, flags: list[bool], bucket: int) -> None:
-        """Which of the bucket's rows run: written into the pinned buffer through numpy (no
-        tensor op), then one copy to the device."""
-        staged = self.host_active.numpy()
-        staged[:bucket] = False
-        staged[: len(flags)] = flags
-        self.active[:bucket].copy_(self.host_active[:bucket], non_blocking=True)
+    def stage_inputs(self, flags: list[bool], keys: np.ndarray, bucket: int) -> None:
+        """Which of the bucket's first rows run and their keys: written into the pinned buffer
+        through numpy (no tensor operation), then one copy to the device."""
+        staged = self.host_inputs.numpy()
+        staged[:bucket] = 0
+        staged[: len(flags), 0] = flags
+        staged[: len(flags), 1:] = keys
+        self.inputs[:bucket].copy_(self.host_inputs[:bucket], non_blocking=True)
 
     def fetch_outputs(self, bucket: int) -> None:
         """Start the one copy of the frame's codes and end flags to the host."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from server.engine.step import FrameModel
+from server.engine.step import FrameModel, FrameShape
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -101,7 +101,7 @@ class FrameGraphs:
         started = time.perf_counter()
         before = torch.cuda.memory_reserved() if cuda else 0
         capture_with = self._capture_with or CudaCapture()
-        self.model.state.active.zero_()  # every row inert: capture runs leave the state as it is
+        self.model.state.inputs.zero_()  # every row inert: capture runs leave the state as it is
         for stage, bucket, length in capture_plan(self.model):
             name = f"{stage} {bucket}" + (f"x{length}" if length else "")
             try:
@@ -118,14 +118,15 @@ class FrameGraphs:
 
     def _frame_part(self, stage: str, bucket: int, length: int) -> Callable[[], None]:
         model = self.model
+        shape = FrameShape(bucket, length, model.vocab, model.predictor_vocab)  # every id, top-p on
         if stage == "predictor":
-            return lambda: model.predictor_frame(bucket, model.predictor_vocab)
-        return lambda: model.talker_step(bucket, length, model.vocab)
+            return lambda: model.predictor_frame(shape)
+        return lambda: model.talker_step(shape)
 
-    def run(self, bucket: int, length: int, talker_candidates: int, predictor_candidates: int) -> None:
+    def run(self, shape: FrameShape) -> None:
         """One frame: replay (B) and (A), or run them eagerly where a capture failed (with
-        every id a candidate, as captured)."""
-        for key in (("predictor", bucket, 0), ("talker", bucket, length)):
+        every id a candidate and top-p on, as captured)."""
+        for key in (("predictor", shape.bucket, 0), ("talker", shape.bucket, shape.length)):
             replay = self._replays.get(key) or self._frame_part(*key)
             replay()
 

@@ -94,6 +94,10 @@ class StageTensors:
         return tensors
 
 
+def uses_top_p(stages: list[StageSampling]) -> bool:
+    return any(s.do_sample and s.top_p < 1.0 for s in stages)
+
+
 def candidates_for(stages: list[StageSampling], vocab: int) -> int:
     """How many of each row's largest logits the warpers must look at: the largest top-k of
     the rows that sample, or the whole vocabulary when one of them has top-k off. Rounded up
@@ -140,15 +144,26 @@ def process_first_codebook(
     return scores.masked_fill(suppressed.unsqueeze(0), -math.inf)
 
 
-def warp_candidates(processed: torch.Tensor, stage: StageTensors, candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Temperature, top-k and top-p per row, as transformers' warpers compute them, over each
-    row's `candidates` largest logits. Returns the warped logits (largest first, -inf where
-    removed) and their vocabulary ids, both [B, candidates]."""
+def kth_index(stage: StageTensors, candidates: int) -> torch.Tensor:
+    """Each row's top-k as an index into its sorted candidates (long [B, 1]; top-k off keeps
+    them all); computed once per frame and stage."""
+    top_k = torch.where(stage.top_k > 0, stage.top_k, candidates).clamp(max=candidates)
+    return (top_k - 1).unsqueeze(1)
+
+
+def warp_candidates(
+    processed: torch.Tensor, stage: StageTensors, candidates: int, kth: torch.Tensor, top_p: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temperature, top-k and (when `top_p`: some row uses it) top-p per row, as
+    transformers' warpers compute them, over each row's `candidates` largest logits. Returns
+    the warped logits (largest first, -inf where removed) and their vocabulary ids, both
+    [B, candidates]."""
     scores = processed / stage.temperature  # greedy rows carry 1.0: exact identity
     values, ids = torch.topk(scores, candidates, dim=-1)  # sorted, largest first
-    top_k = torch.where(stage.top_k > 0, stage.top_k, candidates).clamp(max=candidates)
-    kth = values.gather(1, (top_k - 1).unsqueeze(1))
-    values = values.masked_fill(values < kth, -math.inf)  # keeps ties with the k-th, as transformers does
+    threshold = values.gather(1, kth)
+    values = values.masked_fill(values < threshold, -math.inf)  # keeps ties with the k-th, as transformers does
+    if not top_p:
+        return values, ids
     # transformers' top-p walks the sorted probabilities from the smallest up.
     ascending = values.flip(-1)
     cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
@@ -158,13 +173,21 @@ def warp_candidates(processed: torch.Tensor, stage: StageTensors, candidates: in
 
 
 def sample(
-    processed: torch.Tensor, stage: StageTensors, keys: torch.Tensor, codebook: int, candidates: int
+    processed: torch.Tensor,
+    stage: StageTensors,
+    key: torch.Tensor,
+    candidates: int,
+    top_p: bool = True,
+    kth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One token per row (long [B]): the argmax of the processed logits for greedy rows, a
     Gumbel-max draw from the warped distribution for the others, with the noise of the row's
-    key (long [B], counter_rng.row_keys) for this codebook."""
+    key for this draw (long [B], counter_rng.frame_keys). `top_p` False skips the top-p
+    warper (no row uses it); `kth` is kth_index(stage, candidates), when already computed."""
     greedy = processed.argmax(dim=-1)
-    values, ids = warp_candidates(processed, stage, candidates)
-    choice = (values + gumbel(keys, codebook, ids)).argmax(dim=-1, keepdim=True)
+    if kth is None:
+        kth = kth_index(stage, candidates)
+    values, ids = warp_candidates(processed, stage, candidates, kth, top_p)
+    choice = (values + gumbel(key, ids)).argmax(dim=-1, keepdim=True)
     drawn = ids.gather(1, choice).squeeze(1)
     return torch.where(stage.do_sample, drawn, greedy)

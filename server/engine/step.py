@@ -26,12 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from server.engine.counter_rng import row_keys
+from server.engine.counter_rng import keys as counter_keys
 from server.engine.device_batch import DeviceBatch
 from server.engine.kv import PredictorKVCache, SlotKVCache
-from server.engine.sampling import StageTensors, process_first_codebook, sample, token_mask
+from server.engine.sampling import StageTensors, kth_index, process_first_codebook, sample, token_mask
 
 # Why a row's segment ended, in the frame's output (0: it goes on).
 END_OF_SPEECH = 1
@@ -68,6 +69,20 @@ def end_reason(
     for code, condition in extra:
         reason = torch.where(condition & (reason == 0), code, reason)
     return reason
+
+
+@dataclass(frozen=True)
+class FrameShape:
+    """What a frame's shapes depend on: its batch bucket, the talker's length bucket, how many
+    candidates each stage's sampler looks at and whether some row uses top-p. Captured graphs
+    use every id as a candidate and top-p on, whatever the batch's settings."""
+
+    bucket: int
+    length: int
+    talker_candidates: int
+    predictor_candidates: int
+    talker_top_p: bool = True
+    predictor_top_p: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,19 +189,21 @@ class FrameModel:
         penalties = torch.full((1, 1), penalty, dtype=torch.float32, device=self.device)
         zero = torch.zeros(1, dtype=torch.long, device=self.device)
         processed = process_first_codebook(logits, nothing_seen, penalties, zero, self.eos_mask, self.suppressed_mask)
-        keys = row_keys(torch.full_like(zero, seed), torch.full_like(zero, segment), zero)
-        return sample(processed, stage, keys, 0, self.vocab)
+        key = int(counter_keys(np.asarray([seed]), np.asarray([segment]), np.asarray([0]), np.asarray([0]))[0])
+        return sample(processed, stage, torch.full_like(zero, key), self.vocab)
 
     # ---- the frame -------------------------------------------------------------------
 
-    def predictor_frame(self, bucket: int, candidates: int) -> None:
+    def predictor_frame(self, shape: FrameShape) -> None:
         """(B): codebooks 1..15 for the bucket's rows and the frame's summed code embedding,
         as the package's nested `code_predictor.generate` samples them (no penalty, no
         suppression). Writes `out[:, :16]` and `frame_embeds`."""
         state = self.state
+        bucket, candidates = shape.bucket, shape.predictor_candidates
         token = state.token[:bucket]
-        keys = row_keys(state.seed[:bucket], state.segment[:bucket], state.generated[:bucket] - 1)
+        keys = state.inputs[:bucket, 1:]
         stage = state.predictor.rows(bucket)
+        kth = kth_index(stage, candidates)
         first = self._codec_embedding(token.unsqueeze(1))
         inputs = torch.cat((state.hidden[:bucket], first), dim=1)
         codes = [token]
@@ -195,7 +212,7 @@ class FrameModel:
             start = 0 if step == 0 else step + 1
             hidden = self._predictor_layers(self.predictor.small_to_mtp_projection(inputs), start, bucket)
             logits = self.predictor.lm_head[step](hidden)[:, -1, :].float()
-            drawn = sample(logits, stage, keys, step + 1, candidates)
+            drawn = sample(logits, stage, keys[:, step + 1], candidates, shape.predictor_top_p, kth)
             codes.append(drawn)
             inputs = self._predictor_embeddings[step](drawn.unsqueeze(1))
             embeddings.append(inputs)
@@ -228,12 +245,13 @@ class FrameModel:
         normed: torch.Tensor = model.norm(hidden)
         return normed
 
-    def talker_step(self, bucket: int, length: int, candidates: int) -> None:
+    def talker_step(self, shape: FrameShape) -> None:
         """(A): the talker's decode step for the bucket's rows, each at its own position, then
         the logits processors and the draw of the next codebook-0 token. Active rows advance
         (position, text, token, hidden state, seen tokens); `out[:, 16]` gets each row's end
         reason."""
         state = self.state
+        bucket, length = shape.bucket, shape.length
         fed = state.fed[:bucket]
         text_length = state.trailing_length[:bucket]
         index = torch.minimum(fed, (text_length - 1).clamp(min=0)).view(bucket, 1, 1)
@@ -264,9 +282,9 @@ class FrameModel:
         processed = process_first_codebook(
             logits, state.seen[:bucket], state.penalty[:bucket], generated, self.eos_mask, self.suppressed_mask
         )
-        keys = row_keys(state.seed[:bucket], state.segment[:bucket], generated)
-        token = sample(processed, state.talker.rows(bucket), keys, 0, candidates)
-        active = state.active[:bucket]
+        key = state.inputs[:bucket, 1]
+        token = sample(processed, state.talker.rows(bucket), key, shape.talker_candidates, shape.talker_top_p)
+        active = state.inputs[:bucket, 0] != 0
         # The package stops after sampling `budget` tokens; the last one never gets a frame.
         budget_hit = generated + 1 >= state.budget[:bucket]
         reason = end_reason(budget_hit, token == self.eos, self.extra_stops(bucket, token))

@@ -6,6 +6,7 @@ the yardstick), with noise that depends on the row's key alone."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import chi2
@@ -19,7 +20,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from server.engine.counter_rng import row_keys, uniform
+from server.engine.counter_rng import keys, uniform
 from server.engine.sampling import (
     StageSampling,
     StageTensors,
@@ -77,16 +78,17 @@ def processed_rows(logits: torch.Tensor) -> tuple[torch.Tensor, StageTensors, in
     return processed, StageTensors.of(stages), candidates_for(stages, VOCAB)
 
 
-def keys_for(seeds: list[int], frame: int = 0) -> torch.Tensor:
-    seed = torch.tensor(seeds, dtype=torch.long)
-    return row_keys(seed, torch.zeros_like(seed), torch.full_like(seed, frame))
+def keys_for(seeds: list[int], frame: int = 0, codebook: int = 0) -> torch.Tensor:
+    return torch.from_numpy(
+        keys(np.asarray(seeds), np.zeros(len(seeds)), np.full(len(seeds), frame), np.asarray(codebook))
+    )
 
 
 @pytest.mark.parametrize("trial", range(5))
 def test_greedy_rows_take_the_argmax_transformers_gives_them(trial: int) -> None:
     logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(trial)) * 3
     processed, stage, candidates = processed_rows(logits)
-    tokens = sample(processed, stage, keys_for(list(range(len(ROWS)))), 0, candidates).tolist()
+    tokens = sample(processed, stage, keys_for(list(range(len(ROWS)))), candidates).tolist()
     for i, row in enumerate(ROWS):
         scores = transformers_scores(logits[i], row)
         if not row[0]:
@@ -100,19 +102,19 @@ def test_a_rows_draw_depends_on_its_key_alone() -> None:
     company there has top-k on), draws the same token."""
     logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(9)) * 3
     processed, stage, candidates = processed_rows(logits)
-    keys = keys_for([11, 12, 13, 14, 15])
-    together = sample(processed, stage, keys, 3, candidates)
+    row_keys = keys_for([11, 12, 13, 14, 15], frame=3)
+    together = sample(processed, stage, row_keys, candidates)
     order = [3, 0, 4]
     stages = [StageSampling(*ROWS[i][:4]) for i in order]
     fewer = candidates_for(stages, VOCAB)
-    alone = sample(processed[order], StageTensors.of(stages), keys[order], 3, fewer)
+    alone = sample(processed[order], StageTensors.of(stages), row_keys[order], fewer)
     assert alone.tolist() == together[order].tolist()
     assert (candidates, fewer) == (VOCAB, 64)  # the batch looked at every id, the others at 64
 
 
 def test_the_counter_draws_are_uniform_and_independent_of_their_neighbours() -> None:
-    keys = keys_for(list(range(64)))
-    u = uniform(keys, 5, torch.arange(4096))
+    row_keys = keys_for(list(range(64)), codebook=5)
+    u = uniform(row_keys, torch.arange(4096).expand(64, 4096))
     assert float(u.min()) > 0.0 and float(u.max()) < 1.0
     counts = torch.histc(u, bins=16, min=0.0, max=1.0)
     expected = u.numel() / 16
@@ -120,7 +122,16 @@ def test_the_counter_draws_are_uniform_and_independent_of_their_neighbours() -> 
     assert statistic < chi2.ppf(0.999, 15)
     # Neighbouring keys, codebooks and ids are uncorrelated.
     assert abs(float(torch.corrcoef(torch.stack([u[0], u[1]]))[0, 1])) < 0.1
-    assert abs(float(torch.corrcoef(torch.stack([u[0], uniform(keys[:1], 6, torch.arange(4096))[0]]))[0, 1])) < 0.1
+    assert (
+        abs(
+            float(
+                torch.corrcoef(
+                    torch.stack([u[0], uniform(keys_for([0], codebook=6), torch.arange(4096).unsqueeze(0))[0]])
+                )[0, 1]
+            )
+        )
+        < 0.1
+    )
 
 
 # (temperature, top_k, top_p) of sampling rows: each setting alone and combined
@@ -166,10 +177,9 @@ def test_draws_follow_the_warped_distribution_like_torch_multinomial(row: tuple[
     expected = warped_probabilities(logits, *row)
     draws = 6000
     stage = StageTensors.of([StageSampling(True, *row)] * draws)
-    seed = torch.full((draws,), 1234, dtype=torch.long)
-    keys = row_keys(seed, torch.zeros_like(seed), torch.arange(draws))
+    frames = torch.from_numpy(keys(np.asarray(1234), np.asarray(0), np.arange(draws), np.asarray(1)))
     candidates = candidates_for([StageSampling(True, *row)], vocab)
-    tokens = sample(logits.expand(draws, vocab).clone(), stage, keys, 1, candidates)
+    tokens = sample(logits.expand(draws, vocab).clone(), stage, frames, candidates, row[2] < 1.0)
     ours = torch.bincount(tokens, minlength=vocab).float()
     assert float(ours[expected == 0].sum()) == 0.0
     statistic, freedom = chi_square(ours, expected)
@@ -189,7 +199,7 @@ def test_end_of_speech_is_banned_for_the_first_two_tokens() -> None:
     seen = torch.zeros(2, VOCAB, dtype=torch.bool)
     processed = process_first_codebook(logits, seen, torch.ones(2, 1), torch.tensor([1, 2]), EOS_MASK, SUPPRESSED_MASK)
     greedy = StageTensors.of([StageSampling(False, 1.0, 0, 1.0)] * 2)
-    first, third = sample(processed, greedy, keys_for([1, 2]), 0, 1).tolist()
+    first, third = sample(processed, greedy, keys_for([1, 2]), 1).tolist()
     assert first != EOS
     assert third == EOS
 
@@ -206,5 +216,5 @@ def test_suppressed_control_ids_are_never_drawn() -> None:
         SUPPRESSED_MASK,
     )
     stage = StageTensors.of([StageSampling(True, 2.0, 0, 1.0)] * 20)
-    tokens = sample(processed, stage, keys_for(list(range(20))), 0, VOCAB)
+    tokens = sample(processed, stage, keys_for(list(range(20))), VOCAB)
     assert not any(token in SUPPRESSED for token in tokens.tolist())
