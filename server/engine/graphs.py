@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from server.engine.jobs import ChunkPlan
 from server.engine.step import FrameModel, FrameShape
 
 log = logging.getLogger("qwen3-tts.engine")
@@ -36,6 +37,14 @@ def capture_plan(model: FrameModel) -> list[tuple[str, int, int]]:
         plan.append(("predictor", bucket, 0))
         plan.extend(("talker", bucket, length) for length in model.length_buckets)
     return plan
+
+
+def codec_chunk_sizes(plan: ChunkPlan) -> range:
+    """Every chunk size (codec frames) a stream's schedule can produce: the doubling sizes
+    up to `plan.frames`, and any smaller remainder at a segment's end. The streaming decoder
+    is not captured yet; a capture of it must cover these, at batch 1 (each stream decodes
+    alone)."""
+    return range(1, max(plan.frames, plan.first_frames) + 1)
 
 
 @dataclass

@@ -168,7 +168,7 @@ def warp_candidates(
     ascending = values.flip(-1)
     cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
     remove = (cumulative <= stage.top_p_floor) & stage.top_p_on
-    remove[:, -1] = False  # keep at least one token
+    remove[:, -1].fill_(False)  # keep at least one token (fill_: no tensor from Python data)
     return ascending.masked_fill(remove, -math.inf).flip(-1), ids
 
 
