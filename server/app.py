@@ -13,23 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.api import clone, speech, system, voices
-from server.api.catalog import ModelCatalog
-from server.api.cloning import CloneService, PromptCache
-from server.api.cors import install_cors
-from server.api.gate import RequestGate
-from server.api.library import LibraryVoices, VoiceLibrary
-from server.api.metrics import install_metrics
-from server.api.middleware import RequestIdMiddleware
-from server.api.openapi import install_openapi
-from server.api.output_cache import OutputCache
-from server.api.playground import install_playground
-from server.api.recent import RecentRequests
-from server.api.refusals import error_response
-from server.api.responses import OrjsonResponse
-from server.api.sending import SendGuard
-from server.api.synthesis import SpeechService
-from server.api.websocket import router as websocket
 from server.config import Settings
 from server.engine.errors import EngineError
 from server.engine.jobs import ChunkPlan, SlotName
@@ -37,6 +20,23 @@ from server.engine.models import ModelSlot
 from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.errors import APIError, to_api_error, validation_error
+from server.http import clone, speech, system, voices
+from server.http.cors import install_cors
+from server.http.gate import RequestGate
+from server.http.metrics import install_metrics
+from server.http.middleware import RequestIdMiddleware
+from server.http.openapi import install_openapi
+from server.http.playground import install_playground
+from server.http.refusals import error_response
+from server.http.responses import OrjsonResponse
+from server.http.sending import SendGuard
+from server.speech.catalog import ModelCatalog
+from server.speech.cloning import CloneService, PromptCache
+from server.speech.library import LibraryVoices, VoiceLibrary
+from server.speech.output_cache import OutputCache
+from server.speech.recent import RecentRequests
+from server.speech.synthesis import SpeechService
+from server.websocket import router as websocket
 
 log = logging.getLogger("qwen3-tts")
 

@@ -23,7 +23,7 @@ from httpx_sse import connect_sse
 from ray import serve
 
 from server.cluster.cli import APP_NAME
-from tests.api.test_voice_library import assert_speech, create, speak
+from tests.http.test_voice_library import assert_speech, create, speak
 from tests.cluster.conftest import RayCluster
 from tests.cluster.support import another_replica, answered_by, app_running, health, replica_of, wait_for
 from tests.support.audio import decode_pcm16

@@ -19,11 +19,11 @@ import httpx
 import numpy as np
 import pytest
 
-from server.api.schemas import SpeechRequest
-from server.api.synthesis import ResolvedVoice, SpeechOptions
 from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import CloneVoice
-from tests.api.test_clone import clone
+from server.speech.requests import SpeechRequest
+from server.speech.synthesis import ResolvedVoice, SpeechOptions
+from tests.http.test_clone import clone
 from tests.support.audio import decode_pcm16
 from tests.support.engine_control import inference_held, on_server_loop, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server

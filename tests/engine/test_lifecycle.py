@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from server.api.schemas import SpeechRequest
 from server.engine.errors import JobTimeoutError
 from server.engine.jobs import SynthesisJob
+from server.speech.requests import SpeechRequest
 from tests.support.engine_control import idle_sweep_after_now, inference_held, on_server_loop, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 

@@ -7,8 +7,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from server.api.schemas import SpeechRequest
 from server.engine.jobs import SynthesisJob
+from server.speech.requests import SpeechRequest
 from tests.support.engine_control import inference_held, on_server_loop, wait_until
 from tests.support.live_server import RecordCollector, live_server
 

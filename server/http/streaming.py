@@ -1,0 +1,163 @@
+"""Streamed speech: chunked audio in any format, OpenAI's SSE events, and the earlier
+server's sentence-by-sentence SSE. All three forward the same chunk stream that a whole
+response collects (the sentence stream gathers it per sentence).
+
+The first chunk (a couple of codec frames) is awaited BEFORE the response starts, so
+everything that can fail early (queue full, model load, bad speaker) still gets its HTTP
+status and OpenAI error; once the 200 is sent, a failure can only be reported inside the
+stream (an SSE error event, or an audio stream cut short). Each response is tracked, so the
+request is logged once, after its last byte, with the status it really ended with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.responses import Response, StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from server.audio.dsp import to_pcm16_bytes
+from server.audio.encoders import AudioEncoder, create_encoder
+from server.errors import to_api_error
+from server.http.sending import Outcome, TrackedResponse
+from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+
+log = logging.getLogger("qwen3-tts")
+
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+
+
+class SegmentStream:
+    """A speech plan's audio, chunk by chunk (or sentence by sentence with `per_sentence`),
+    with the first one already synthesised."""
+
+    def __init__(self, service: SpeechService, plan: SpeechPlan, *, per_sentence: bool = False) -> None:
+        self.service = service
+        self.plan = plan
+        self.stats = SpeechStats()
+        self._segments = service.sentences(plan, self.stats) if per_sentence else service.chunks(plan, self.stats)
+        self._first: np.ndarray | None = None
+        self._failure: Outcome | None = None
+        self._finished = False
+
+    async def open(self) -> SegmentStream:
+        """Synthesise the first chunk; raises (and logs) what would have failed the request."""
+        try:
+            self._first = await anext(self._segments)
+        except BaseException as exc:
+            await self.finish(Outcome(to_api_error(exc).status, str(exc) or type(exc).__name__))
+            raise
+        return self
+
+    @property
+    def deadline(self) -> float:
+        """When REQUEST_TIMEOUT runs out, in event-loop time: it bounds sending too."""
+        elapsed = time.perf_counter() - self.stats.started
+        return asyncio.get_running_loop().time() - elapsed + self.service.engine.limits.request_timeout
+
+    def headers(self) -> dict[str, str]:
+        headers = dict(STREAM_HEADERS)
+        if self.stats.instructions_ignored:
+            headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
+        return headers
+
+    async def __aiter__(self) -> AsyncIterator[np.ndarray]:
+        """All the audio; a failure is remembered for the request's log line."""
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first
+            async for pcm in self._segments:
+                yield pcm
+        except Exception as exc:
+            self._failure = Outcome(to_api_error(exc).status, str(exc) or type(exc).__name__)
+            raise
+
+    async def finish(self, outcome: Outcome) -> None:
+        """Stop the work (frees the queue slot) and log the request once, with the status
+        it really ended with: a failure inside the stream outranks how the HTTP side ended."""
+        if self._finished:
+            return
+        self._finished = True
+        await self._segments.aclose()
+        final = self._failure or outcome
+        self.service.log_request(self.plan, self.stats, final.status, final.error)
+
+    def response(self, inner: Response) -> TrackedResponse:
+        return TrackedResponse(inner, self.finish, self.deadline)
+
+
+async def _encode(encoder: AudioEncoder, pcm: np.ndarray | None, stats: SpeechStats) -> bytes:
+    started = time.perf_counter()
+    data = await asyncio.to_thread(encoder.encode, pcm) if pcm is not None else encoder.finish()
+    stats.encode_ms += (time.perf_counter() - started) * 1000
+    return data
+
+
+async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
+    """The plan's audio as one file in its format, sent as it is produced."""
+    encoder = create_encoder(stream.plan.format.name, streaming=True)
+    async for pcm in stream:
+        data = await _encode(encoder, pcm, stream.stats)
+        stream.stats.mark_sent(int(pcm.shape[0]))
+        if data:
+            yield data
+    tail = await _encode(encoder, None, stream.stats)
+    if tail:
+        yield tail
+
+
+def audio_response(stream: SegmentStream) -> TrackedResponse:
+    headers = stream.headers()
+    headers["Content-Disposition"] = f'attachment; filename="speech.{stream.plan.format.extension}"'
+    return stream.response(
+        StreamingResponse(audio_bytes(stream), media_type=stream.plan.format.media_type, headers=headers)
+    )
+
+
+def _json(event: dict[str, Any]) -> str:
+    return orjson.dumps(event).decode()
+
+
+async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
+    """OpenAI's speech SSE: `speech.audio.delta` events, then `speech.audio.done` with usage,
+    or `speech.audio.error` (the extension vLLM-Omni uses) when synthesis fails mid-stream."""
+    try:
+        async for data in audio_bytes(stream):
+            yield _json({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    except Exception as exc:
+        yield _json({"type": "speech.audio.error", "error": to_api_error(exc).body()["error"]})
+        return
+    usage = {
+        "input_tokens": stream.stats.input_tokens,
+        "output_tokens": stream.stats.output_frames,
+        "total_tokens": stream.stats.input_tokens + stream.stats.output_frames,
+    }
+    yield _json({"type": "speech.audio.done", "usage": usage})
+
+
+async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:
+    """The sentence stream: one event per sentence, `data: <base64 of int16 LE 24 kHz mono
+    PCM>`, then `data: [DONE]`; on failure `data: [ERROR] <message>` ends it."""
+    try:
+        async for pcm in stream:
+            started = time.perf_counter()
+            payload = base64.b64encode(to_pcm16_bytes(pcm)).decode()
+            stream.stats.encode_ms += (time.perf_counter() - started) * 1000
+            stream.stats.mark_sent(int(pcm.shape[0]))
+            yield payload
+    except Exception as exc:
+        yield f"[ERROR] {to_api_error(exc).message}"
+        return
+    yield "[DONE]"
+
+
+def sse_response(events: AsyncIterator[str], stream: SegmentStream) -> TrackedResponse:
+    return stream.response(EventSourceResponse(events, headers=stream.headers(), ping=15))

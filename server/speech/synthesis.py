@@ -1,0 +1,365 @@
+"""The speech service: turns a validated request into an engine job, runs it, and hands
+back audio, whole or as a stream. Every speech endpoint goes through here, so streaming
+and non-streaming responses share one path and cannot drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from server.audio.dsp import change_speed
+from server.audio.formats import FormatSpec, UnknownFormatError, get_format
+from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
+from server.engine.scheduler import Engine
+from server.errors import invalid_request
+from server.logs import request_id_var, request_logged_var
+from server.metrics import Metrics
+from server.speech.catalog import ModelCatalog, resolve_preset_voice, unknown_voice
+from server.speech.recent import RecentRequests
+from server.speech.requests import SamplingFields, SpeechRequest, VoiceFields
+from server.text import UnsupportedLanguageError, detect_language, normalize_language
+from server.text.pieces import split_pieces
+
+request_log = logging.getLogger("qwen3-tts")
+segment_log = logging.getLogger("qwen3-tts.segments")
+
+INSTRUCTIONS_IGNORED_HEADER = "X-Instructions-Ignored"
+
+
+@dataclass(frozen=True)
+class SpeechPlan:
+    """Everything about a request that was validated before any audio is produced."""
+
+    job: SynthesisJob
+    format: FormatSpec
+    speed: float
+    endpoint: str
+    voice_label: str
+    chars: int
+    instructions_given: bool
+
+
+@dataclass
+class SpeechStats:
+    """The latency breakdown and counters of one request, logged once at its end."""
+
+    started: float = field(default_factory=time.perf_counter)
+    queue_ms: float = 0.0
+    load_ms: float = 0.0
+    inference_ms: float = 0.0
+    encode_ms: float = 0.0
+    ttfa_ms: float | None = None
+    first_chunk_ms: float | None = None  # the engine's first chunk, before encoding and sending
+    first_chunk_frames: int | None = None
+    chunks: int = 0
+    segments_done: int = 0
+    input_tokens: int = 0
+    output_frames: int = 0
+    samples: int = 0
+    batch_max: int = 0
+    instructions_ignored: bool = False
+    cache: str | None = None  # hit, miss or bypass where the output cache applies
+
+    def add_chunk(self, chunk: AudioChunk) -> None:
+        if self.first_chunk_ms is None:
+            self.first_chunk_ms = (time.perf_counter() - self.started) * 1000
+            self.first_chunk_frames = chunk.frames
+        self.output_frames += chunk.frames  # counted as delivered, so a cut-short request counts right
+        segment = chunk.stats
+        if segment is None:
+            return
+        self.segments_done += 1
+        self.queue_ms += segment.queued_ms
+        self.load_ms += segment.load_ms
+        self.inference_ms += segment.generate_ms
+        self.input_tokens += segment.input_tokens
+        self.batch_max = max(self.batch_max, segment.batch_max)
+
+    def mark_sent(self, samples: int) -> None:
+        """Record one chunk of audio handed to the client."""
+        if self.ttfa_ms is None:
+            self.ttfa_ms = (time.perf_counter() - self.started) * 1000
+        self.chunks += 1
+        self.samples += samples
+
+
+def resolve_format(name: str) -> FormatSpec:
+    try:
+        return get_format(name)
+    except UnknownFormatError as exc:
+        raise invalid_request(str(exc), param="response_format", code="unsupported_format") from exc
+
+
+def resolve_language(requested: str | None, text: str) -> str:
+    """The requested language, or one detected from the script when absent (`Auto` when the
+    script does not tell, which lets the model decide)."""
+    if requested is None or not requested.strip():
+        return detect_language(text)
+    try:
+        return normalize_language(requested)
+    except UnsupportedLanguageError as exc:
+        raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
+
+
+@dataclass(frozen=True)
+class ResolvedVoice:
+    """A request's voice, resolved to the model slot that speaks it."""
+
+    slot: SlotName
+    label: str
+    speaker: str | None = None
+    clone: CloneVoice | None = None
+
+
+class VoiceResolver(Protocol):
+    async def resolve(self, name: str) -> ResolvedVoice:
+        """The voice for a request's `voice` value; raises APIError (400) when unknown."""
+        ...
+
+
+class PresetVoices:
+    """Resolves the preset speakers and OpenAI's names for them."""
+
+    async def resolve(self, name: str) -> ResolvedVoice:
+        preset = resolve_preset_voice(name)
+        if preset is None:
+            raise unknown_voice(name)
+        label = preset.speaker if preset.requested == preset.speaker else f"{preset.requested}->{preset.speaker}"
+        return ResolvedVoice(slot="custom_voice", label=label, speaker=preset.speaker)
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """The request fields every speech endpoint shares, whatever body they came in."""
+
+    input: str
+    response_format: str
+    speed: float = 1.0
+    language: str | None = None
+    instructions: str | None = None
+    seed: int | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_new_tokens: int | None = None
+
+
+def sampling_of(request: SamplingFields) -> SamplingParams:
+    return SamplingParams(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        repetition_penalty=request.repetition_penalty,
+    )
+
+
+def options_of(request: VoiceFields, text: str) -> SpeechOptions:
+    """The shared options of a JSON speech request, for `text`."""
+    return SpeechOptions(
+        input=text,
+        response_format=request.response_format,
+        speed=request.speed,
+        language=request.language,
+        instructions=request.instructions,
+        seed=request.seed,
+        sampling=sampling_of(request),
+        max_new_tokens=request.max_new_tokens,
+    )
+
+
+class SpeechService:
+    def __init__(
+        self,
+        engine: Engine,
+        models: ModelCatalog,
+        token_cap: int,
+        voices: VoiceResolver,
+        metrics: Metrics | None = None,
+        chunks: ChunkPlan | None = None,
+        recent: RecentRequests | None = None,
+    ) -> None:
+        self.engine = engine
+        self.models = models
+        self.token_cap = token_cap
+        self.voices = voices
+        self.metrics = metrics
+        self.chunk_plan = chunks or ChunkPlan()
+        self.recent = recent
+
+    async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
+        """Validate an OpenAI-shaped speech request and turn it into a plan."""
+        voice, fmt = await self.prepare(request)
+        return self.plan(options_of(request, request.input), voice, fmt, endpoint, per_sentence=per_sentence)
+
+    async def prepare(self, request: VoiceFields) -> tuple[ResolvedVoice, FormatSpec]:
+        """Check a request's model and format and resolve its voice (400/404 when unknown)."""
+        if request.model is not None:
+            self.models.require(request.model)
+        fmt = resolve_format(request.response_format)
+        return await self.voices.resolve(request.voice_name), fmt
+
+    def token_cap_for(self, requested: int | None) -> int:
+        """The request's cap on frames per generated piece: MAX_NEW_TOKENS unless it asks for less."""
+        if requested is None:
+            return self.token_cap
+        if requested > self.token_cap:
+            raise invalid_request(
+                f"max_new_tokens must be at most {self.token_cap} (the server's MAX_NEW_TOKENS)",
+                param="max_new_tokens",
+            )
+        return requested
+
+    def plan(
+        self,
+        options: SpeechOptions,
+        voice: ResolvedVoice,
+        fmt: FormatSpec,
+        endpoint: str,
+        *,
+        per_sentence: bool = False,
+        interactive: bool = False,
+    ) -> SpeechPlan:
+        """A plan for any voice; every field is validated here, before audio is produced.
+        `per_sentence` makes each sentence its own segment (the sentence stream's contract);
+        a speed change does too, since time-stretching needs whole phrases."""
+        job = SynthesisJob(
+            slot=voice.slot,
+            segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
+            language=resolve_language(options.language, options.input),
+            token_cap=self.token_cap_for(options.max_new_tokens),
+            speaker=voice.speaker,
+            clone=voice.clone,
+            instruct=options.instructions or None,
+            seed=options.seed,
+            sampling=options.sampling,
+            chunks=self.chunk_plan,
+            interactive=interactive,
+        )
+        return SpeechPlan(
+            job=job,
+            format=fmt,
+            speed=options.speed,
+            endpoint=endpoint,
+            voice_label=voice.label,
+            chars=len(options.input),
+            instructions_given=bool(options.instructions),
+        )
+
+    async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+        """The job's audio as the engine hands it over, chunk by chunk (a few frames each).
+        With a speed change, a segment's chunks are gathered and stretched as one phrase."""
+        gathered: list[np.ndarray] = []
+        async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
+            async for chunk in chunks:
+                if plan.speed == 1.0:
+                    if chunk.pcm.size:
+                        yield chunk.pcm
+                    continue
+                gathered.append(chunk.pcm)
+                if chunk.segment_end:
+                    phrase = np.concatenate(gathered)
+                    gathered.clear()
+                    started = time.perf_counter()
+                    stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                    stats.encode_ms += (time.perf_counter() - started) * 1000
+                    yield stretched
+
+    async def sentences(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+        """The job's audio one segment at a time (a sentence each in a per-sentence plan)."""
+        gathered: list[np.ndarray] = []
+        async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
+            async for chunk in chunks:
+                gathered.append(chunk.pcm)
+                if chunk.segment_end:
+                    phrase = np.concatenate(gathered)
+                    gathered.clear()
+                    if plan.speed != 1.0:
+                        started = time.perf_counter()
+                        phrase = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
+                        stats.encode_ms += (time.perf_counter() - started) * 1000
+                    yield phrase
+
+    async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
+        slot = self.engine.slots[plan.job.slot]
+        # Closed at once when left early, so the engine's job (and its queue slot) ends now,
+        # not whenever the garbage collector gets to it.
+        async with contextlib.aclosing(self.engine.synthesize(plan.job)) as synthesized:
+            async for chunk in synthesized:
+                if stats.first_chunk_ms is None and plan.instructions_given:
+                    backend = slot.backend
+                    stats.instructions_ignored = backend is not None and not backend.honours_instruct
+                stats.add_chunk(chunk)
+                if chunk.stats is not None:
+                    segment_log.debug(
+                        "segment synthesised",
+                        extra={
+                            "request_id": request_id_var.get(),
+                            "segment": chunk.segment,
+                            "segments": len(plan.job.segments),
+                            "inference_ms": round(chunk.stats.generate_ms, 1),
+                            "output_frames": chunk.stats.output_frames,
+                            "batch_size": chunk.stats.batch_max,
+                        },
+                    )
+                yield chunk
+
+    async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
+        parts = [pcm async for pcm in self.chunks(plan, stats)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def log_request(self, plan: SpeechPlan, stats: SpeechStats, status: int, error: str | None = None) -> None:
+        fields: dict[str, object] = {
+            "request_id": request_id_var.get(),
+            "endpoint": plan.endpoint,
+            "status": status,
+            "queue_ms": round(stats.queue_ms, 1),
+            "load_ms": round(stats.load_ms, 1),
+            "inference_ms": round(stats.inference_ms, 1),
+            "encode_ms": round(stats.encode_ms, 1),
+            "total_ms": round((time.perf_counter() - stats.started) * 1000, 1),
+            "ttfa_ms": None if stats.ttfa_ms is None else round(stats.ttfa_ms, 1),
+            "first_chunk_ms": None if stats.first_chunk_ms is None else round(stats.first_chunk_ms, 1),
+            "first_chunk_frames": stats.first_chunk_frames,
+            "chunks": stats.chunks,
+            "segments": len(plan.job.segments),
+            "segments_done": stats.segments_done,
+            "chars": plan.chars,
+            "voice": plan.voice_label,
+            "format": plan.format.name,
+            "language": plan.job.language,
+            "audio_seconds": round(stats.samples / SAMPLE_RATE, 3),
+            "output_frames": stats.output_frames,
+            "batch_max": stats.batch_max,
+        }
+        if stats.instructions_ignored:
+            fields["instructions_ignored"] = True
+        if stats.cache is not None:
+            fields["cache"] = stats.cache
+        sampling = plan.job.sampling.describe()
+        if sampling:
+            fields["sampling"] = sampling
+        if plan.job.token_cap != self.token_cap:
+            fields["max_new_tokens"] = plan.job.token_cap
+        if error is not None:
+            fields["error"] = error
+        request_log.info("speech request", extra=fields)
+        request_logged_var.set(True)
+        if self.recent is not None:
+            self.recent.add(fields)
+        if self.metrics is not None:
+            self.metrics.observe_request(
+                endpoint=plan.endpoint,
+                status=status,
+                queue_ms=stats.queue_ms,
+                inference_ms=stats.inference_ms,
+                encode_ms=stats.encode_ms,
+                total_ms=(time.perf_counter() - stats.started) * 1000,
+                ttfa_ms=stats.ttfa_ms,
+                audio_seconds=stats.samples / SAMPLE_RATE,
+                chars=plan.chars,
+            )

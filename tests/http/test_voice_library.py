@@ -1,0 +1,147 @@
+"""The saved voice library: create, list, get, use on /v1/audio/speech, delete, persistence
+across restarts, name and id safety."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from server.speech.catalog import OPENAI_VOICES, QWEN_SPEAKERS
+from server.speech.library_lock import LOCK_FILE
+from tests.support.audio import decode_soundfile
+from tests.support.live_server import LiveServer, RecordCollector, live_server
+from tests.support.reference import wav
+
+VOICES = "/v1/audio/voices"
+
+
+@pytest.fixture
+def library_server(custom_voice_dir: Path, base_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(
+        model_id=str(custom_voice_dir), clone_model_id=str(base_dir), voices_dir=tmp_path, max_new_tokens=64
+    ) as server:
+        yield server
+
+
+def create(client: httpx.Client, name: str, seed: int = 0, **fields: str) -> httpx.Response:
+    return client.post(VOICES, data={"name": name, **fields}, files={"audio_sample": ("ref.wav", wav(seed=seed))})
+
+
+def speak(client: httpx.Client, voice: Any) -> httpx.Response:
+    body = {"model": "tts-1", "input": "Hello.", "voice": voice, "response_format": "wav", "seed": 1}
+    return client.post("/v1/audio/speech", json=body)
+
+
+def assert_speech(response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert decode_soundfile(response.content).duration > 0.1
+
+
+def test_create_list_get_use_delete(library_server: LiveServer, request_log: RecordCollector) -> None:
+    with library_server.client() as client:
+        created = create(client, "My Voice", ref_text="Hello there, this is me.", consent="recorded with consent")
+        assert created.status_code == 200, created.text
+        voice = created.json()
+        assert voice["object"] == "audio.voice" and voice["name"] == "My Voice" and voice["mode"] == "icl"
+        assert voice["id"].startswith("voice_") and isinstance(voice["created_at"], int)
+        assert create(client, "Plain", seed=1).json()["mode"] == "x_vector"
+
+        listed = client.get(VOICES).json()["voices"]
+        presets = {v["id"] for v in listed if v["type"] == "preset"}
+        assert presets == {*QWEN_SPEAKERS, *OPENAI_VOICES}
+        assert [v["name"] for v in listed if v["type"] == "cloned"] == ["My Voice", "Plain"]
+        assert client.get(f"{VOICES}/{voice['id']}").json() == voice
+
+        for ref in ("My Voice", "my voice", {"id": voice["id"]}, voice["id"]):
+            assert_speech(speak(client, ref))
+        assert request_log.wait_for_requests(4, "/v1/audio/speech")[-1]["voice"] == f"saved:{voice['id']}"
+        # ...and on the streaming endpoints.
+        body = {"model": "tts-1", "input": "One. Two.", "voice": "My Voice"}
+        with connect_sse(client, "POST", "/v1/audio/speech/stream", json=body) as source:
+            events = [event.data for event in source.iter_sse()]
+        assert events[-1] == "[DONE]" and len(events) == 3
+        with client.stream("POST", "/v1/audio/speech", json={**body, "response_format": "pcm"}) as streamed:
+            assert streamed.status_code == 200 and len(streamed.read()) > 0
+        assert library_server.health()["models"]["base"]["load_count"] == 1
+
+        deleted = client.delete(f"{VOICES}/{voice['id']}")
+        assert deleted.json() == {"id": voice["id"], "object": "audio.voice", "deleted": True}
+        assert client.get(f"{VOICES}/{voice['id']}").status_code == 404
+        assert client.delete(f"{VOICES}/{voice['id']}").status_code == 404
+        unknown = speak(client, "My Voice")
+        assert unknown.status_code == 400
+        assert "Plain" in unknown.json()["error"]["message"]  # saved voices are listed as valid
+    left = sorted(p.suffix for p in library_server.settings.voices_dir.iterdir() if p.name != LOCK_FILE)
+    assert left == [".json", ".prompt", ".wav"]
+
+
+def test_voices_survive_a_restart(custom_voice_dir: Path, base_dir: Path, tmp_path: Path) -> None:
+    settings: dict[str, Any] = {
+        "model_id": str(custom_voice_dir),
+        "clone_model_id": str(base_dir),
+        "voices_dir": tmp_path,
+        "max_new_tokens": 64,
+    }
+    with live_server(**settings) as first, first.client() as client:
+        kept = create(client, "Kept", ref_text="Words.").json()
+        broken = create(client, "Broken", seed=2).json()
+        before = decode_soundfile(speak(client, "Kept").content).samples
+    # A prompt file that cannot be loaded is recomputed from the stored reference.
+    (tmp_path / f"{broken['id']}.prompt").write_bytes(b"not a prompt")
+    with live_server(**settings) as second, second.client() as client:
+        names = [v["name"] for v in client.get(VOICES).json()["voices"] if v["type"] == "cloned"]
+        assert names == ["Kept", "Broken"]
+        assert client.get(f"{VOICES}/{kept['id']}").json() == kept
+        after = decode_soundfile(speak(client, {"id": kept["id"]}).content).samples
+        assert_speech(speak(client, "Broken"))
+        assert second.health()["clone"]["saved_voices"] == 2
+    # The same stored prompt and seed give the same audio after the restart.
+    assert before.shape == after.shape and abs(before - after).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", ["alloy", "VIVIAN", "uncle_fu", "Shimmer"])
+def test_preset_names_conflict(library_server: LiveServer, name: str) -> None:
+    with library_server.client() as client:
+        response = create(client, name)
+    assert response.status_code == 409 and response.json()["error"]["param"] == "name"
+
+
+def test_saved_names_conflict_case_insensitively(library_server: LiveServer) -> None:
+    with library_server.client() as client:
+        assert create(client, "Narrator").status_code == 200
+        response = create(client, "nArRaToR")
+    assert response.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "name", ["", "../etc/passwd", "/etc/passwd", "http://127.0.0.1:1/", "a" * 65, "-lead", "bad\nname", "név"]
+)
+def test_unsafe_names_are_400(library_server: LiveServer, name: str) -> None:
+    with library_server.client() as client:
+        response = create(client, name)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "name"
+    assert list(library_server.settings.voices_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "voice_id", ["..%2F..%2Fetc%2Fpasswd", "voice_..", "voice_0123456789abcdef%2F..", "VOICE_0123456789ABCDEF", "x"]
+)
+def test_ids_outside_the_pattern_are_404(library_server: LiveServer, voice_id: str) -> None:
+    with library_server.client() as client:
+        assert client.get(f"{VOICES}/{voice_id}").status_code == 404
+        assert client.delete(f"{VOICES}/{voice_id}").status_code == 404
+
+
+def test_upload_problems_are_400(library_server: LiveServer) -> None:
+    with library_server.client() as client:
+        garbage = client.post(VOICES, data={"name": "G"}, files={"audio_sample": ("g.wav", b"garbage" * 100)})
+        short = client.post(VOICES, data={"name": "S"}, files={"audio_sample": ("s.wav", wav(seconds=0.3))})
+        missing = client.post(VOICES, files={"name": (None, "M")})
+    assert garbage.status_code == short.status_code == missing.status_code == 400
+    assert {garbage.json()["error"]["param"], short.json()["error"]["param"]} == {"audio_sample"}
+    assert missing.json()["error"]["param"] == "audio_sample"
