@@ -44,7 +44,9 @@ log = logging.getLogger("qwen3-tts")
 def build_engine(settings: Settings) -> Engine:
     device = resolve_device(settings.device)
 
-    limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length)
+    limits = LoopLimits(
+        max_batch=settings.max_batch_size, max_length=settings.max_sequence_length, cuda_graphs=settings.cuda_graphs
+    )
 
     def loader(model_id: str) -> Any:
         return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits)

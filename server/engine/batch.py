@@ -19,7 +19,7 @@ from server.engine.errors import InvalidSynthesisInput
 from server.engine.jobs import AudioChunk, CloneVoice, SegmentStats
 from server.engine.prompt import PieceText, PromptBuilder
 from server.engine.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
-from server.engine.sequence import JobStream, Sequence
+from server.engine.sequence import JobStream, Sequence, segment_seed
 from server.engine.step import FrameModel, FrameShape, bucket_for
 from server.text.budget import max_new_tokens_for
 
@@ -85,7 +85,9 @@ class ActiveBatch:
             text=text,
             prompt=prompt,
             sampling=sampling,
-            seed=stream.seed,
+            # Segment i is generated with the job's seed + i, so a sentence of a stream
+            # reproduces alone; its draws are keyed by (that seed, frame, codebook).
+            seed=segment_seed(stream.seed, index),
             budget=min(max_new_tokens_for(text, job.token_cap), room),
             decoder=decoder,
             queued_ms=(started - stream.segment_ready_at) * 1000 - load_ms,
@@ -99,7 +101,7 @@ class ActiveBatch:
             StageTensors.of([sampling.talker], self.model.device),
             sampling.repetition_penalty,
             sequence.seed,
-            index,
+            0,
         )
         sequence.slot = len(self.rows)
         self.model.cache.store_prefill(sequence.slot, prefilled.cache)
@@ -146,7 +148,7 @@ class ActiveBatch:
         )
         keys = frame_keys(
             [s.seed for s in self.rows],
-            [s.segment for s in self.rows],
+            [0] * len(self.rows),
             [s.sampled - 1 for s in self.rows],
             model.groups,
         )

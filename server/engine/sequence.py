@@ -31,6 +31,11 @@ def draw_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
+def segment_seed(seed: int, segment: int) -> int:
+    """The seed of a job's segment: the job's seed plus the segment's index."""
+    return (seed + segment) % (MAX_SEED + 1)
+
+
 class StreamEnd:
     """Marks the end of a stream's items."""
 
@@ -107,7 +112,7 @@ class Sequence:
     text: str
     prompt: Prompt
     sampling: RowSampling
-    seed: int  # the job's seed: its draws are keyed by (seed, segment, frame, codebook)
+    seed: int  # the segment's seed (segment_seed): its draws are keyed by (seed, frame, codebook)
     budget: int  # max_new_tokens: codebook-0 tokens it may sample (frames = tokens - 1)
     decoder: StreamingDecoder
     slot: int = -1  # its row in the KV cache and the device batch

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from server.http.streaming import STREAM_HEADERS
+from server.http.streaming import SEED_HEADER, STREAM_HEADERS, seed_header
 from server.speech.output_cache import CachedAudio, OutputCache, cache_key
 from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
 
@@ -26,7 +26,7 @@ CacheState = Literal["hit", "miss", "bypass"]
 
 
 def attachment_headers(plan: SpeechPlan, instructions_ignored: bool) -> dict[str, str]:
-    headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"'}
+    headers = {"Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"', **seed_header(plan)}
     if instructions_ignored:
         headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
     return headers
@@ -34,7 +34,7 @@ def attachment_headers(plan: SpeechPlan, instructions_ignored: bool) -> dict[str
 
 def _bypassed(request: Request, plan: SpeechPlan) -> bool:
     directives = request.headers.get("cache-control", "").lower()
-    return plan.job.seed is not None or "no-cache" in directives or "no-store" in directives
+    return plan.seed_sent or "no-cache" in directives or "no-store" in directives
 
 
 class CachedSpeech:
@@ -65,7 +65,7 @@ class CachedSpeech:
         self.state = "hit"
         stats = self.new_stats()
         stats.instructions_ignored = entry.instructions_ignored
-        headers = attachment_headers(self.plan, entry.instructions_ignored)
+        headers = attachment_headers(self.plan, entry.instructions_ignored) | {SEED_HEADER: str(entry.seed)}
         media_type = self.plan.format.media_type
         if not self.streamed:
             stats.mark_sent(entry.samples)
@@ -91,7 +91,7 @@ class CachedSpeech:
     def store(self, data: bytes, stats: SpeechStats) -> None:
         """Keep a fresh response that completed."""
         if self.key is not None:
-            self.cache.put(self.key, CachedAudio(data, stats.instructions_ignored, stats.samples))
+            self.cache.put(self.key, CachedAudio(data, stats.instructions_ignored, stats.samples, self.plan.job.seed))
 
     def recording(self, body: AsyncIterable[Any], stats: SpeechStats) -> AsyncIterable[Any]:
         """`body` passed through unchanged; kept in the cache once it has been sent whole.

@@ -63,7 +63,7 @@ class SegmentStream:
         return asyncio.get_running_loop().time() - elapsed + self.service.engine.limits.request_timeout
 
     def headers(self) -> dict[str, str]:
-        headers = dict(STREAM_HEADERS)
+        headers = dict(STREAM_HEADERS) | seed_header(self.plan)
         if self.stats.instructions_ignored:
             headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
         return headers
@@ -122,6 +122,14 @@ def audio_response(stream: SegmentStream) -> TrackedResponse:
     )
 
 
+SEED_HEADER = "X-Seed"
+
+
+def seed_header(plan: SpeechPlan) -> dict[str, str]:
+    """The seed the audio was generated with (the client's, or one drawn for it)."""
+    return {SEED_HEADER: str(plan.job.seed)}
+
+
 def _json(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
@@ -140,7 +148,7 @@ async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
         "output_tokens": stream.stats.output_frames,
         "total_tokens": stream.stats.input_tokens + stream.stats.output_frames,
     }
-    yield _json({"type": "speech.audio.done", "usage": usage})
+    yield _json({"type": "speech.audio.done", "usage": usage, "seed": stream.plan.job.seed})
 
 
 async def sentence_events(stream: SegmentStream) -> AsyncIterator[str]:

@@ -18,6 +18,7 @@ from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
+from server.engine.sequence import draw_seed
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
@@ -44,6 +45,7 @@ class SpeechPlan:
     voice_label: str
     chars: int
     instructions_given: bool
+    seed_sent: bool = False  # the client chose the seed (job.seed is always set: drawn when not)
 
 
 @dataclass
@@ -227,6 +229,7 @@ class SpeechService:
         """A plan for any voice; every field is validated here, before audio is produced.
         `per_sentence` makes each sentence its own segment (the sentence stream's contract);
         a speed change does too, since time-stretching needs whole phrases."""
+        seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
         job = SynthesisJob(
             slot=voice.slot,
             segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
@@ -235,7 +238,7 @@ class SpeechService:
             speaker=voice.speaker,
             clone=voice.clone,
             instruct=options.instructions or None,
-            seed=options.seed,
+            seed=seed,
             sampling=options.sampling,
             chunks=self.chunk_plan,
             interactive=interactive,
@@ -248,6 +251,7 @@ class SpeechService:
             voice_label=voice.label,
             chars=len(options.input),
             instructions_given=bool(options.instructions),
+            seed_sent=options.seed is not None,
         )
 
     async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
@@ -335,6 +339,7 @@ class SpeechService:
             "audio_seconds": round(stats.samples / SAMPLE_RATE, 3),
             "output_frames": stats.output_frames,
             "batch_max": stats.batch_max,
+            "seed": plan.job.seed,
         }
         if stats.instructions_ignored:
             fields["instructions_ignored"] = True

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
+from server.engine.sequence import MAX_SEED, draw_seed
 from server.errors import APIError, invalid_request
 from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
 from server.text.incremental import SentenceAccumulator
@@ -60,6 +61,7 @@ class _TextStream:
 
     voice: _Voice
     request_id: str
+    seed: int  # the stream's seed (the client's or drawn); sentence i is generated with seed + i
     sentences: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(SENTENCES_AHEAD))
     accumulator: SentenceAccumulator = field(default_factory=SentenceAccumulator)
     task: asyncio.Task[bool] | None = None
@@ -177,10 +179,11 @@ class Connection:
         out = AudioOut(prepared.fmt, message.sample_rate)
         if await self.speaker.speak(plan, out, request_id):
             await self.speaker.send_audio(await out.finish())
-            await self.speaker.send_event({"event": "done", "id": request_id})
+            await self.speaker.send_event({"event": "done", "id": request_id, "seed": plan.job.seed})
 
     async def _start_text(self, message: TextStart) -> _TextStream:
-        stream = _TextStream(await self._prepare(message), next(self._ids))
+        seed = message.seed if message.seed is not None else draw_seed()
+        stream = _TextStream(await self._prepare(message), next(self._ids), seed)
         stream.task = asyncio.create_task(self._voice_text(stream))
         return stream
 
@@ -190,7 +193,7 @@ class Connection:
         await stream.push(None)
         assert stream.task is not None
         if await stream.task:
-            await self.speaker.send_event({"event": "done", "id": stream.request_id})
+            await self.speaker.send_event({"event": "done", "id": stream.request_id, "seed": stream.seed})
 
     async def _voice_text(self, stream: _TextStream) -> bool:
         """Speak the stream's sentences in order as they become ready; False after a failure."""
@@ -199,9 +202,8 @@ class Connection:
         index = 0
         while (sentence := await stream.sentences.get()) is not None:
             try:
-                plan = self.service.plan(
-                    options_of(prepared.fields, sentence), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
-                )
+                options = replace(options_of(prepared.fields, sentence), seed=(stream.seed + index) % (MAX_SEED + 1))
+                plan = self.service.plan(options, prepared.voice, prepared.fmt, ENDPOINT, interactive=True)
             except APIError as exc:
                 await self.speaker.send_event(error_event(exc))
                 return False

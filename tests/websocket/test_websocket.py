@@ -37,7 +37,7 @@ def test_utterance_is_int16_pcm_then_done_like_the_http_response(server: LiveSer
     with ws_connect(server, additional_headers={"X-Request-ID": "ws-same"}) as socket:
         send(socket, UTTERANCE)
         answer = receive_until_end(socket)
-    assert answer.events == [{"event": "done", "id": "ws-same-1"}]
+    assert answer.events == [{"event": "done", "id": "ws-same-1", "seed": 5}]
     assert answer.frames >= 1
     assert answer.audio == http_pcm(server, {"model": "tts-1", **UTTERANCE})
     assert decode_pcm16(answer.audio).rms > 1e-3
@@ -103,7 +103,7 @@ def test_text_stream_speaks_each_sentence_before_the_text_ends(server: LiveServe
             send(socket, {"type": "delta", "text": word + " "})
         send(socket, {"type": "flush"})
         rest = receive_until_end(socket)
-    assert rest.last == {"event": "done", "id": "ws-text-1"}
+    assert rest.last == {"event": "done", "id": "ws-text-1", "seed": 3}
     sentences = [e["text"] for e in [*before_audio, *rest.events] if e["event"] == "sentence"]
     assert sentences == split_sentences(text)
     assert [e["index"] for e in rest.events if e["event"] == "sentence"] == [1, 2, 3]
