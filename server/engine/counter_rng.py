@@ -11,8 +11,8 @@ It comes in two halves, so a frame spends few operations on it:
 - on the host, per frame, one key per (row, codebook) from (seed, segment, frame, codebook):
   a chain of splitmix64 finalisers in numpy's wrapping uint64 arithmetic, cut to 31 bits.
   The keys travel to the device with the frame's other staged inputs, in one copy.
-- on the device, per draw, a uniform number per vocabulary id from (key XOR id): two
-  multiply-xorshift rounds modulo 2**31. Products of a 31-bit value and a 32-bit constant stay
+- on the device, per draw, a uniform number per vocabulary id from (key XOR id): a
+  multiply, xorshift, multiply modulo 2**31, its top 24 bits kept. Products of a 31-bit value and a 32-bit constant stay
   below 2**63, so int64 never overflows and every backend computes the same bits.
 """
 
@@ -63,7 +63,7 @@ def uniform(key: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     x = (x * _MUL_A) & MASK31
     x = x ^ (x >> 15)
     x = (x * _MUL_B) & MASK31
-    x = x ^ (x >> 16)
+    # The top bits of a product depend on every bit below them: keep the top 24 (made odd).
     return ((x >> 7) | 1).to(torch.float32) * (1.0 / (1 << 24))
 
 
