@@ -18,7 +18,8 @@ from server.audio.dsp import change_speed
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, AudioChunk, ChunkPlan, CloneVoice, SamplingParams, SlotName, SynthesisJob
 from server.engine.scheduler import Engine
-from server.engine.sequence import draw_seed
+from server.engine.sequence import draw_seed as draw_seed
+from server.engine.sequence import segment_seed as segment_seed
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics

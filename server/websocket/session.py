@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, replace
 from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
-from server.engine.sequence import MAX_SEED, draw_seed
 from server.errors import APIError, invalid_request
-from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
+from server.speech.synthesis import ResolvedVoice, SpeechService, draw_seed, options_of, resolve_language, segment_seed
 from server.text.incremental import SentenceAccumulator
 from server.websocket.protocol import (
     ClientMessage,
@@ -202,7 +201,7 @@ class Connection:
         index = 0
         while (sentence := await stream.sentences.get()) is not None:
             try:
-                options = replace(options_of(prepared.fields, sentence), seed=(stream.seed + index) % (MAX_SEED + 1))
+                options = replace(options_of(prepared.fields, sentence), seed=segment_seed(stream.seed, index))
                 plan = self.service.plan(options, prepared.voice, prepared.fmt, ENDPOINT, interactive=True)
             except APIError as exc:
                 await self.speaker.send_event(error_event(exc))
