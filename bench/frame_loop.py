@@ -31,13 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
 from server.engine.codec import StreamingDecoder
-from server.engine.counter_rng import row_keys
+from server.engine.counter_rng import keys as counter_keys
 from server.engine.jobs import SamplingParams, SynthesisJob
 from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sampling import StageSampling, StageTensors, candidates_for, sample
@@ -194,15 +195,15 @@ def sampling_table(backend: QwenBackend, repeats: int) -> None:
     print(f"{'rows':>4} | {f'top-k {default.top_k}':>10} | {'top-k off':>9}")
     for rows in (1, 8, 16):
         logits = [torch.randn(rows, vocab) for _ in range(draws)]
-        seed = torch.arange(rows)
+        seeds = np.arange(rows)
         micros = []
         for stage in (default, top_k_off):
             tensors = StageTensors.of([stage] * rows)
             candidates = candidates_for([stage], vocab)
             started = time.perf_counter()
             for frame, scores in enumerate(logits):
-                keys = row_keys(seed, torch.zeros_like(seed), torch.full_like(seed, frame))
-                sample(scores, tensors, keys, 1, candidates)
+                keys = torch.from_numpy(counter_keys(seeds, np.zeros(rows), np.full(rows, frame), np.ones(rows)))
+                sample(scores, tensors, keys, candidates, stage.top_p < 1.0)
             micros.append((time.perf_counter() - started) * 1e6 / draws)
         print(f"{rows:>4} | {micros[0]:>10.1f} | {micros[1]:>9.1f}")
 
