@@ -5,17 +5,17 @@ Run from the repository root::
 
     python bench/frame_loop.py [--model DIR] [--repeats 5] [--threads 1]
 
-1. Milliseconds per frame for the same text and seed at batch 1: the package's
+1. Milliseconds per frame for the same text at batch 1, greedy: the package's
    `model.generate` (talker and code predictor, as `generate_custom_voice` calls it) against
    the server's batch code stepping one sequence. Both produce the same codes (checked).
-2. Codec: milliseconds per chunk and per frame for the chunk sizes the server streams with,
+2. Milliseconds per frame with 1 and 8 sequences stepped together at the checkpoint's default
+   sampling settings (every sequence seeded), over the frames where all of them ran.
+3. Codec: milliseconds per chunk and per frame for the chunk sizes the server streams with,
    against the package's whole decode of the same codes.
-3. Sampling one codebook for a batch with the checkpoint's default settings (top-k on), per
-   draw: rows with a seed draw over the whole vocabulary from their own generators (the
-   package's way, repeatable); rows without one drew over the whole vocabulary from shared
-   noise before, and now draw among their top-k candidates. Fresh logits for every draw, as
-   in a real step (a selection over the same numbers again runs several times faster).
-4. A streaming client that reads the first chunk and leaves: frames generated after it left,
+4. Sampling one codebook for a batch with the checkpoint's default settings (top-k on) and
+   with top-k off, per draw (the counter-based sampler the frame runs). Fresh logits for every
+   draw, as in a real step.
+5. A streaming client that reads the first chunk and leaves: frames generated after it left,
    and frames generated that it never took.
 Without --model a tiny random checkpoint is built in a temporary directory.
 """
@@ -31,21 +31,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
 from server.engine.codec import StreamingDecoder
+from server.engine.counter_rng import keys as counter_keys
 from server.engine.jobs import SamplingParams, SynthesisJob
 from server.engine.qwen import LoopLimits, QwenBackend
-from server.engine.sampling import StageBatch, draw, draw_over_vocabulary
+from server.engine.sampling import StageSampling, StageTensors, candidates_for, sample
 from server.engine.sequence import JobStream
 from tests.support.engine_control import wait_until
 from tests.support.live_server import RecordCollector, live_server
 
 TEXT = "The frame loop is measured against the package on exactly the same sentence and seed."
 LONG_TEXT = " ".join(f"Sentence number {i} keeps the stream busy for a while." for i in range(8))
+
+
+GREEDY = {"do_sample": False, "subtalker_dosample": False}
 
 
 def package_generate(backend: QwenBackend, seed: int) -> tuple[torch.Tensor, float]:
@@ -64,7 +69,7 @@ def package_generate(backend: QwenBackend, seed: int) -> tuple[torch.Tensor, flo
     try:
         torch.manual_seed(seed)
         with torch.inference_mode():
-            wrapper.generate_custom_voice(text=TEXT, speaker="Vivian", language="English", max_new_tokens=512)
+            wrapper.generate_custom_voice(text=TEXT, speaker="Vivian", language="English", max_new_tokens=512, **GREEDY)
     finally:
         wrapper.model.generate = original
     return measured["codes"], measured["seconds"]
@@ -72,19 +77,58 @@ def package_generate(backend: QwenBackend, seed: int) -> tuple[torch.Tensor, flo
 
 def loop_generate(backend: QwenBackend, seed: int) -> tuple[torch.Tensor, float]:
     job = SynthesisJob(
-        slot="custom_voice", segments=(TEXT,), language="English", token_cap=512, speaker="Vivian", seed=seed
+        slot="custom_voice",
+        segments=(TEXT,),
+        language="English",
+        token_cap=512,
+        speaker="Vivian",
+        seed=seed,
+        sampling=SamplingParams(temperature=0),
     )
     stream = JobStream(job, 600, asyncio.new_event_loop(), max_ahead=10**9)
     batch = backend.batch
     with torch.inference_mode():
         started = time.perf_counter()
-        sequence = batch.start(stream, 0.0, backend.row_sampling(SamplingParams()))
+        sequence = batch.start(stream, 0.0, backend.row_sampling(job.sampling))
         while not sequence.finished:
             batch.step()
         seconds = time.perf_counter() - started
-        codes = torch.stack(sequence.pending)
+        codes = sequence.pending_codes()
         batch.remove(sequence)
     return codes, seconds
+
+
+def batched_ms_per_frame(backend: QwenBackend, rows: int, repeats: int) -> list[float]:
+    """Milliseconds per frame with `rows` sequences at the default settings, each seeded,
+    over the frames where all of them ran (only the engine's public batch calls, so the same
+    function measures earlier versions side by side)."""
+    loop = asyncio.new_event_loop()
+    batch = backend.batch
+    timings: list[float] = []
+    with torch.inference_mode():
+        for repeat in range(repeats):
+            sequences = []
+            for row in range(rows):
+                job = SynthesisJob(
+                    slot="custom_voice",
+                    segments=(TEXT,),
+                    language="English",
+                    token_cap=512,
+                    speaker="Vivian",
+                    seed=1000 * repeat + row,
+                )
+                stream = JobStream(job, 600, loop, max_ahead=10**9)
+                sequences.append(batch.start(stream, 0.0, backend.row_sampling(SamplingParams())))
+            while not all(s.finished for s in sequences):
+                full = not any(s.finished for s in sequences)
+                started = time.perf_counter()
+                batch.step()
+                if full:
+                    timings.append((time.perf_counter() - started) * 1000)
+            for sequence in sequences:
+                batch.remove(sequence)
+    loop.close()
+    return timings
 
 
 def frame_loop_table(backend: QwenBackend, repeats: int) -> None:
@@ -97,7 +141,7 @@ def frame_loop_table(backend: QwenBackend, repeats: int) -> None:
         if seed:
             rows["package generate"].append(package_s * 1000 / expected.shape[0])
             rows["server frame loop"].append(loop_s * 1000 / actual.shape[0])
-    print("\n1. talker + code predictor, batch 1, same text and seed (codes equal)")
+    print("\n1. talker + code predictor, batch 1, greedy, same text (codes equal)")
     print(f"{'':>18} | {'ms/frame median':>15} | {'min':>6} | {'max':>6}")
     for name, values in rows.items():
         print(f"{name:>18} | {statistics.median(values):>15.2f} | {min(values):>6.2f} | {max(values):>6.2f}")
@@ -109,7 +153,7 @@ def codec_table(backend: QwenBackend, repeats: int) -> None:
     frames = 120
     codes = torch.randint(0, 2048, (frames, 16), generator=torch.Generator().manual_seed(1))
     tokenizer = backend._model.model.speech_tokenizer
-    print(f"\n2. codec decode of {frames} frames")
+    print(f"\n3. codec decode of {frames} frames")
     print(f"{'':>22} | {'ms per call':>11} | {'ms per frame':>12}")
     with torch.inference_mode():
         whole = []
@@ -132,37 +176,40 @@ def codec_table(backend: QwenBackend, repeats: int) -> None:
             print(f"{f'streamed, {size} per chunk':>22} | {median:>11.1f} | {median / size:>12.2f}")
 
 
+def batch_table(backend: QwenBackend, repeats: int) -> None:
+    print("\n2. frames for several sequences at once, default sampling, each seeded")
+    print(f"{'sequences':>9} | {'ms/frame median':>15} | {'frames/s':>8} | {'frames measured':>15}")
+    for rows in (1, 8):
+        batched_ms_per_frame(backend, rows, 1)  # warm-up
+        timings = batched_ms_per_frame(backend, rows, repeats)
+        median = statistics.median(timings)
+        print(f"{rows:>9} | {median:>15.2f} | {rows * 1000 / median:>8.0f} | {len(timings):>15}")
+
+
 def sampling_table(backend: QwenBackend, repeats: int) -> None:
-    stage = backend.row_sampling(SamplingParams()).predictor
+    default = backend.row_sampling(SamplingParams()).predictor
     vocab = int(backend.frames.predictor.config.vocab_size)
     draws = 200 * repeats
-    print(f"\n3. one codebook sampled for a batch (vocabulary {vocab}, top-k {stage.top_k}): microseconds per draw")
-    print(f"{'rows':>4} | {'seeded':>8} | {'unseeded, whole vocabulary':>26} | {'unseeded, top-k':>15} | {'ratio':>5}")
+    top_k_off = StageSampling(default.do_sample, default.temperature, 0, default.top_p)
+    print(f"\n4. one codebook sampled for a batch (vocabulary {vocab}): microseconds per draw")
+    print(f"{'rows':>4} | {f'top-k {default.top_k}':>10} | {'top-k off':>9}")
     for rows in (1, 8, 16):
-        batch = StageBatch.of([stage] * rows, backend.frames.device)
-        logits = [torch.randn(rows, vocab, device=backend.frames.device) for _ in range(draws)]
-        seeded: list[torch.Generator | None] = [
-            torch.Generator(backend.frames.device).manual_seed(row) for row in range(rows)
-        ]
-        unseeded: list[torch.Generator | None] = [None] * rows
-        micros = {}
-        for way in ("seeded", "whole", "top-k"):
+        logits = [torch.randn(rows, vocab) for _ in range(draws)]
+        seeds = np.arange(rows)
+        micros = []
+        for stage in (default, top_k_off):
+            tensors = StageTensors.of([stage] * rows)
+            candidates = candidates_for([stage], vocab)
             started = time.perf_counter()
-            for scores in logits:
-                if way == "seeded":
-                    draw(scores, batch, seeded)
-                elif way == "whole":
-                    draw_over_vocabulary(scores, batch, unseeded)
-                else:
-                    draw(scores, batch, unseeded)
-            micros[way] = (time.perf_counter() - started) * 1e6 / draws
-        ratio = micros["top-k"] / micros["whole"]
-        seeded_us, whole_us, top_k_us = micros["seeded"], micros["whole"], micros["top-k"]
-        print(f"{rows:>4} | {seeded_us:>8.1f} | {whole_us:>26.1f} | {top_k_us:>15.1f} | {ratio:>5.2f}")
+            for frame, scores in enumerate(logits):
+                keys = torch.from_numpy(counter_keys(seeds, np.zeros(rows), np.full(rows, frame), np.ones(rows)))
+                sample(scores, tensors, keys, candidates, stage.top_p < 1.0)
+            micros.append((time.perf_counter() - started) * 1e6 / draws)
+        print(f"{rows:>4} | {micros[0]:>10.1f} | {micros[1]:>9.1f}")
 
 
 def disconnect_table(model: Path, threads: int, repeats: int, device: str) -> None:
-    print("\n4. a client reads the first chunk and leaves (default settings)")
+    print("\n5. a client reads the first chunk and leaves (default settings)")
     print(f"{'run':>3} | {'frames after it left':>20} | {'frames generated':>16} | {'chunks it never took':>20}")
     with (
         RecordCollector().attached() as log,
@@ -199,8 +246,9 @@ def main() -> int:
         model = args.model or build_dev_checkpoint(Path(scratch) / "custom_voice", "custom_voice")
         label = "tiny dev checkpoint" if args.model is None else model
         print(f"device: {args.device}  threads: {args.threads}  model: {label}")
-        backend = QwenBackend.load(str(model), args.device, args.threads, LoopLimits(max_batch=1, max_length=2048))
+        backend = QwenBackend.load(str(model), args.device, args.threads, LoopLimits(max_batch=8, max_length=2048))
         frame_loop_table(backend, args.repeats)
+        batch_table(backend, args.repeats)
         codec_table(backend, args.repeats)
         sampling_table(backend, args.repeats)
         backend.release()

@@ -59,7 +59,12 @@ def build_engine(settings: Settings, exit_on_stall: bool = True, announced_speak
         loop_frames=settings.guard_loop_frames,
         tail_ratio=settings.guard_tail_ratio,
     )
-    limits = LoopLimits(max_batch=settings.max_batch_size, max_length=settings.max_sequence_length, guards=guards)
+    limits = LoopLimits(
+        max_batch=settings.max_batch_size,
+        max_length=settings.max_sequence_length,
+        cuda_graphs=settings.cuda_graphs,
+        guards=guards,
+    )
 
     def loader(model_id: str) -> Any:
         return timed_load(model_id, device, settings.warmup, settings.torch_threads, limits, settings.quantize)

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=120.0, ge=0)
     preload_model: bool = False
     warmup: bool = True
+    # On CUDA: capture the frame as CUDA graphs per batch bucket at load; off runs it eagerly.
+    cuda_graphs: bool = True
     # CPU threads for torch's intra-op pool; 0 leaves torch's default (one per core).
     torch_threads: int = Field(default=0, ge=0)
     # Weight-only quantization of the talker and code predictor (torchao); fp8 needs a GPU of

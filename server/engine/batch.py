@@ -8,36 +8,60 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from server.engine.codec import StreamingDecoder, to_numpy
+from server.engine.counter_rng import frame_keys
 from server.engine.errors import InvalidSynthesisInput
-from server.engine.guards import VERDICT_REASONS, GuardBank, package_encoder, quiet_codes
-from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, FinishReason, SegmentStats
-from server.engine.prompt import PieceText
-from server.engine.sampling import RowSampling, StageBatch, draw, process_first_codebook
-from server.engine.sequence import JobStream, Sequence
+from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, CloneVoice, FinishReason, SegmentStats
+from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
+from server.engine.sequence import JobStream, Sequence, segment_seed
+from server.engine.step import (
+    END_OF_SPEECH,
+    REPETITION_GUARD,
+    SILENCE_GUARD,
+    TAIL_GUARD,
+    TOKEN_BUDGET,
+    FrameModel,
+    FrameShape,
+    bucket_for,
+)
 from server.text.budget import max_new_tokens_for
-
-if TYPE_CHECKING:
-    from server.engine.qwen import QwenBackend
 
 log = logging.getLogger("qwen3-tts.engine")
 
+# The frame's end reasons (server/engine/step.py) as the request reports them.
+FINISH_REASONS = {
+    END_OF_SPEECH: FinishReason.STOP,
+    TOKEN_BUDGET: FinishReason.LENGTH,
+    SILENCE_GUARD: FinishReason.SILENCE,
+    REPETITION_GUARD: FinishReason.REPETITION,
+    TAIL_GUARD: FinishReason.LENGTH,
+}
+
 
 class ActiveBatch:
-    def __init__(self, backend: QwenBackend, capacity: int) -> None:
-        self.backend = backend
-        self.model = backend.frames
+    def __init__(
+        self,
+        frames: FrameModel,
+        prompts: PromptBuilder,
+        codec_decoder: Any,
+        clone_prompt: Callable[[CloneVoice], Any],
+        capacity: int,
+        runner: Callable[[FrameShape], None] | None = None,
+    ) -> None:
+        self.model = frames
+        self.prompts = prompts
+        self.codec_decoder = codec_decoder
+        self.clone_prompt = clone_prompt
         self.capacity = capacity
-        self.rows: list[Sequence] = []  # row i lives in KV slot i
-        limits = backend.guard_limits
-        encode = package_encoder(backend.speech_tokenizer)
-        quiet = quiet_codes(encode, limits.silence_dbfs, self.model.vocab, self.model.device)
-        self.guards = GuardBank(limits, capacity, quiet)
+        # Runs one frame: eagerly, or by replaying captured graphs (server/engine/graphs.py).
+        self.runner = runner or self.run_eager
+        self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
 
     @property
     def free(self) -> int:
@@ -54,9 +78,9 @@ class ActiveBatch:
         started = time.perf_counter()
         clone = None
         if job.clone is not None:
-            prompt_items = job.clone.prompt if job.clone.prompt is not None else self.backend.clone_prompt(job.clone)
+            prompt_items = job.clone.prompt if job.clone.prompt is not None else self.clone_prompt(job.clone)
             clone = prompt_items[0]
-        prompt = self.backend.prompts.build(
+        prompt = self.prompts.build(
             PieceText(text=text, language=job.language, speaker=job.speaker, instruct=job.instruct, clone=clone)
         )
         room = self.model.max_length - prompt.length + 1
@@ -65,9 +89,12 @@ class ActiveBatch:
                 f"the prompt of {prompt.length} tokens leaves no room in MAX_SEQUENCE_LENGTH "
                 f"({self.model.max_length}); shorten the text or the reference"
             )
-        seed = None if job.seed is None else job.seed + index
-        generator = None if seed is None else torch.Generator(device=self.model.device).manual_seed(seed)
-        decoder = StreamingDecoder(self.backend.codec_decoder)
+        if prompt.trailing.shape[1] > self.model.state.text_length:
+            raise InvalidSynthesisInput(
+                f"the text's {prompt.trailing.shape[1]} trailing tokens do not fit in MAX_SEQUENCE_LENGTH "
+                f"({self.model.max_length}); shorten the text"
+            )
+        decoder = StreamingDecoder(self.codec_decoder)
         if prompt.ref_code is not None:
             decoder.skip(prompt.ref_code)  # its audio is the reference's, not wanted
         sequence = Sequence(
@@ -76,7 +103,9 @@ class ActiveBatch:
             text=text,
             prompt=prompt,
             sampling=sampling,
-            generator=generator,
+            # Segment i is generated with the job's seed + i, so a sentence of a stream
+            # reproduces alone; its draws are keyed by (that seed, frame, codebook).
+            seed=segment_seed(stream.seed, index),
             budget=min(max_new_tokens_for(text, job.token_cap), room),
             decoder=decoder,
             queued_ms=(started - stream.segment_ready_at) * 1000 - load_ms,
@@ -84,93 +113,88 @@ class ActiveBatch:
             started=started,
         )
         prefilled = self.model.prefill(prompt.embeds)
+        # End of speech is banned for the first tokens, so the first one never ends the segment.
+        token = self.model.first_token(
+            prefilled.logits,
+            StageTensors.of([sampling.talker], self.model.device),
+            sampling.repetition_penalty,
+            sequence.seed,
+            0,
+        )
         sequence.slot = len(self.rows)
         self.model.cache.store_prefill(sequence.slot, prefilled.cache)
+        self.model.state.start_row(
+            sequence.slot,
+            token=token,
+            hidden=prefilled.hidden,
+            position=prompt.length,
+            budget=sequence.budget,
+            sampling=sampling,
+            trailing=prompt.trailing,
+            tts_pad=prompt.tts_pad,
+        )
+        if self.model.guards is not None:
+            self.model.guards.reset(sequence.slot, prompt.input_tokens)
         sequence.position = prompt.length
-        sequence.hidden = prefilled.hidden
-        sequence.seen = torch.zeros(self.model.vocab, dtype=torch.bool, device=self.model.device)
-        self.guards.reset(sequence.slot, prompt.input_tokens)
+        sequence.sampled = 1
         self.rows.append(sequence)
-        try:
-            self._sample_first([sequence], prefilled.logits)
-        except BaseException:
-            self.remove(sequence)
-            raise
         stream.next_segment = index + 1
         return sequence
 
     # ---- one frame ---------------------------------------------------------------------
 
     def step(self) -> int:
-        """One frame for every sequence that may run (not finished, stream not backlogged).
-        Returns how many ran."""
-        running = [s for s in self.rows if not s.finished and not s.stream.backlogged]
+        """One frame for every sequence that may run (not finished, stream not backlogged):
+        the host stages which rows run, the frame runs over the batch's bucket, and its codes
+        and end reasons come back in one copy. Returns how many ran."""
+        flags = [not s.finished and not s.stream.backlogged for s in self.rows]
+        running = [s for s, runs in zip(self.rows, flags, strict=True) if runs]
         if not running:
             return 0
         for sequence in running:
             sequence.batch_max = max(sequence.batch_max, len(running))
-        tokens = torch.cat([s.token for s in running if s.token is not None])
-        hidden = torch.cat([s.hidden for s in running if s.hidden is not None])
-        generators = [s.generator for s in running]
-        predictor = StageBatch.of([s.sampling.predictor for s in running], self.model.device)
-        rest = self.model.predict(hidden, tokens, predictor, generators)
-        continuing: list[int] = []
-        for i, sequence in enumerate(running):
-            sequence.pending.append(torch.cat([tokens[i : i + 1], rest[i]]))
+        model = self.model
+        bucket = bucket_for(len(self.rows), model.batch_buckets)
+        length = bucket_for(max(s.position for s in running) + 1, model.length_buckets)
+        talker = [s.sampling.talker for s in running]
+        predictor = [s.sampling.predictor for s in running]
+        shape = FrameShape(
+            bucket=bucket,
+            length=length,
+            talker_candidates=candidates_for(talker, model.vocab),
+            predictor_candidates=candidates_for(predictor, model.predictor_vocab),
+            talker_top_p=uses_top_p(talker),
+            predictor_top_p=uses_top_p(predictor),
+        )
+        keys = frame_keys(
+            [s.seed for s in self.rows],
+            [0] * len(self.rows),
+            [s.sampled - 1 for s in self.rows],
+            model.groups,
+        )
+        model.state.stage_inputs(flags, keys, bucket)
+        self.runner(shape)
+        model.state.fetch_outputs(bucket)
+        outputs = model.state.outputs(len(self.rows))
+        groups = model.groups
+        for sequence, runs, row in zip(self.rows, flags, outputs, strict=True):
+            if not runs:
+                continue
+            sequence.pending.append(row[:groups])
             sequence.frames += 1
             sequence.stream.frames_generated += 1
-            # The package stops after sampling `budget` tokens; the last one never gets a frame.
-            if sequence.sampled + 1 >= sequence.budget:
-                sequence.finish(FinishReason.LENGTH)
+            if row[groups]:
+                sequence.finish(FINISH_REASONS[row[groups]], trim=row[groups + 1])
             else:
-                continuing.append(i)
-        if continuing:
-            self._advance([running[i] for i in continuing], tokens[continuing], rest[continuing])
+                sequence.position += 1
+                sequence.sampled += 1
         return len(running)
 
-    def _advance(self, sequences: list[Sequence], tokens: torch.Tensor, rest: torch.Tensor) -> None:
-        """The talker's step: each row's next input is its frame's embedding plus its next
-        text embedding (or padding once the text is all fed)."""
-        embeds = self.model.frame_embedding(tokens, rest)
-        text = [
-            s.prompt.trailing[:, s.fed : s.fed + 1] if s.fed < s.prompt.trailing.shape[1] else s.prompt.tts_pad
-            for s in sequences
-        ]
-        embeds = embeds + torch.cat(text, dim=0)
-        hidden, logits = self.model.decode([s.slot for s in sequences], [s.position for s in sequences], embeds)
-        for i, sequence in enumerate(sequences):
-            sequence.hidden = hidden[i : i + 1]
-            sequence.position += 1
-            sequence.fed += 1
-        self._sample_first(sequences, logits)
-
-    def _sample_first(self, sequences: list[Sequence], logits: torch.Tensor) -> None:
-        """Sample each row's next codebook-0 token; end of speech finishes the sequence."""
-        device = self.model.device
-        seen = torch.stack([s.seen for s in sequences if s.seen is not None])
-        penalty = torch.tensor([[s.sampling.repetition_penalty] for s in sequences], dtype=torch.float32, device=device)
-        generated = torch.tensor([s.sampled for s in sequences], dtype=torch.long, device=device)
-        processed = process_first_codebook(logits, seen, penalty, generated, self.model.eos, self.model.suppressed)
-        talker = StageBatch.of([s.sampling.talker for s in sequences], device)
-        tokens = draw(processed, talker, [s.generator for s in sequences])
-        ended = tokens == self.model.eos
-        if self.guards.active:
-            text_done = torch.tensor([s.text_fed for s in sequences], dtype=torch.bool, device=device)
-            verdict, trim = self.guards.observe([s.slot for s in sequences], tokens, text_done)
-            flags = torch.stack((ended.long(), verdict, trim)).tolist()  # one device-to-host copy
-        else:
-            flags = [ended.long().tolist(), [0] * len(sequences), [0] * len(sequences)]
-        for i, sequence in enumerate(sequences):
-            token = tokens[i : i + 1]
-            sequence.token = token
-            sequence.sampled += 1
-            if sequence.seen is not None:
-                sequence.seen[token] = True
-            if flags[0][i]:
-                sequence.finish(FinishReason.STOP)
-            elif flags[1][i]:
-                # The token that tripped the guard never becomes a frame: trim the others.
-                sequence.finish(VERDICT_REASONS[flags[1][i]], trim=max(flags[2][i] - 1, 0))
+    def run_eager(self, shape: FrameShape) -> None:
+        """The frame's two functions, run as they are: (B) the code predictor's frame, then
+        (A) the talker's step."""
+        self.model.predictor_frame(shape)
+        self.model.talker_step(shape)
 
     # ---- audio -------------------------------------------------------------------------
 
@@ -184,7 +208,7 @@ class ActiveBatch:
                 continue
             trim_samples = self._trim_pending(sequence) if sequence.finished else 0
             frames = len(sequence.pending)
-            audio = sequence.decoder.decode(torch.stack(sequence.pending)) if frames else torch.zeros(0)
+            audio = sequence.decoder.decode(sequence.pending_codes()) if frames else torch.zeros(0)
             self._deliver(sequence, to_numpy(audio), frames, trim_samples)
             if sequence.finished:
                 self.remove(sequence)
@@ -235,7 +259,9 @@ class ActiveBatch:
         last = self.rows[-1]
         if last is not sequence:
             self.model.cache.move(last.slot, row, last.position)
-            self.guards.move(last.slot, row)
+            self.model.state.move_row(last.slot, row)
+            if self.model.guards is not None:
+                self.model.guards.move(last.slot, row)
             last.slot = row
             self.rows[row] = last
         self.rows.pop()

@@ -34,17 +34,13 @@ State, per KV slot, on the model's device (`GuardBank`):
 `guard_frame` is the pure function over the gathered rows; the bank gathers and scatters by
 slot, resets a slot when a segment starts and moves a slot when rows are compacted.
 
-Call site in the frame (server/engine/batch.py, `ActiveBatch._sample_first`), right after a
-row's next cb0 token is drawn, before the one device-to-host read of the frame:
-
-    verdict, trim = self.guards.observe(slots, tokens, text_done)   # text_done: bool [B]
-    flags = torch.stack((tokens == eos, verdict, trim)).tolist()     # the frame's only read
-
-Porting to the graph frame: keep the bank's tensors as slot-indexed device state beside the
-tokens; `guard_frame` goes into the function that draws cb0, `text_done` is `fed >=
-trailing_length` per slot, and `verdict`/`trim` join the codes in the frame's one asynchronous
-copy back. The host then finishes a row whose verdict is not NONE (end-of-speech wins when both
-happen) and drops its trimmed frames.
+Call site: the talker's step, function (A) of the frame (server/engine/step.py,
+`FrameModel.extra_stops`), right after a row's next cb0 token is drawn. `GuardBank.frame` runs
+over the batch's first rows (row i is KV slot i) with `text_done = fed + 1 >= trailing_length`;
+its verdicts become end reasons beside end of speech and the token budget (`end_reason`: the
+budget, then end of speech, win), and its trims join the codes in the frame's one copy back.
+The host then finishes the row with its reason and drops its trimmed frames. `observe` is the
+same function over rows picked by slot, for tests on made-up rows.
 """
 
 from __future__ import annotations
@@ -173,6 +169,34 @@ class GuardBank:
     def move(self, source: int, target: int) -> None:
         for state in (self.history, self.quiet, self.silent, self.after, self.tail_max):
             state[target] = state[source]
+
+    def frame(
+        self, bucket: int, tokens: torch.Tensor, text_done: torch.Tensor, active: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guards inside the frame, over the batch's first `bucket` rows (row i is KV slot
+        i): the verdict and the frames to trim, long [bucket]. Only `active` rows' state
+        advances (padded, paused and finished rows stay as they were); slices and `where`
+        only, no index built from host data, so it captures into a CUDA graph."""
+        history, quiet, silent, after, verdict, trim = guard_frame(
+            self.history[:bucket],
+            self.quiet[:bucket],
+            self.silent[:bucket],
+            self.after[:bucket],
+            self.tail_max[:bucket],
+            tokens,
+            text_done & active,
+            self.quiet_table,
+            self.loop_index,
+            self.limits.silence_frames,
+            self.limits.loop_frames,
+        )
+        rows = active.unsqueeze(1)
+        self.history[:bucket].copy_(torch.where(rows, history, self.history[:bucket]))
+        self.quiet[:bucket].copy_(torch.where(rows, quiet, self.quiet[:bucket]))
+        self.silent[:bucket].copy_(torch.where(active, silent, self.silent[:bucket]))
+        self.after[:bucket].copy_(torch.where(active, after, self.after[:bucket]))
+        none = torch.zeros_like(verdict)
+        return torch.where(active, verdict, none), torch.where(active, trim, none)
 
     def observe(
         self, slots: list[int], tokens: torch.Tensor, text_done: torch.Tensor

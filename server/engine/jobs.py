@@ -62,7 +62,8 @@ class SynthesisJob:
     `token_cap` bounds max_new_tokens for every segment (the server's MAX_NEW_TOKENS, or a
     request's lower `max_new_tokens`); the engine sizes each segment's budget to its text
     below that cap. `seed`, when given, makes generation repeatable: segment i draws from its
-    own generator seeded with seed + i, so the same request yields the same audio whether it
+    own seed, seed + i (its draws keyed by that seed, the frame and the codebook, never by
+    what else runs), so the same request yields the same audio whether it
     is streamed or collected, and whatever else shares its batch. `interactive` jobs (a live
     conversation) are admitted before bulk ones that waited longer.
     """

@@ -128,6 +128,8 @@ class ModelSlot:
             "kind": backend.kind if backend else None,
             "speakers": list(backend.speakers) if backend else None,
             "honours_instructions": backend.honours_instruct if backend else None,
+            # Captured frames (CUDA_GRAPHS): how many, failures and their reasons, pool memory.
+            "cuda_graphs": backend.graph_status.describe() if backend else None,
             "in_flight": self.in_flight,
             "idle_seconds": round(time.monotonic() - self.last_used, 1),
             "load_count": self.stats.load_count,

@@ -7,6 +7,7 @@ Everything here runs on the inference thread, except `resolve_device`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import functools
@@ -20,13 +21,16 @@ from typing import Any
 
 import torch
 
+from server.engine.batch import ActiveBatch
 from server.engine.codec import StreamingDecoder
 from server.engine.errors import InvalidSynthesisInput, SynthesisError
-from server.engine.guards import GuardLimits
-from server.engine.jobs import CloneVoice, SamplingParams
-from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.graphs import FrameGraphs, GraphStatus
+from server.engine.guards import GuardBank, GuardLimits, package_encoder, quiet_codes
+from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
+from server.engine.prompt import PromptBuilder
 from server.engine.quantize import QuantizeMode, quantize_talker
-from server.engine.sampling import RowSampling, StageBatch, StageSampling
+from server.engine.sampling import RowSampling, StageSampling
+from server.engine.sequence import JobStream
 from server.engine.step import FrameModel
 
 log = logging.getLogger("qwen3-tts.engine")
@@ -50,6 +54,8 @@ class LoopLimits:
 
     max_batch: int = 8
     max_length: int = 4096
+    # On CUDA, capture the frame's graphs at load (CUDA_GRAPHS); ignored on the CPU.
+    cuda_graphs: bool = True
     guards: GuardLimits = field(default_factory=GuardLimits)  # the runaway guards (server/engine/guards.py)
 
 
@@ -87,8 +93,6 @@ class QwenBackend:
     frame loop drives."""
 
     def __init__(self, model: Any, model_id: str, device: str, limits: LoopLimits) -> None:
-        from server.engine.batch import ActiveBatch  # the batch drives this backend's modules
-
         self._model = model
         self.model_id = model_id
         self.device = device
@@ -106,10 +110,17 @@ class QwenBackend:
         warn_about_generation_settings(model)
         self.prompts = PromptBuilder(model, self.honours_instruct)
         self.frames = FrameModel(model, limits.max_batch, limits.max_length)
+        # The runaway guards' state lives beside the frame's (they run inside (A)); the quiet
+        # codes come from this checkpoint's own codec encoder.
+        quiet = quiet_codes(
+            package_encoder(inner.speech_tokenizer), limits.guards.silence_dbfs, self.frames.vocab, self.frames.device
+        )
+        self.frames.install_guards(GuardBank(limits.guards, limits.max_batch, quiet))
         self.codec_decoder = inner.speech_tokenizer.model.decoder
-        self.speech_tokenizer = inner.speech_tokenizer  # its encoder finds the quiet codes
-        self.guard_limits = limits.guards
-        self.batch = ActiveBatch(self, limits.max_batch)
+        self.batch = ActiveBatch(self.frames, self.prompts, self.codec_decoder, self.clone_prompt, limits.max_batch)
+        self.limits = limits
+        self.graphs: FrameGraphs | None = None
+        self.graph_status = GraphStatus(enabled=False)
 
     @classmethod
     def load(
@@ -162,20 +173,36 @@ class QwenBackend:
         )
 
     def warmup(self) -> None:
-        """Run a few short generations through the frame loop's own modules so the first real
+        """Run a few short greedy generations through the frame loop itself so the first real
         request does not pay for kernel selection and allocator growth."""
         speaker = self.speakers[0] if self.speakers else None
         if self.kind != "custom_voice" or speaker is None:
             return
         sampling = self.row_sampling(SamplingParams(temperature=0))
-        for text in WARMUP_TEXTS:
-            prompt = self.prompts.build(PieceText(text=text, language="Auto", speaker=speaker))
-            prefilled = self.frames.prefill(prompt.embeds)
-            greedy = StageBatch.of([sampling.predictor], self.frames.device)
-            token = prefilled.logits[:, : self.frames.codebook_size].argmax(dim=-1)  # a code, not a control id
-            rest = self.frames.predict(prefilled.hidden, token, greedy, [None])
-            codes = torch.cat([token.unsqueeze(1), rest], dim=1).repeat(WARMUP_FRAMES, 1)
-            StreamingDecoder(self.codec_decoder).decode(codes)
+        loop = asyncio.new_event_loop()  # the streams deliver nothing: their codes are read here
+        try:
+            for text in WARMUP_TEXTS:
+                job = SynthesisJob(
+                    slot="custom_voice", segments=(text,), language="Auto", token_cap=WARMUP_FRAMES + 1, speaker=speaker
+                )
+                sequence = self.batch.start(JobStream(job, 600, loop, max_ahead=10**9), 0.0, sampling)
+                while not sequence.finished:
+                    self.batch.step()
+                self.batch.remove(sequence)
+                if sequence.pending:  # end-of-speech frames are never decoded, control ids never drawn
+                    StreamingDecoder(self.codec_decoder).decode(sequence.pending_codes())
+        finally:
+            loop.close()
+
+    def capture_graphs(self) -> None:
+        """On CUDA (CUDA_GRAPHS): capture the frame per bucket, after the warm-up, before any
+        request; the batch then replays them. A failed capture runs that bucket eagerly."""
+        if not (self.device.startswith("cuda") and self.limits.cuda_graphs):
+            return
+        self.graphs = FrameGraphs(self.frames)
+        self.graph_status = self.graphs.status
+        self.graphs.capture()
+        self.batch.runner = self.graphs.run
 
     def clone_prompt(self, clone: CloneVoice) -> Any:
         """Compute the reusable clone prompt from a decoded reference (never a path or URL)."""
@@ -228,6 +255,9 @@ class QwenBackend:
         import gc
 
         self._model = None
+        if self.graphs is not None:
+            self.graphs.release()
+            self.graphs = None
         del self.prompts, self.frames, self.codec_decoder, self.batch
         gc.collect()
         if torch.cuda.is_available():
@@ -274,9 +304,11 @@ def timed_load(
 ) -> tuple[QwenBackend, float]:
     started = time.perf_counter()
     backend = QwenBackend.load(model_id, device, threads, limits, quantize)
-    if warmup and device.startswith("cuda"):
+    if device.startswith("cuda"):
         with torch.inference_mode():
-            backend.warmup()
+            if warmup:
+                backend.warmup()
+            backend.capture_graphs()
     return backend, time.perf_counter() - started
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,18 @@ from server.engine.codec import StreamingDecoder
 from server.engine.jobs import AudioChunk, ChunkPlan, FinishReason, SynthesisJob
 from server.engine.prompt import Prompt
 from server.engine.sampling import RowSampling
+
+MAX_SEED = 2**31 - 1
+
+
+def draw_seed() -> int:
+    """A seed for a request that sent none (the range a request may send)."""
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def segment_seed(seed: int, segment: int) -> int:
+    """The seed of a job's segment: the job's seed plus the segment's index."""
+    return (seed + segment) % (MAX_SEED + 1)
 
 
 class StreamEnd:
@@ -44,6 +57,8 @@ class JobStream:
         request_id: str | None = None,
     ) -> None:
         self.job = job
+        # Every job has a seed, so any output can be reproduced: the client's, or one drawn here.
+        self.seed = job.seed if job.seed is not None else draw_seed()
         self.request_id = request_id  # for the engine's log lines
         self.job_timeout = timeout
         self.deadline = time.monotonic() + timeout
@@ -97,18 +112,14 @@ class Sequence:
     text: str
     prompt: Prompt
     sampling: RowSampling
-    generator: torch.Generator | None
+    seed: int  # the segment's seed (segment_seed): its draws are keyed by (seed, frame, codebook)
     budget: int  # max_new_tokens: codebook-0 tokens it may sample (frames = tokens - 1)
     decoder: StreamingDecoder
-    slot: int = -1  # its row in the KV cache
-    position: int = 0  # where its next token is written
-    fed: int = 0  # decode steps taken: the next trailing text embedding to add
-    token: torch.Tensor | None = None  # the last sampled codebook-0 token, long [1]
-    hidden: torch.Tensor | None = None  # the talker's last hidden state, [1, 1, H]
-    seen: torch.Tensor | None = None  # codebook-0 tokens generated so far, bool [V]
+    slot: int = -1  # its row in the KV cache and the device batch
+    position: int = 0  # where its next token is written (the device holds the same)
     sampled: int = 0  # codebook-0 tokens sampled
     frames: int = 0  # frames generated
-    pending: list[torch.Tensor] = field(default_factory=list)  # frames not yet decoded, each [16]
+    pending: list[list[int]] = field(default_factory=list)  # frames not yet decoded, 16 codes each
     chunks: int = 0  # chunks delivered for this segment
     finished: bool = False  # end of speech, budget reached or a guard fired: no more frames
     finish_reason: FinishReason | None = None
@@ -118,15 +129,14 @@ class Sequence:
     load_ms: float = 0.0
     started: float = 0.0  # perf_counter at prefill
 
-    @property
-    def text_fed(self) -> bool:
-        """Whether the segment's text has all been fed (the guards look only after that)."""
-        return self.fed >= self.prompt.trailing.shape[1]
-
     def finish(self, reason: FinishReason, trim: int = 0) -> None:
         self.finished = True
         self.finish_reason = reason
         self.trim = trim
+
+    def pending_codes(self) -> torch.Tensor:
+        """The frames not yet decoded, long [frames, 16]."""
+        return torch.tensor(self.pending, dtype=torch.long).reshape(-1, 16)
 
     def chunk_due(self, plan: ChunkPlan) -> bool:
         """Whether the pending frames make a chunk now, and always at the end of the segment.

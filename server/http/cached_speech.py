@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.engine.jobs import FinishReason
-from server.http.streaming import STREAM_HEADERS
+from server.http.streaming import SEED_HEADER, STREAM_HEADERS, seed_header
 from server.speech.output_cache import CachedAudio, OutputCache, cache_key
 from server.speech.synthesis import (
     FINISH_REASON_HEADER,
@@ -38,6 +38,7 @@ def attachment_headers(
     headers = {
         "Content-Disposition": f'attachment; filename="speech.{plan.format.extension}"',
         "X-Sample-Rate": str(plan.sample_rate),
+        **seed_header(plan),
     }
     if finish_reason is not None:  # a whole file: how its generation ended is known
         headers[FINISH_REASON_HEADER] = finish_reason.value
@@ -48,7 +49,7 @@ def attachment_headers(
 
 def _bypassed(request: Request, plan: SpeechPlan) -> bool:
     directives = request.headers.get("cache-control", "").lower()
-    return plan.job.seed is not None or "no-cache" in directives or "no-store" in directives
+    return plan.seed_sent or "no-cache" in directives or "no-store" in directives
 
 
 class CachedSpeech:
@@ -79,7 +80,7 @@ class CachedSpeech:
         self.state = "hit"
         stats = self.new_stats()
         stats.instructions_ignored = entry.instructions_ignored
-        headers = attachment_headers(self.plan, entry.instructions_ignored)
+        headers = attachment_headers(self.plan, entry.instructions_ignored) | {SEED_HEADER: str(entry.seed)}
         media_type = self.plan.format.media_type
         if not self.streamed:
             stats.mark_sent(entry.samples)
@@ -108,7 +109,7 @@ class CachedSpeech:
         """Keep a fresh response that completed, and only one whose every segment ended on
         end-of-speech: a capped or guarded one is not worth serving again."""
         if self.key is not None and stats.clean:
-            self.cache.put(self.key, CachedAudio(data, stats.instructions_ignored, stats.samples))
+            self.cache.put(self.key, CachedAudio(data, stats.instructions_ignored, stats.samples, self.plan.job.seed))
 
     def recording(self, body: AsyncIterable[Any], stats: SpeechStats) -> AsyncIterable[Any]:
         """`body` passed through unchanged; kept in the cache once it has been sent whole.

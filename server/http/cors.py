@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 # What a browser client of this API sends and needs to read back: the bearer key and JSON
 # body on the way in; the request id and the download file name on the way out.
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-Request-ID"]
-EXPOSED_HEADERS = ["X-Request-ID", "Content-Disposition"]
+EXPOSED_HEADERS = ["X-Request-ID", "Content-Disposition", "X-Seed"]
 ALLOWED_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 
 

@@ -64,7 +64,7 @@ class SegmentStream:
         return asyncio.get_running_loop().time() - elapsed + self.service.engine.limits.request_timeout
 
     def headers(self) -> dict[str, str]:
-        headers = dict(STREAM_HEADERS)
+        headers = dict(STREAM_HEADERS) | seed_header(self.plan)
         headers["X-Sample-Rate"] = str(self.plan.sample_rate)
         if self.stats.instructions_ignored:
             headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
@@ -140,6 +140,14 @@ def audio_response(stream: SegmentStream) -> TrackedResponse:
     )
 
 
+SEED_HEADER = "X-Seed"
+
+
+def seed_header(plan: SpeechPlan) -> dict[str, str]:
+    """The seed the audio was generated with (the client's, or one drawn for it)."""
+    return {SEED_HEADER: str(plan.job.seed)}
+
+
 def _json(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
@@ -158,8 +166,16 @@ async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
         "output_tokens": stream.stats.output_frames,
         "total_tokens": stream.stats.input_tokens + stream.stats.output_frames,
     }
-    # finish_reason is ours (how generation ended), next to OpenAI's fields.
-    yield _json({"type": "speech.audio.done", "usage": usage, "finish_reason": stream.stats.finish_reason.value})
+    # finish_reason and seed are ours (how generation ended, how to reproduce it), next to
+    # OpenAI's fields.
+    yield _json(
+        {
+            "type": "speech.audio.done",
+            "usage": usage,
+            "finish_reason": stream.stats.finish_reason.value,
+            "seed": stream.plan.job.seed,
+        }
+    )
 
 
 def finish_event(stream: SegmentStream) -> ServerSentEvent:

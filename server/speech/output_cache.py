@@ -32,6 +32,7 @@ class CachedAudio:
     data: bytes
     instructions_ignored: bool
     samples: int  # audio samples at 24 kHz, for the log line and metrics of a hit
+    seed: int | None = None  # the seed it was generated with (a hit's X-Seed)
 
 
 def cache_key(plan: SpeechPlan, model_id: str, streamed: bool) -> str:

@@ -30,6 +30,8 @@ from server.engine.jobs import (
     request_finish_reason,
 )
 from server.engine.scheduler import Engine
+from server.engine.sequence import draw_seed as draw_seed
+from server.engine.sequence import segment_seed as segment_seed
 from server.errors import invalid_request
 from server.logs import request_id_var, request_logged_var
 from server.metrics import Metrics
@@ -72,6 +74,7 @@ class SpeechPlan:
     # one linear gain for the whole request, applied to every chunk alike.
     sample_rate: int = SAMPLE_RATE
     gain: float = 1.0
+    seed_sent: bool = False  # the client chose the seed (job.seed is always set: drawn when not)
 
 
 @dataclass
@@ -296,6 +299,7 @@ class SpeechService:
         """A plan for any voice; every field is validated here, before audio is produced.
         `per_sentence` makes each sentence its own segment (the sentence stream's contract);
         a speed change does too, since time-stretching needs whole phrases."""
+        seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
         job = SynthesisJob(
             slot=voice.slot,
             segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
@@ -304,7 +308,7 @@ class SpeechService:
             speaker=voice.speaker,
             clone=voice.clone,
             instruct=options.instructions or None,
-            seed=options.seed,
+            seed=seed,
             sampling=options.sampling,
             chunks=self._chunk_plan(options.first_chunk_frames),
             interactive=interactive,
@@ -319,6 +323,7 @@ class SpeechService:
             instructions_given=bool(options.instructions),
             sample_rate=options.sample_rate,
             gain=options.gain,
+            seed_sent=options.seed is not None,
         )
 
     def _chunk_plan(self, first_frames: int | None) -> ChunkPlan:
@@ -424,6 +429,7 @@ class SpeechService:
             "output_frames": stats.output_frames,
             "batch_max": stats.batch_max,
             "finish_reason": finish_reason_for(status, stats.finish_reasons).value,
+            "seed": plan.job.seed,
         }
         if len(stats.finish_reasons) > 1:
             fields["segment_finish_reasons"] = [reason.value for reason in stats.finish_reasons]

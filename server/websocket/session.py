@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -22,7 +22,7 @@ from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request
 from server.speech.sending import ClientStalled
-from server.speech.synthesis import ResolvedVoice, SpeechService, options_of, resolve_language
+from server.speech.synthesis import ResolvedVoice, SpeechService, draw_seed, options_of, resolve_language, segment_seed
 from server.speech.text_stream import TextStream
 from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, ReadAheadExceeded
 from server.websocket.inbox import Inbox as MessageInbox
@@ -67,6 +67,7 @@ class _TextStream:
     voice: _Voice
     request_id: str
     out: AudioOut
+    seed: int  # the stream's seed (the client's or drawn); sentence i is generated with seed + i
     text: TextStream = field(init=False)
     finish_reasons: list[FinishReason] = field(default_factory=list)  # per sentence spoken
 
@@ -211,11 +212,14 @@ class Connection:
         reason = await self.speaker.speak(plan, out, request_id)
         if reason is not None:
             await self.speaker.send_audio(await out.finish())
-            await self.speaker.send_event({"event": "done", "id": request_id, "finish_reason": reason.value})
+            await self.speaker.send_event(
+                {"event": "done", "id": request_id, "finish_reason": reason.value, "seed": plan.job.seed}
+            )
 
     async def _start_text(self, message: TextStart) -> _TextStream:
         prepared = await self._prepare(message)
-        stream = _TextStream(prepared, next(self._ids), AudioOut(prepared.fmt, prepared.fields.sample_rate))
+        seed = message.seed if message.seed is not None else draw_seed()
+        stream = _TextStream(prepared, next(self._ids), AudioOut(prepared.fmt, prepared.fields.sample_rate), seed)
         stream.text = TextStream(lambda sentence, index: self._speak_sentence(stream, sentence, index))
         stream.text.add_done_callback(self._voice_ended)
         return stream
@@ -230,6 +234,7 @@ class Connection:
                     "id": stream.request_id,
                     "finish_reason": request_finish_reason(reasons).value,
                     "sentences": [reason.value for reason in reasons],
+                    "seed": stream.seed,
                 }
             )
 
@@ -237,9 +242,8 @@ class Connection:
         """Speak one sentence of the stream; False (after an error event) when it failed."""
         prepared = stream.voice
         try:
-            plan = self.service.plan(
-                options_of(prepared.fields, sentence), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
-            )
+            options = replace(options_of(prepared.fields, sentence), seed=segment_seed(stream.seed, index))
+            plan = self.service.plan(options, prepared.voice, prepared.fmt, ENDPOINT, interactive=True)
         except APIError as exc:
             await self.speaker.send_event(error_event(exc))
             return False

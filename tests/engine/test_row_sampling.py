@@ -1,12 +1,15 @@
 """Per-row sampling against transformers' own logits processors and torch.multinomial: each
-row of a mixed batch gets exactly what the package's generate would give it alone."""
+row of a mixed batch is processed as the package's generate would process it alone, greedy
+rows take its argmax, and sampling rows draw from the warped distribution it would sample
+(a chi-square test against the exact probabilities, with torch.multinomial's own draws as
+the yardstick), with noise that depends on the row's key alone."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 import torch
+from scipy.stats import chi2
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     MinNewTokensLengthLogitsProcessor,
@@ -17,11 +20,21 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from server.engine.sampling import StageBatch, StageSampling, draw, process_first_codebook
+from server.engine.counter_rng import keys, uniform
+from server.engine.sampling import (
+    StageSampling,
+    StageTensors,
+    candidates_for,
+    process_first_codebook,
+    sample,
+    token_mask,
+)
 
 VOCAB = 3072
 EOS = 2150
 SUPPRESSED = [i for i in range(VOCAB - 1024, VOCAB) if i != EOS]
+EOS_MASK = token_mask(VOCAB, [EOS], "cpu")
+SUPPRESSED_MASK = token_mask(VOCAB, SUPPRESSED, "cpu")
 
 ROWS = [
     # (do_sample, temperature, top_k, top_p, repetition_penalty, generated so far)
@@ -29,12 +42,12 @@ ROWS = [
     (True, 1.3, 0, 0.8, 1.0, [3]),
     (False, 1.0, 50, 1.0, 1.4, [1, 2, 3, 4, 5]),
     (True, 0.5, 7, 0.95, 2.0, []),
-    (True, 1.0, 1, 1.0, 1.05, [8, 8]),
+    (False, 1.0, 1, 1.0, 1.05, [8, 8]),
 ]
 
 
-def reference(logits: torch.Tensor, row: tuple[bool, float, int, float, float, list[int]], seed: int) -> int:
-    """What transformers' _sample picks for this row alone."""
+def transformers_scores(logits: torch.Tensor, row: tuple[bool, float, int, float, float, list[int]]) -> torch.Tensor:
+    """What transformers' _sample hands to softmax (sampling) or argmax (greedy) for this row."""
     do_sample, temperature, top_k, top_p, penalty, generated = row
     ids = torch.tensor([generated], dtype=torch.long)
     processors = LogitsProcessorList()
@@ -49,120 +62,159 @@ def reference(logits: torch.Tensor, row: tuple[bool, float, int, float, float, l
             processors.append(TopKLogitsWarper(top_k))
         if top_p < 1.0:
             processors.append(TopPLogitsWarper(top_p))
-    scores = processors(ids, logits.clone().unsqueeze(0))
-    if not do_sample:
-        return int(scores.argmax(dim=-1))
-    generator = torch.Generator().manual_seed(seed)
-    return int(torch.multinomial(scores.softmax(dim=-1), 1, generator=generator))
+    scores: torch.Tensor = processors(ids, logits.clone().unsqueeze(0))[0]
+    return scores
 
 
-def processed_rows(logits: torch.Tensor) -> tuple[torch.Tensor, StageBatch]:
-    """The ROWS' codebook-0 logits processed in one batch, and their sampling settings."""
+def processed_rows(logits: torch.Tensor) -> tuple[torch.Tensor, StageTensors, int]:
+    """The ROWS' codebook-0 logits processed in one batch, their settings and candidates."""
     seen = torch.zeros(len(ROWS), VOCAB, dtype=torch.bool)
     for i, row in enumerate(ROWS):
         seen[i, row[5]] = True
     penalty = torch.tensor([[row[4]] for row in ROWS])
     generated = torch.tensor([len(row[5]) for row in ROWS])
-    processed = process_first_codebook(logits, seen, penalty, generated, EOS, torch.tensor(SUPPRESSED))
-    return processed, StageBatch.of([StageSampling(*row[:4]) for row in ROWS], torch.device("cpu"))
+    processed = process_first_codebook(logits, seen, penalty, generated, EOS_MASK, SUPPRESSED_MASK)
+    stages = [StageSampling(*row[:4]) for row in ROWS]
+    return processed, StageTensors.of(stages), candidates_for(stages, VOCAB)
+
+
+def keys_for(seeds: list[int], frame: int = 0, codebook: int = 0) -> torch.Tensor:
+    return torch.from_numpy(
+        keys(np.asarray(seeds), np.zeros(len(seeds)), np.full(len(seeds), frame), np.asarray(codebook))
+    )
 
 
 @pytest.mark.parametrize("trial", range(5))
-def test_each_row_matches_transformers_alone(trial: int) -> None:
+def test_greedy_rows_take_the_argmax_transformers_gives_them(trial: int) -> None:
     logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(trial)) * 3
-    processed, stage = processed_rows(logits)
-    seeds = [100 * trial + i for i in range(len(ROWS))]
-    tokens = draw(processed, stage, [torch.Generator().manual_seed(s) for s in seeds])
-    expected = [reference(logits[i], row, seeds[i]) for i, row in enumerate(ROWS)]
-    assert tokens.tolist() == expected
+    processed, stage, candidates = processed_rows(logits)
+    tokens = sample(processed, stage, keys_for(list(range(len(ROWS)))), candidates).tolist()
+    for i, row in enumerate(ROWS):
+        scores = transformers_scores(logits[i], row)
+        if not row[0]:
+            assert tokens[i] == int(scores.argmax())
+        else:  # a sampling row draws a token the warpers keep
+            assert scores[tokens[i]] > -torch.inf
 
 
-@pytest.mark.parametrize("trial", range(3))
-def test_seeded_and_greedy_rows_keep_their_tokens_beside_unseeded_rows(trial: int) -> None:
-    """Unseeded rows draw among their top-k candidates; the seeded and greedy rows that share
-    their batch still get exactly what transformers gives them alone."""
-    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(50 + trial)) * 3
-    processed, stage = processed_rows(logits)
-    seeded = {1: 7 + trial, 2: 8 + trial, 4: 9 + trial}  # row 1: top-k off; row 2: greedy
-    generators = [torch.Generator().manual_seed(seeded[i]) if i in seeded else None for i in range(len(ROWS))]
-    tokens = draw(processed, stage, generators).tolist()
-    for i, seed in seeded.items():
-        assert tokens[i] == reference(logits[i], ROWS[i], seed)
-    assert all(token not in SUPPRESSED for token in tokens)
+def test_a_rows_draw_depends_on_its_key_alone() -> None:
+    """The same row in another batch, at another place, with fewer candidates looked at (its
+    company there has top-k on), draws the same token."""
+    logits = torch.randn(len(ROWS), VOCAB, generator=torch.Generator().manual_seed(9)) * 3
+    processed, stage, candidates = processed_rows(logits)
+    row_keys = keys_for([11, 12, 13, 14, 15], frame=3)
+    together = sample(processed, stage, row_keys, candidates)
+    order = [3, 0, 4]
+    stages = [StageSampling(*ROWS[i][:4]) for i in order]
+    fewer = candidates_for(stages, VOCAB)
+    alone = sample(processed[order], StageTensors.of(stages), row_keys[order], fewer)
+    assert alone.tolist() == together[order].tolist()
+    assert (candidates, fewer) == (VOCAB, 64)  # the batch looked at every id, the others at 64
 
 
-# (temperature, top_k, top_p) of rows that sample without a seed, all in one batch
-UNSEEDED_ROWS = [(1.0, 3, 1.0), (0.7, 3, 0.6), (1.5, 5, 0.9), (1.0, 50, 1.0)]
+def test_the_counter_draws_are_uniform_and_independent_of_their_neighbours() -> None:
+    row_keys = keys_for(list(range(64)), codebook=5)
+    u = uniform(row_keys, torch.arange(4096).expand(64, 4096))
+    assert float(u.min()) > 0.0 and float(u.max()) < 1.0
+    counts = torch.histc(u, bins=16, min=0.0, max=1.0)
+    expected = u.numel() / 16
+    statistic = float(((counts - expected) ** 2 / expected).sum())
+    assert statistic < chi2.ppf(0.999, 15)
+    # Neighbouring keys, codebooks and ids are uncorrelated.
+    assert abs(float(torch.corrcoef(torch.stack([u[0], u[1]]))[0, 1])) < 0.1
+    assert (
+        abs(
+            float(
+                torch.corrcoef(
+                    torch.stack([u[0], uniform(keys_for([0], codebook=6), torch.arange(4096).unsqueeze(0))[0]])
+                )[0, 1]
+            )
+        )
+        < 0.1
+    )
+
+
+# (temperature, top_k, top_p) of sampling rows: each setting alone and combined
+WARPED_ROWS = [
+    (1.0, 0, 1.0),
+    (0.6, 0, 1.0),
+    (1.0, 4, 1.0),
+    (1.0, 0, 0.7),
+    (1.4, 5, 1.0),
+    (0.8, 0, 0.85),
+    (1.0, 6, 0.8),
+    (1.3, 5, 0.9),
+]
 
 
 def warped_probabilities(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """The distribution transformers' warpers give one row."""
-    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k)])
+    """The distribution transformers' warpers give one row (what torch.multinomial samples)."""
+    processors = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k))
     if top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p))
     scores: torch.Tensor = processors(torch.zeros(1, 0, dtype=torch.long), logits.clone().unsqueeze(0))
     return scores.softmax(dim=-1)[0]
 
 
-def test_unseeded_rows_draw_the_warped_distribution_among_their_candidates() -> None:
-    """Temperature, top-k and top-p per row, applied to the candidates only, give the
-    distribution transformers' warpers give over the whole vocabulary (a fixed global seed
-    keeps the test repeatable)."""
-    torch.manual_seed(4321)
-    base = torch.log(torch.tensor([0.35, 0.25, 0.2, 0.1, 0.06, 0.04]))
-    logits = torch.full((len(UNSEEDED_ROWS), 64), -20.0)
-    logits[:, :6] = base
-    stage = StageBatch.of([StageSampling(True, *row) for row in UNSEEDED_ROWS], torch.device("cpu"))
-    counts = torch.zeros(len(UNSEEDED_ROWS), 64)
-    draws = 4000
-    for _ in range(draws):
-        tokens = draw(logits, stage, [None] * len(UNSEEDED_ROWS))
-        counts[torch.arange(len(UNSEEDED_ROWS)), tokens] += 1
-    for i, row in enumerate(UNSEEDED_ROWS):
-        expected = warped_probabilities(logits[i], *row)
-        assert torch.allclose(counts[i] / draws, expected, atol=0.025), (row, counts[i][:8] / draws, expected[:8])
-        assert float(counts[i][expected == 0].sum()) == 0.0
+def chi_square(counts: torch.Tensor, probabilities: torch.Tensor) -> tuple[float, int]:
+    """Pearson's statistic over the ids with probability, and its degrees of freedom."""
+    support = probabilities > 0
+    expected = probabilities[support] * counts.sum()
+    statistic = float(((counts[support] - expected) ** 2 / expected).sum())
+    return statistic, int(support.sum()) - 1
+
+
+@pytest.mark.parametrize("row", WARPED_ROWS, ids=lambda row: f"t{row[0]}-k{row[1]}-p{row[2]}")
+def test_draws_follow_the_warped_distribution_like_torch_multinomial(row: tuple[float, int, float]) -> None:
+    """Many draws (each a different frame of the same seed): the counter-based sampler passes
+    a chi-square test against the warped probabilities, as torch.multinomial does, and never
+    draws an id the warpers removed."""
+    vocab = 64
+    logits = torch.full((vocab,), -6.0)
+    logits[:8] = torch.log(torch.tensor([0.3, 0.2, 0.15, 0.12, 0.09, 0.07, 0.05, 0.02]))
+    expected = warped_probabilities(logits, *row)
+    draws = 6000
+    stage = StageTensors.of([StageSampling(True, *row)] * draws)
+    frames = torch.from_numpy(keys(np.asarray(1234), np.asarray(0), np.arange(draws), np.asarray(1)))
+    candidates = candidates_for([StageSampling(True, *row)], vocab)
+    tokens = sample(logits.expand(draws, vocab).clone(), stage, frames, candidates, row[2] < 1.0)
+    ours = torch.bincount(tokens, minlength=vocab).float()
+    assert float(ours[expected == 0].sum()) == 0.0
+    statistic, freedom = chi_square(ours, expected)
+    generator = torch.Generator().manual_seed(99)
+    theirs = torch.bincount(
+        torch.multinomial(expected.expand(draws, vocab), 1, generator=generator).squeeze(1), minlength=vocab
+    ).float()
+    reference, _ = chi_square(theirs, expected)
+    critical = chi2.ppf(0.999, freedom) if freedom > 0 else 0.0
+    assert statistic <= critical, (statistic, critical, reference)
+    assert reference <= critical  # the yardstick itself passes the same test
 
 
 def test_end_of_speech_is_banned_for_the_first_two_tokens() -> None:
     logits = torch.zeros(2, VOCAB)
     logits[:, EOS] = 100.0
     seen = torch.zeros(2, VOCAB, dtype=torch.bool)
-    penalty = torch.ones(2, 1)
-    processed = process_first_codebook(logits, seen, penalty, torch.tensor([1, 2]), EOS, torch.tensor(SUPPRESSED))
-    greedy = StageBatch.of([StageSampling(False, 1.0, 0, 1.0)] * 2, torch.device("cpu"))
-    first, third = draw(processed, greedy, [None, None]).tolist()
+    processed = process_first_codebook(logits, seen, torch.ones(2, 1), torch.tensor([1, 2]), EOS_MASK, SUPPRESSED_MASK)
+    greedy = StageTensors.of([StageSampling(False, 1.0, 0, 1.0)] * 2)
+    first, third = sample(processed, greedy, keys_for([1, 2]), 1).tolist()
     assert first != EOS
     assert third == EOS
 
 
 def test_suppressed_control_ids_are_never_drawn() -> None:
-    logits = torch.zeros(1, VOCAB)
-    logits[0, SUPPRESSED] = 50.0
+    logits = torch.zeros(20, VOCAB)
+    logits[:, SUPPRESSED] = 50.0
     processed = process_first_codebook(
         logits,
-        torch.zeros(1, VOCAB, dtype=torch.bool),
-        torch.ones(1, 1),
-        torch.tensor([5]),
-        EOS,
-        torch.tensor(SUPPRESSED),
+        torch.zeros(20, VOCAB, dtype=torch.bool),
+        torch.ones(20, 1),
+        torch.full((20,), 5),
+        EOS_MASK,
+        SUPPRESSED_MASK,
     )
-    stage = StageBatch.of([StageSampling(True, 2.0, 0, 1.0)], torch.device("cpu"))
-    for seed in range(20):
-        token = int(draw(processed, stage, [torch.Generator().manual_seed(seed)]))
-        assert token not in SUPPRESSED
-
-
-def test_rows_without_a_seed_sample_in_proportion() -> None:
-    """Rows without a generator share cheaper noise; their draws still follow the warped
-    distribution (a fixed global seed keeps the test repeatable)."""
-    torch.manual_seed(1234)
-    logits = torch.full((4, 16), -math.inf)
-    logits[:, :3] = torch.log(torch.tensor([0.7, 0.2, 0.1]))
-    stage = StageBatch.of([StageSampling(True, 1.0, 0, 1.0)] * 4, torch.device("cpu"))
-    counts = torch.zeros(16)
-    for _ in range(2500):
-        counts += torch.bincount(draw(logits, stage, [None] * 4), minlength=16)
-    shares = counts / counts.sum()
-    assert torch.allclose(shares[:3], torch.tensor([0.7, 0.2, 0.1]), atol=0.02)
-    assert float(shares[3:].sum()) == 0.0
+    stage = StageTensors.of([StageSampling(True, 2.0, 0, 1.0)] * 20)
+    tokens = sample(processed, stage, keys_for(list(range(20))), VOCAB)
+    assert not any(token in SUPPRESSED for token in tokens.tolist())

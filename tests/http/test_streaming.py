@@ -58,6 +58,7 @@ def test_openai_sse_deltas_then_done_with_usage(server: LiveServer) -> None:
     assert len(data) - 1 > 1  # the audio came in several chunks
     done = data[-1]
     assert done["type"] == "speech.audio.done"
+    assert done["seed"] == BODY["seed"]
     usage = done["usage"]
     assert usage["input_tokens"] > 0
     assert usage["output_tokens"] > 0
@@ -200,3 +201,23 @@ def test_stream_has_no_cache_headers(server: LiveServer) -> None:
         assert r.headers["cache-control"] == "no-cache"
         assert r.headers["x-accel-buffering"] == "no"
         r.read()
+
+
+def test_every_response_carries_the_seed_that_reproduces_it(server: LiveServer, request_log) -> None:  # type: ignore[no-untyped-def]
+    """An unseeded request gets a seed drawn for it: in the X-Seed header, in its log line and
+    in the SSE done event; sending that seed back gives the same audio."""
+    body = {"model": "tts-1", "voice": "alloy", "input": "Which seed was it?", "response_format": "pcm"}
+    with server.client(headers={"Cache-Control": "no-store"}) as client:
+        first = client.post("/v1/audio/speech", json=body, headers={"X-Request-ID": "seed-drawn"})
+        assert first.status_code == 200
+        seed = int(first.headers["X-Seed"])
+        assert 0 <= seed <= 2**31 - 1
+        again = client.post("/v1/audio/speech", json={**body, "seed": seed})
+        assert again.headers["X-Seed"] == str(seed)
+        assert again.content == first.content
+        with client.stream("POST", "/v1/audio/speech", json={**body, "seed": seed, "stream": True}) as streamed:
+            assert streamed.headers["X-Seed"] == str(seed)
+            assert b"".join(streamed.iter_raw()) == first.content
+    assert request_log.wait_for_request("seed-drawn")["seed"] == seed
+    done = json.loads(events(server, "/v1/audio/speech", {**body, "stream_format": "sse"})[-1])
+    assert isinstance(done["seed"], int)

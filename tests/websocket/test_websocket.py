@@ -42,7 +42,7 @@ def test_utterance_is_int16_pcm_then_done_like_the_http_response(server: LiveSer
     with ws_connect(server, additional_headers={"X-Request-ID": "ws-same"}) as socket:
         send(socket, UTTERANCE)
         answer = receive_until_end(socket)
-    assert answer.events == [{"event": "done", "id": "ws-same-1", "finish_reason": "stop"}]
+    assert answer.events == [{"event": "done", "id": "ws-same-1", "finish_reason": "stop", "seed": 5}]
     assert answer.frames >= 1
     assert answer.audio == http_pcm(server, {"model": "tts-1", **UTTERANCE})
     assert decode_pcm16(answer.audio).rms > 1e-3
@@ -114,6 +114,7 @@ def test_text_stream_speaks_each_sentence_before_the_text_ends(server: LiveServe
         "id": "ws-text-1",
         "finish_reason": "stop",
         "sentences": ["stop"] * len(sentences),
+        "seed": 3,
     }
     assert sentences == split_sentences(text)
     assert [e["index"] for e in rest.events if e["event"] == "sentence"] == [1, 2, 3]
