@@ -17,6 +17,7 @@ from typing import Any
 
 from server.speech.catalog import VoiceCatalog, VoiceMapError
 from server.speech.speakers import read_checkpoint_speakers
+from server.speech.voice_files import DamagedVoice, read_voice
 
 log = logging.getLogger("qwen3-tts")
 
@@ -68,15 +69,15 @@ def load_voice_map(value: str) -> dict[str, str]:
 
 def saved_names_on_disk(voices_dir: Path) -> Callable[[str], bool]:
     """Whether a saved voice of a name (or id) is in VOICES_DIR now: read quietly from the
-    metadata files (the library's own scan reports damaged ones when it starts)."""
+    metadata files with the library's own reader (which never waits on a FIFO); the library's
+    scan reports damaged ones when it starts."""
     known: set[str] = set()
     for meta in voices_dir.glob("voice_*.json") if voices_dir.is_dir() else ():
         try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            voice = read_voice(meta)
+        except DamagedVoice:
             continue
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            known.update((data["name"].lower(), meta.stem.lower()))
+        known.update((voice.name.lower(), meta.stem.lower()))
     return lambda name: name.strip().lower() in known
 
 

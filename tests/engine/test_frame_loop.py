@@ -221,7 +221,7 @@ def test_designed_voices_share_steps_and_keep_their_codes(voice_design: QwenBack
         shared = 0
         while not all(s.finished for s in sequences):
             shared += batch.step() == 2
-        together = [torch.stack(s.pending) for s in sequences]
+        together = [s.pending_codes() for s in sequences]
         for sequence in sequences:
             batch.remove(sequence)
     assert shared > 4  # they really ran in the same steps
