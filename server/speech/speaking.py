@@ -37,7 +37,10 @@ async def speak_plan(service: SpeechService, plan: SpeechPlan, request_id: str, 
         async for pcm in segments:
             await deliver(pcm)
             stats.mark_sent(int(pcm.shape[0]))
-    except (asyncio.CancelledError, ListenerGone):
+    except ListenerGone as exc:  # its text says why, when the front door knows (a stalled reader)
+        status, error = 499, str(exc) or "client disconnected"
+        raise
+    except asyncio.CancelledError:
         status, error = 499, "client disconnected"
         raise
     except APIError as exc:

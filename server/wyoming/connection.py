@@ -164,8 +164,10 @@ class WyomingConnection:
         async with self._write_lock:
             try:
                 await asyncio.wait_for(async_write_event(event, self.writer), self.context.send_timeout)
-            except (ConnectionError, TimeoutError) as exc:
+            except ConnectionError as exc:
                 raise ListenerGone() from exc
+            except TimeoutError as exc:
+                raise ListenerGone(f"the client stopped reading for {self.context.send_timeout:g} s") from exc
 
     async def _serve(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         stream: _Stream | None = None

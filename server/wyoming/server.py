@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 
 from server.speech.catalog import VoiceCatalog
@@ -42,6 +43,11 @@ class WyomingServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (tests narrow their send buffer, which accepted ones inherit)."""
+        return tuple(self._server.sockets) if self._server is not None else ()
 
     @property
     def connections(self) -> int:

@@ -85,6 +85,13 @@ async def read_until_stopped(client: AsyncTcpClient) -> list[Spoken]:
 # limit, readers that never read.
 
 
+def narrow_send_buffer(server: LiveServer, size: int = 4096) -> None:
+    """Give the connections the Wyoming port accepts from now on a small send buffer (as
+    `live_server(send_buffer=...)` does for HTTP), so a reader that stops fills it at once."""
+    for listening in server.app.state.wyoming.sockets:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 def raw_connect(port: int, receive_buffer: int | None = None, timeout: float = 60.0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer is not None:  # before connecting, so the window is small from the start
