@@ -43,6 +43,7 @@ from server.errors import APIError, invalid_request, validation_error
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
+from server.speech.sending import ClientStalled, bounded_send
 from server.speech.speaking import ListenerGone, speak_plan
 from server.speech.synthesis import (
     ResolvedVoice,
@@ -140,7 +141,7 @@ class WyomingConnection:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ListenerGone, ConnectionError):
+                with contextlib.suppress(asyncio.CancelledError, ListenerGone, ClientStalled, ConnectionError):
                     await task
 
     async def _read(self, inbox: asyncio.Queue[Event | APIError]) -> None:
@@ -156,18 +157,17 @@ class WyomingConnection:
                 "wyoming connection closed",
                 extra={"request_id": self.connection_id, "status": exc.error.status, "error": exc.error.message},
             )
-            with contextlib.suppress(ListenerGone):
+            with contextlib.suppress(ListenerGone, ClientStalled):
                 await self.send(error_event(exc.error))
 
     async def send(self, event: Event) -> None:
-        """Write one event; ListenerGone when the client has left or stopped reading."""
+        """Write one event; ListenerGone when the client has left, ClientStalled when it
+        stopped reading (past SEND_TIMEOUT, or the deadline of the request being spoken)."""
         async with self._write_lock:
             try:
-                await asyncio.wait_for(async_write_event(event, self.writer), self.context.send_timeout)
+                await bounded_send(async_write_event(event, self.writer), self.context.send_timeout)
             except ConnectionError as exc:
                 raise ListenerGone() from exc
-            except TimeoutError as exc:
-                raise ListenerGone(f"the client stopped reading for {self.context.send_timeout:g} s") from exc
 
     async def _serve(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         stream: _Stream | None = None

@@ -194,3 +194,24 @@ def test_wyoming_readers_that_stop_free_their_slots_within_the_send_timeout(
         assert line["status"] == 499, line
         assert "stopped reading" in line["error"]
         assert line["segments_done"] < line["segments"]
+
+
+def test_request_deadline_covers_wyoming_sending(custom_voice_dir: Path, request_log: RecordCollector) -> None:
+    with (
+        live_server(
+            model_id=str(custom_voice_dir),
+            preload_model=True,
+            send_timeout=600,
+            request_timeout=5,
+            max_new_tokens=32,
+            wyoming_port=free_port(),
+            wyoming_host="127.0.0.1",
+        ) as server,
+        stalled_wyoming(server, 1),
+    ):
+        [line] = request_log.wait_for_requests(1, endpoint="wyoming", timeout=90)
+        assert wait_for(lambda: server.health()["queue_depth"] == 0)
+    # The blocked write hit REQUEST_TIMEOUT (or the engine's wait did), long before the
+    # 600 s send timeout.
+    assert line["status"] == 504, line
+    assert line["segments_done"] < line["segments"]
