@@ -162,6 +162,7 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
         port=settings.wyoming_port,
         keyed=bool(settings.api_keys),
         catalog=app.state.voice_catalog,
+        max_event_bytes=settings.max_json_bytes,
     )
     await server.start()
     app.state.wyoming = server

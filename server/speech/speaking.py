@@ -14,6 +14,7 @@ import numpy as np
 
 from server.errors import APIError, to_api_error
 from server.logs import request_id_var
+from server.speech.sending import ClientStalled, send_deadline
 from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
 
 Deliver = Callable[[np.ndarray], Awaitable[None]]
@@ -28,16 +29,27 @@ async def speak_plan(service: SpeechService, plan: SpeechPlan, request_id: str, 
 
     Raises APIError when synthesis fails (queue full, timeout, engine error), after logging
     it; ListenerGone or CancelledError when the client left, after stopping the engine job
-    and logging 499."""
+    and logging 499; ClientStalled when a send made through `bounded_send` waited past
+    SEND_TIMEOUT (499) or the request's deadline (504)."""
     token = request_id_var.set(request_id)
     stats = SpeechStats()
     status, error = 200, None
     segments = service.chunks(plan, stats)
+    # REQUEST_TIMEOUT covers sending, as on HTTP and the WebSocket: `bounded_send` holds
+    # every send made from here to it.
+    deadline = asyncio.get_running_loop().time() + service.engine.limits.request_timeout
     try:
-        async for pcm in segments:
-            await deliver(pcm)
-            stats.mark_sent(int(pcm.shape[0]))
-    except (asyncio.CancelledError, ListenerGone):
+        with send_deadline(deadline):
+            async for pcm in segments:
+                await deliver(pcm)
+                stats.mark_sent(int(pcm.shape[0]))
+    except ClientStalled as stalled:
+        status, error = stalled.status, stalled.reason
+        raise
+    except ListenerGone as exc:  # its text says why, when the front door knows (a stalled reader)
+        status, error = 499, str(exc) or "client disconnected"
+        raise
+    except asyncio.CancelledError:
         status, error = 499, "client disconnected"
         raise
     except APIError as exc:

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import ValidationError
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event, async_read_event, async_write_event
+from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.tts import (
@@ -43,6 +43,7 @@ from server.errors import APIError, invalid_request, validation_error
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
+from server.speech.sending import ClientStalled, bounded_send
 from server.speech.speaking import ListenerGone, speak_plan
 from server.speech.synthesis import (
     ResolvedVoice,
@@ -54,6 +55,7 @@ from server.speech.synthesis import (
     resolve_language,
 )
 from server.speech.text_stream import TextStream
+from server.wyoming.framing import FramingError, read_event
 from server.wyoming.info import DEFAULT_VOICE, describe
 
 log = logging.getLogger("qwen3-tts")
@@ -111,6 +113,7 @@ class ConnectionContext:
     send_timeout: float
     version: str
     catalog: VoiceCatalog = field(default_factory=VoiceCatalog)  # the speakers and mapped names
+    max_event_bytes: int = 256 * 1024  # MAX_JSON_BYTES, as for HTTP bodies and WebSocket messages
 
 
 class WyomingConnection:
@@ -130,7 +133,7 @@ class WyomingConnection:
         self._write_lock = asyncio.Lock()
 
     async def run(self) -> None:
-        inbox: asyncio.Queue[Event] = asyncio.Queue(INBOX_LIMIT)
+        inbox: asyncio.Queue[Event | APIError] = asyncio.Queue(INBOX_LIMIT)
         tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -138,33 +141,42 @@ class WyomingConnection:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ListenerGone, ConnectionError):
+                with contextlib.suppress(asyncio.CancelledError, ListenerGone, ClientStalled, ConnectionError):
                     await task
 
-    async def _read(self, inbox: asyncio.Queue[Event]) -> None:
+    async def _read(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         try:
-            while (event := await async_read_event(self.reader)) is not None:
-                await inbox.put(event)
+            while (event := await read_event(self.reader, self.context.max_event_bytes)) is not None:
+                await inbox.put(event)  # an APIError is answered in its turn, the connection going on
         except (ConnectionError, asyncio.IncompleteReadError):
             return
-        except (ValueError, KeyError, TypeError) as exc:
-            # Not Wyoming's framing: nothing after it can be trusted, so the connection ends.
-            log.info("wyoming connection closed", extra={"request_id": self.connection_id, "error": str(exc)})
+        except FramingError as exc:
+            # Not Wyoming's framing, or an event over the bound (refused from its header, its
+            # body unread): nothing after it can be trusted, so `error`, and the connection ends.
+            log.info(
+                "wyoming connection closed",
+                extra={"request_id": self.connection_id, "status": exc.error.status, "error": exc.error.message},
+            )
+            with contextlib.suppress(ListenerGone, ClientStalled):
+                await self.send(error_event(exc.error))
 
     async def send(self, event: Event) -> None:
-        """Write one event; ListenerGone when the client has left or stopped reading."""
+        """Write one event; ListenerGone when the client has left, ClientStalled when it
+        stopped reading (past SEND_TIMEOUT, or the deadline of the request being spoken)."""
         async with self._write_lock:
             try:
-                await asyncio.wait_for(async_write_event(event, self.writer), self.context.send_timeout)
-            except (ConnectionError, TimeoutError) as exc:
+                await bounded_send(async_write_event(event, self.writer), self.context.send_timeout)
+            except ConnectionError as exc:
                 raise ListenerGone() from exc
 
-    async def _serve(self, inbox: asyncio.Queue[Event]) -> None:
+    async def _serve(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         stream: _Stream | None = None
         try:
             while True:
                 event = await inbox.get()
                 try:
+                    if isinstance(event, APIError):
+                        raise event
                     stream = await self._answer(event, stream)
                 except APIError as exc:
                     await self._refuse(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 
 from server.speech.catalog import VoiceCatalog
@@ -26,7 +27,9 @@ class WyomingServer:
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        # The stream's limit bounds a header line (read up to its newline) by MAX_JSON_BYTES.
+        limit = self.context.max_event_bytes
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, limit=limit)
         log.info("wyoming server listening", extra={"host": self.host, "port": self.port})
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,6 +43,11 @@ class WyomingServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (tests narrow their send buffer, which accepted ones inherit)."""
+        return tuple(self._server.sockets) if self._server is not None else ()
 
     @property
     def connections(self) -> int:
@@ -70,11 +78,15 @@ def build_wyoming_server(
     port: int,
     keyed: bool,
     catalog: VoiceCatalog | None = None,
+    max_event_bytes: int = 256 * 1024,
 ) -> WyomingServer:
     """The server for WYOMING_HOST:WYOMING_PORT. Wyoming carries no credentials, so with
     API_KEYS set (`keyed`) it offers the presets alone: saved voices (people's voices) stay
-    behind the key, as in the HTTP voice list."""
+    behind the key, as in the HTTP voice list. An event may hold `max_event_bytes`
+    (MAX_JSON_BYTES) in all; a larger one is refused from its header (see framing.py)."""
     catalog = catalog or VoiceCatalog()
     voices: VoiceResolver = PresetVoices(catalog) if keyed else LibraryVoices(library, catalog)
-    context = ConnectionContext(service, voices, None if keyed else library, send_timeout, SERVER_VERSION, catalog)
+    context = ConnectionContext(
+        service, voices, None if keyed else library, send_timeout, SERVER_VERSION, catalog, max_event_bytes
+    )
     return WyomingServer(context, host, port)

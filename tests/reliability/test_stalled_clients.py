@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wyoming.tts import Synthesize
 
 from tests.support import rawws
-from tests.support.live_server import LiveServer, RecordCollector, live_server
+from tests.support.live_server import LiveServer, RecordCollector, free_port, live_server
 from tests.support.rawhttp import connect, post_json
+from tests.support.wyoming_client import encode_event, narrow_send_buffer, raw_connect
 
 LONG = " ".join(f"Sentence number {i} keeps the stream going for a while." for i in range(40))
 BODY = {"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"}
@@ -80,6 +82,8 @@ def two_slots(custom_voice_dir: Path) -> Iterator[LiveServer]:
         max_queue_depth=3,
         send_timeout=2.0,
         max_new_tokens=32,
+        wyoming_port=free_port(),
+        wyoming_host="127.0.0.1",
     ) as server:
         yield server
 
@@ -154,5 +158,60 @@ def test_request_deadline_covers_websocket_sending(custom_voice_dir: Path, reque
     ):
         line = request_log.wait_for_request(request_id, timeout=90)
         assert wait_for(lambda: server.health()["queue_depth"] == 0)
+    assert line["status"] == 504, line
+    assert line["segments_done"] < line["segments"]
+
+
+@contextlib.contextmanager
+def stalled_wyoming(server: LiveServer, count: int) -> Iterator[None]:
+    """`count` Wyoming connections that send one long `synthesize` each and never read."""
+    narrow_send_buffer(server)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = raw_connect(server.app.state.wyoming.port, receive_buffer=4096)
+            sockets.append(sock)
+            sock.sendall(encode_event(Synthesize(text=LONG).event()))
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_wyoming_readers_that_stop_free_their_slots_within_the_send_timeout(
+    two_slots: LiveServer, request_log: RecordCollector
+) -> None:
+    depth = two_slots.settings.max_queue_depth
+    with stalled_wyoming(two_slots, depth):
+        # Every slot taken by a reader that never reads: each is given back once an event's
+        # write has waited SEND_TIMEOUT, with the sockets still open.
+        lines = request_log.wait_for_requests(depth, endpoint="wyoming", timeout=60)
+        assert wait_for(lambda: two_slots.health()["queue_depth"] == 0)
+        with two_slots.client() as client:
+            response = client.post("/v1/audio/speech", json={**BODY, "input": "Still serving."})
+        assert response.status_code == 200
+    for line in lines:
+        assert line["status"] == 499, line
+        assert "stopped reading" in line["error"]
+        assert line["segments_done"] < line["segments"]
+
+
+def test_request_deadline_covers_wyoming_sending(custom_voice_dir: Path, request_log: RecordCollector) -> None:
+    with (
+        live_server(
+            model_id=str(custom_voice_dir),
+            preload_model=True,
+            send_timeout=600,
+            request_timeout=5,
+            max_new_tokens=32,
+            wyoming_port=free_port(),
+            wyoming_host="127.0.0.1",
+        ) as server,
+        stalled_wyoming(server, 1),
+    ):
+        [line] = request_log.wait_for_requests(1, endpoint="wyoming", timeout=90)
+        assert wait_for(lambda: server.health()["queue_depth"] == 0)
+    # The blocked write hit REQUEST_TIMEOUT (or the engine's wait did), long before the
+    # 600 s send timeout.
     assert line["status"] == 504, line
     assert line["segments_done"] < line["segments"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -77,3 +79,61 @@ async def read_until_stopped(client: AsyncTcpClient) -> list[Spoken]:
     while not SynthesizeStopped.is_type((event := await read(client)).type):
         streams.append(await read_audio(client, event))
     return streams
+
+
+# Raw sockets, for what the package's client cannot send: broken framing, events over the
+# limit, readers that never read.
+
+
+def narrow_send_buffer(server: LiveServer, size: int = 4096) -> None:
+    """Give the connections the Wyoming port accepts from now on a small send buffer (as
+    `live_server(send_buffer=...)` does for HTTP), so a reader that stops fills it at once."""
+    for listening in server.app.state.wyoming.sockets:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def raw_connect(port: int, receive_buffer: int | None = None, timeout: float = 60.0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:  # before connecting, so the window is small from the start
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def encode_event(event: Event) -> bytes:
+    """The event in Wyoming's framing, as the package writes it."""
+    header: dict[str, object] = {"type": event.type, "version": "1.0.0"}
+    data = json.dumps(event.data).encode() if event.data else b""
+    if data:
+        header["data_length"] = len(data)
+    if event.payload:
+        header["payload_length"] = len(event.payload)
+    return json.dumps(header).encode() + b"\n" + data + (event.payload or b"")
+
+
+class RawReader:
+    """Wyoming events read off a raw socket; None when the server has closed it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.file = sock.makefile("rb")
+
+    def read(self) -> Event | None:
+        line = self.file.readline()
+        if not line:
+            return None
+        header = json.loads(line)
+        data = dict(header.get("data") or {})
+        if header.get("data_length"):
+            data.update(json.loads(self.file.read(header["data_length"])))
+        payload = self.file.read(header["payload_length"]) if header.get("payload_length") else None
+        return Event(type=header["type"], data=data, payload=payload)
+
+    def read_until(self, event_type: str) -> list[Event]:
+        """Events up to and including the first of `event_type` (or up to the close)."""
+        events = []
+        while (event := self.read()) is not None:
+            events.append(event)
+            if event.type == event_type:
+                break
+        return events

@@ -15,6 +15,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
+from wyoming.ping import Ping
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -29,7 +30,17 @@ from tests.support.audio import decode_pcm16
 from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, free_port, live_server
 from tests.support.reference import encode_soundfile, tone
-from tests.support.wyoming_client import Spoken, client_for, read, read_audio, read_until_stopped, run
+from tests.support.wyoming_client import (
+    RawReader,
+    Spoken,
+    client_for,
+    encode_event,
+    raw_connect,
+    read,
+    read_audio,
+    read_until_stopped,
+    run,
+)
 
 STREAMED = "Hello there, this is the first one. And here comes the second sentence."
 
@@ -154,6 +165,63 @@ def test_errors_leave_the_connection_usable(wyoming_server: LiveServer) -> None:
     assert "nobody" in errors[0].text and "Vivian" in errors[0].text
     assert decode_pcm16(good.audio).rms > 1e-3
     assert after_refused == []
+
+
+# Events over MAX_JSON_BYTES, refused from their header: only the header (or the first
+# MAX_JSON_BYTES of a header line with no end) is sent, so a server that waited for the body
+# would never answer.
+OVERSIZED = {
+    "header line": lambda limit: b"x" * (limit + 1024),
+    "data_length": lambda limit: b'{"type": "synthesize", "data_length": %d}\n' % (16 * limit),
+    "payload_length": lambda limit: (
+        b'{"type": "synthesize", "data": {"text": "Hi."}, "payload_length": %d}\n' % (limit + 1)
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OVERSIZED))
+def test_an_event_over_max_json_bytes_is_refused_from_its_header(wyoming_server: LiveServer, kind: str) -> None:
+    limit = wyoming_server.settings.max_json_bytes
+    with raw_connect(wyoming_server.app.state.wyoming.port, timeout=30) as sock:
+        sock.sendall(OVERSIZED[kind](limit))
+        reader = RawReader(sock)
+        refused = reader.read()
+        assert refused is not None and Error.is_type(refused.type), refused
+        assert Error.from_event(refused).code == "payload_too_large"
+        assert str(limit) in Error.from_event(refused).text
+        assert reader.read() is None  # and the connection is closed
+
+    async def again(client: AsyncTcpClient) -> Spoken:
+        await client.write_event(Synthesize(text="Still serving.").event())
+        return await read_audio(client)
+
+    assert decode_pcm16(run(again, wyoming_server).audio).rms > 1e-3
+
+
+def test_odd_events_are_refused_and_broken_framing_ends_the_connection(wyoming_server: LiveServer) -> None:
+    port = wyoming_server.app.state.wyoming.port
+    odd = [
+        b'{"type": 42}\n',
+        b'{"type": "synthesize", "data": [1, 2]}\n',
+        b'{"type": "synthesize", "data_length": 6}\nnot js',
+        b'{"type": "synthesize", "data_length": 2}\n[]',
+        b"\n",
+    ]
+    with raw_connect(port, timeout=30) as sock:
+        reader = RawReader(sock)
+        for raw in odd:
+            sock.sendall(raw + encode_event(Ping(text="after").event()))
+            answers = reader.read_until("pong")
+            assert [event.type for event in answers] == ["error", "pong"], (raw, answers)
+        sock.sendall(encode_event(Synthesize(text="Still usable.").event()))
+        assert reader.read_until("audio-stop")[-1].type == "audio-stop"
+    for broken in (b"not json\n", b"[1, 2]\n", b'{"type": "synthesize", "payload_length": -1}\n'):
+        with raw_connect(port, timeout=30) as sock:
+            sock.sendall(broken)
+            reader = RawReader(sock)
+            answer = reader.read()
+            assert answer is not None and Error.is_type(answer.type), (broken, answer)
+            assert reader.read() is None, broken
 
 
 def test_full_queue_is_an_error_and_a_client_that_leaves_frees_its_job(
