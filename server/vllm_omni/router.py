@@ -48,4 +48,7 @@ async def omni_speech_websocket(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     state = websocket.app.state
-    await OmniConnection(websocket, state.speech, state.omni_voices, connection_id, state.settings.send_timeout).run()
+    settings = state.settings
+    await OmniConnection(
+        websocket, state.speech, state.omni_voices, connection_id, settings.send_timeout, settings.max_json_bytes
+    ).run()

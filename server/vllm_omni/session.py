@@ -39,19 +39,20 @@ from server.speech.synthesis import (
 )
 from server.speech.text_stream import TextStream
 from server.vllm_omni.protocol import ClientMessage, InputText, SessionConfig, error_event, parse_message
+from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
+from server.websocket.inbox import Inbox as MessageInbox
 
 log = logging.getLogger("qwen3-tts")
 
 ENDPOINT = "/v1/audio/speech/stream"
 LOG_ENDPOINT = "/v1/audio/speech/stream (vllm-omni websocket)"
-INBOX_LIMIT = 64
 MAX_FRAME_BYTES = 64 * 1024
 # As vLLM-Omni: a connection must configure itself within this many seconds.
 CONFIG_TIMEOUT = 10.0
 NO_ALIGNER = "word timestamps need a forced aligner, which this server does not run"
 ALIGNMENT_KEYS = ("words", "word_start_times_seconds", "word_end_times_seconds")
 
-Inbox = asyncio.Queue[ClientMessage | APIError]
+Inbox = MessageInbox[ClientMessage | APIError]
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,23 @@ class _Session:
 
 class OmniConnection:
     def __init__(
-        self, websocket: WebSocket, service: SpeechService, voices: OmniVoices, connection_id: str, send_timeout: float
+        self,
+        websocket: WebSocket,
+        service: SpeechService,
+        voices: OmniVoices,
+        connection_id: str,
+        send_timeout: float,
+        max_message_bytes: int,
     ) -> None:
         self.websocket = websocket
         self.service = service
         self.voices = voices
         self.connection_id = connection_id
         self.send_timeout = send_timeout
+        self.max_message_bytes = max_message_bytes  # MAX_JSON_BYTES, as for HTTP bodies
 
     async def run(self) -> None:
-        inbox: Inbox = asyncio.Queue(INBOX_LIMIT)
+        inbox: Inbox = MessageInbox(READ_AHEAD_MESSAGES, READ_AHEAD_BODIES * self.max_message_bytes)
         tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -84,18 +92,17 @@ class OmniConnection:
                     await task
 
     async def _read(self, inbox: Inbox) -> None:
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = message.get("text")
-            if raw is None:
-                await inbox.put(invalid_request("send JSON messages as text frames, not binary"))
-                continue
-            try:
-                await inbox.put(parse_message(raw))
-            except APIError as exc:
-                await inbox.put(exc)
+        """Every message as it arrives, never waiting for the session, so the keepalive's
+        pongs are read whatever the backlog (server/websocket/inbox.py)."""
+        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self._close)
+
+    async def _close(self, code: int, reason: str) -> None:
+        log.info(
+            "websocket closed",
+            extra={"request_id": self.connection_id, "endpoint": LOG_ENDPOINT, "code": code, "error": reason},
+        )
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.websocket.close(code, reason)
 
     async def send_json(self, event: dict[str, Any]) -> None:
         await self._send(self.websocket.send_json(event))

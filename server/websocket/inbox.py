@@ -12,7 +12,12 @@ its answers is closed with 1008 (policy violation) and a reason saying so.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from starlette.websockets import WebSocket
+
+from server.errors import APIError, invalid_request
 
 T = TypeVar("T")
 
@@ -21,6 +26,11 @@ T = TypeVar("T")
 READ_AHEAD_MESSAGES = 4096
 # ...and their bytes, as a multiple of MAX_JSON_BYTES (the largest message).
 READ_AHEAD_BODIES = 4
+# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead); a message is
+# larger than MAX_JSON_BYTES (uvicorn refuses such a frame from its header with the same
+# code; the reader checks again for servers in front that allow more).
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
 
 
 class ReadAheadExceeded(Exception):
@@ -50,3 +60,38 @@ class Inbox(Generic[T]):
         item, size = await self._queue.get()
         self.bytes -= size
         return item
+
+
+async def read_ahead(
+    websocket: WebSocket,
+    inbox: Inbox[T | APIError],
+    parse: Callable[[str], T],
+    max_message_bytes: int,
+    close: Callable[[int, str], Awaitable[None]],
+) -> None:
+    """Every message of `websocket` into `inbox` as it arrives, parsed (a message that does
+    not parse is queued as its error, answered in turn); returns when the client goes, or
+    after `close` for a message over `max_message_bytes` or a read-ahead past the inbox's
+    bounds. Shared by every WebSocket front door."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        size = len(raw.encode()) if raw is not None else len(message.get("bytes") or b"")
+        if size > max_message_bytes:
+            await close(MESSAGE_TOO_BIG, f"a message may hold {max_message_bytes} bytes (MAX_JSON_BYTES)")
+            return
+        item: T | APIError
+        if raw is None:
+            item = invalid_request("send JSON messages as text frames, not binary")
+        else:
+            try:
+                item = parse(raw)
+            except APIError as exc:
+                item = exc
+        try:
+            inbox.put(item, size)
+        except ReadAheadExceeded as exc:
+            await close(POLICY_VIOLATION, str(exc))
+            return

@@ -24,7 +24,7 @@ from server.errors import APIError, invalid_request
 from server.speech.sending import ClientStalled
 from server.speech.synthesis import ResolvedVoice, SpeechService, draw_seed, options_of, resolve_language, segment_seed
 from server.speech.text_stream import TextStream
-from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, ReadAheadExceeded
+from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
 from server.websocket.inbox import Inbox as MessageInbox
 from server.websocket.protocol import (
     ClientMessage,
@@ -41,12 +41,6 @@ from server.websocket.speaker import AudioOut, ClientGone, Speaker
 log = logging.getLogger("qwen3-tts")
 
 ENDPOINT = "/v1/audio/speech/ws"
-# Close codes (RFC 6455): what the client sent breaks a limit (read-ahead); a message is
-# larger than MAX_JSON_BYTES (uvicorn refuses such a frame from its header with the same
-# code; the session checks again for servers in front that allow more).
-POLICY_VIOLATION = 1008
-MESSAGE_TOO_BIG = 1009
-
 Inbox = MessageInbox[ClientMessage | APIError]
 
 
@@ -114,30 +108,7 @@ class Connection:
 
     async def _read(self, inbox: Inbox) -> None:
         """Every message as it arrives, never waiting for the session (see inbox.py)."""
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = message.get("text")
-            size = len(raw.encode()) if raw is not None else len(message.get("bytes") or b"")
-            if size > self.max_message_bytes:
-                await self._close(
-                    MESSAGE_TOO_BIG, f"a message may hold {self.max_message_bytes} bytes (MAX_JSON_BYTES)"
-                )
-                return
-            item: ClientMessage | APIError
-            if raw is None:
-                item = invalid_request("send JSON messages as text frames, not binary")
-            else:
-                try:
-                    item = parse_message(raw)
-                except APIError as exc:
-                    item = exc
-            try:
-                inbox.put(item, size)
-            except ReadAheadExceeded as exc:
-                await self._close(POLICY_VIOLATION, str(exc))
-                return
+        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self._close)
 
     async def _close(self, code: int, reason: str) -> None:
         log.info(

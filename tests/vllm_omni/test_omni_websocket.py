@@ -209,3 +209,30 @@ def test_a_client_that_leaves_frees_its_job(omni_server: LiveServer, request_log
         wait_until(lambda: engine.depth == 0)
     [line] = request_log.wait_for_requests(1, endpoint="/v1/audio/speech/stream (vllm-omni websocket)")
     assert line["status"] == 499
+
+
+def test_an_answer_written_at_once_keeps_the_keepalive(custom_voice_dir: Path) -> None:
+    """An LLM's whole answer sent as deltas before any audio is read: every message is read as
+    it arrives (server/websocket/inbox.py), so the keepalive's pongs are read however much waits
+    to be spoken, and the session ends cleanly instead of with 1011 (a shortened keepalive: a
+    server that stopped reading would miss a pong within seconds)."""
+    sentences = [f"Sentence {i} is here." for i in range(200)]
+    words = " ".join(sentences).split(" ")
+    with (
+        live_server(
+            model_id=str(custom_voice_dir),
+            idle_timeout=0,
+            max_new_tokens=3,
+            api_keys=KEY,
+            ws_ping_interval=0.5,
+            ws_ping_timeout=2,
+        ) as server,
+        plugin_socket(server) as socket,
+    ):
+        send(socket, {**PLUGIN_CONFIG, "max_new_tokens": 3, "timestamp_type": "none"})
+        for word in words:
+            send(socket, {"type": "input.text", "text": word + " "})
+        send(socket, {"type": "input.done"})
+        spoken, session_done = read_utterance(socket)
+    assert session_done["total_sentences"] == len(sentences) == len(spoken)
+    assert all(not sentence.errors for sentence in spoken)
