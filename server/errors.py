@@ -6,6 +6,7 @@ that decides which status an exception becomes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,22 @@ class APIError(Exception):
                 "code": self.code,
             }
         }
+
+
+def log_refusal(error: APIError, request_id: str, endpoint: str) -> None:
+    """The log line of a message refused before synthesis on a streaming front door, like
+    the line of a refused HTTP request."""
+    logging.getLogger("qwen3-tts").info(
+        "request refused",
+        extra={
+            "request_id": request_id,
+            "endpoint": endpoint,
+            "status": error.status,
+            "code": error.code,
+            "param": error.param,
+            "error": error.message,
+        },
+    )
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:

@@ -25,7 +25,7 @@ from server.audio.dsp import to_pcm16_bytes
 from server.audio.encoders import encode_whole
 from server.audio.formats import FormatSpec
 from server.engine.jobs import SAMPLE_RATE
-from server.errors import APIError, invalid_request
+from server.errors import APIError, invalid_request, log_refusal
 from server.speech.omni import OmniVoices
 from server.speech.speaking import ListenerGone, speak_plan
 from server.speech.synthesis import (
@@ -94,15 +94,7 @@ class OmniConnection:
     async def _read(self, inbox: Inbox) -> None:
         """Every message as it arrives, never waiting for the session, so the keepalive's
         pongs are read whatever the backlog (server/websocket/inbox.py)."""
-        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self._close)
-
-    async def _close(self, code: int, reason: str) -> None:
-        log.info(
-            "websocket closed",
-            extra={"request_id": self.connection_id, "endpoint": LOG_ENDPOINT, "code": code, "error": reason},
-        )
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self.websocket.close(code, reason)
+        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self.connection_id, LOG_ENDPOINT)
 
     async def send_json(self, event: dict[str, Any]) -> None:
         await self._send(self.websocket.send_json(event))
@@ -161,24 +153,11 @@ class OmniConnection:
                     )
                     utterance += 1
                 except APIError as exc:
-                    self._refused(exc)
+                    log_refusal(exc, self.connection_id, LOG_ENDPOINT)
                     await self.send_json(error_event(exc))
         finally:
             if stream is not None:
                 await stream.cancel()  # the client left mid-utterance: stop the sentence being spoken
-
-    def _refused(self, error: APIError) -> None:
-        log.info(
-            "request refused",
-            extra={
-                "request_id": self.connection_id,
-                "endpoint": LOG_ENDPOINT,
-                "status": error.status,
-                "code": error.code,
-                "param": error.param,
-                "error": error.message,
-            },
-        )
 
     async def _configure(self, config: SessionConfig) -> _Session:
         """Everything about the session checked before any text: model, format, language,

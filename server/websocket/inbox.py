@@ -12,14 +12,18 @@ its answers is closed with 1008 (policy violation) and a reason saying so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.errors import APIError, invalid_request
 
 T = TypeVar("T")
+
+log = logging.getLogger("qwen3-tts")
 
 # Unanswered messages one connection may hold: a long LLM answer sent as word deltas faster
 # than it is spoken is a few thousand small messages.
@@ -62,17 +66,25 @@ class Inbox(Generic[T]):
         return item
 
 
+async def close_websocket(websocket: WebSocket, code: int, reason: str, request_id: str, endpoint: str) -> None:
+    """Close with `code` and `reason` (logged), whether or not the client is still there."""
+    log.info("websocket closed", extra={"request_id": request_id, "endpoint": endpoint, "code": code, "error": reason})
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.close(code, reason)
+
+
 async def read_ahead(
     websocket: WebSocket,
     inbox: Inbox[T | APIError],
     parse: Callable[[str], T],
     max_message_bytes: int,
-    close: Callable[[int, str], Awaitable[None]],
+    request_id: str,
+    endpoint: str,
 ) -> None:
     """Every message of `websocket` into `inbox` as it arrives, parsed (a message that does
     not parse is queued as its error, answered in turn); returns when the client goes, or
-    after `close` for a message over `max_message_bytes` or a read-ahead past the inbox's
-    bounds. Shared by every WebSocket front door."""
+    after closing the connection for a message over `max_message_bytes` or a read-ahead past
+    the inbox's bounds. Shared by every WebSocket front door."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -80,7 +92,8 @@ async def read_ahead(
         raw = message.get("text")
         size = len(raw.encode()) if raw is not None else len(message.get("bytes") or b"")
         if size > max_message_bytes:
-            await close(MESSAGE_TOO_BIG, f"a message may hold {max_message_bytes} bytes (MAX_JSON_BYTES)")
+            reason = f"a message may hold {max_message_bytes} bytes (MAX_JSON_BYTES)"
+            await close_websocket(websocket, MESSAGE_TOO_BIG, reason, request_id, endpoint)
             return
         item: T | APIError
         if raw is None:
@@ -93,5 +106,5 @@ async def read_ahead(
         try:
             inbox.put(item, size)
         except ReadAheadExceeded as exc:
-            await close(POLICY_VIOLATION, str(exc))
+            await close_websocket(websocket, POLICY_VIOLATION, str(exc), request_id, endpoint)
             return

@@ -11,16 +11,15 @@ closes the running job's segment stream, which stops its work in the engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field, replace
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
-from server.errors import APIError, invalid_request
+from server.errors import APIError, invalid_request, log_refusal
 from server.speech.sending import ClientStalled
 from server.speech.synthesis import ResolvedVoice, SpeechService, draw_seed, options_of, resolve_language, segment_seed
 from server.speech.text_stream import TextStream
@@ -108,15 +107,7 @@ class Connection:
 
     async def _read(self, inbox: Inbox) -> None:
         """Every message as it arrives, never waiting for the session (see inbox.py)."""
-        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self._close)
-
-    async def _close(self, code: int, reason: str) -> None:
-        log.info(
-            "websocket closed",
-            extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "code": code, "error": reason},
-        )
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self.websocket.close(code, reason)
+        await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self.connection_id, ENDPOINT)
 
     async def _serve(self, inbox: Inbox) -> None:
         stream: _TextStream | None = None
@@ -128,25 +119,11 @@ class Connection:
                 try:
                     stream = await self._answer(message, stream)
                 except APIError as exc:
-                    self._log_refusal(exc)
+                    log_refusal(exc, self.connection_id, ENDPOINT)
                     await self.speaker.send_event(error_event(exc))
         finally:
             if stream is not None:
                 await stream.text.cancel()  # the client left mid-stream: stop the sentence being spoken
-
-    def _log_refusal(self, error: APIError) -> None:
-        # Like refused HTTP requests: messages refused before synthesis get their own line.
-        log.info(
-            "request refused",
-            extra={
-                "request_id": self.connection_id,
-                "endpoint": ENDPOINT,
-                "status": error.status,
-                "code": error.code,
-                "param": error.param,
-                "error": error.message,
-            },
-        )
 
     async def _answer(self, message: ClientMessage | APIError, stream: _TextStream | None) -> _TextStream | None:
         """Serve one message; returns the text stream that is open afterwards."""

@@ -39,7 +39,7 @@ from wyoming.tts import (
 
 from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import SAMPLE_RATE
-from server.errors import APIError, invalid_request, validation_error
+from server.errors import APIError, invalid_request, log_refusal, validation_error
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
@@ -186,17 +186,7 @@ class WyomingConnection:
 
     async def _refuse(self, error: APIError) -> None:
         """Log a request refused before synthesis (like refused HTTP requests), answer `error`."""
-        log.info(
-            "request refused",
-            extra={
-                "request_id": self.connection_id,
-                "endpoint": ENDPOINT,
-                "status": error.status,
-                "code": error.code,
-                "param": error.param,
-                "error": error.message,
-            },
-        )
+        log_refusal(error, self.connection_id, ENDPOINT)
         await self.send(error_event(error))
 
     async def _answer(self, event: Event, stream: _Stream | None) -> _Stream | None:
