@@ -53,8 +53,12 @@ def test_max_new_tokens_caps_each_piece(server: LiveServer) -> None:
 def test_sampling_is_logged(server: LiveServer, request_log: RecordCollector) -> None:
     # The dev checkpoint's random codes never repeat, so the penalty's effect on audio cannot
     # show here; the sampler's own tests check it against the package's processors.
-    speak(server, temperature=0.5, top_k=7, repetition_penalty=1.3, max_new_tokens=40)
-    line = request_log.wait_for_requests(1, "/v1/audio/speech")[-1]
+    body = {**BODY, "stream": False, "temperature": 0.5, "top_k": 7, "repetition_penalty": 1.3, "max_new_tokens": 40}
+    with server.client() as client:
+        response = client.post("/v1/audio/speech", json=body, headers={"X-Request-ID": "sampling-logged"})
+    assert response.status_code == 200, response.text
+    # This request's own line: an earlier test's line can still be written once this one runs.
+    line = request_log.wait_for_request("sampling-logged")
     assert line["sampling"] == {"temperature": 0.5, "top_k": 7, "repetition_penalty": 1.3}
     assert line["max_new_tokens"] == 40
 
