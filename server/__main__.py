@@ -31,13 +31,14 @@ def serve() -> int:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    from server.engine.aligner import AlignerUnavailable
     from server.engine.quantize import QuantizeUnsupported
     from server.speech.catalog import VoiceMapError
     from server.speech.speakers import CheckpointConfigError
 
     try:
         app = create_app(settings)
-    except (VoiceMapError, CheckpointConfigError, QuantizeUnsupported) as exc:
+    except (VoiceMapError, CheckpointConfigError, QuantizeUnsupported, AlignerUnavailable) as exc:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
     # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal once its own

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.config import Settings
+from server.engine.aligner import AlignerSlot, aligner_off, check_aligner_support
 from server.engine.errors import EngineError
 from server.engine.guards import GuardLimits
 from server.engine.jobs import ChunkPlan, SlotName
@@ -42,6 +43,7 @@ from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.speakers import check_loaded_speakers
 from server.speech.synthesis import SpeechService
+from server.speech.timestamps import WordTiming
 from server.speech.voice_map import build_voice_catalog
 from server.vllm_omni import router as vllm_omni
 from server.websocket import router as websocket
@@ -140,6 +142,16 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         app.state.speech, library, settings.min_reference_seconds, settings.max_reference_seconds
     )
     app.state.health_sections["voice_design"] = lambda: design_health(settings.design_model_id)
+    aligner = build_aligner(settings)
+    app.state.word_timing = WordTiming(aligner)
+    app.state.health_sections["aligner"] = aligner.describe if aligner is not None else aligner_off
+
+
+def build_aligner(settings: Settings) -> AlignerSlot | None:
+    """The word-timestamps slot on the inference device; None when ALIGNER_MODEL_ID is empty."""
+    if not settings.aligner_model_id:
+        return None
+    return AlignerSlot(settings.aligner_model_id, resolve_device(settings.device), settings.idle_timeout)
 
 
 def design_health(design_model_id: str) -> dict[str, Any]:
@@ -176,6 +188,9 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         build_services(app, settings, engine)
         await app.state.voice_library.load()
         await engine.start(preload=("custom_voice",) if settings.preload_model else ())
+        aligner = app.state.word_timing.aligner
+        if aligner is not None:
+            await aligner.start()
         wyoming: WyomingServer | None = None
         try:
             wyoming = await start_wyoming(app, settings)  # a port in use stops the start, engine included
@@ -185,6 +200,8 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
             if wyoming is not None:
                 await wyoming.stop()
             await engine.stop(settings.shutdown_grace)
+            if aligner is not None:
+                await aligner.stop()
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -199,6 +216,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
     )
     app.state.settings = settings
     check_quantize_support(settings.quantize, resolve_device(settings.device))  # fp8 without a GPU stops here
+    check_aligner_support(settings.aligner_model_id)  # without its package, startup stops here
     app.state.models = ModelCatalog(
         settings.model_id, settings.clone_model_id, design_model_names(settings.design_model_id)
     )

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     clone_model_id: str = DEFAULT_CLONE_MODEL_ID
     # VoiceDesign model (voices described in words); empty turns the slot off.
     design_model_id: str = ""
+    # Qwen3-ForcedAligner for word timestamps (the `aligner` extra); empty turns them off.
+    aligner_model_id: str = ""
     device: str = "auto"
     idle_timeout: float = Field(default=120.0, ge=0)
     preload_model: bool = False

@@ -63,7 +63,7 @@ def with_absolute_paths(settings: Settings) -> Settings:
     """Replicas do not run in this directory: relative paths are resolved here (a model id
     that is not an existing directory is a hub id and stays as it is)."""
     update: dict[str, Any] = {"voices_dir": settings.voices_dir.resolve()}
-    for field in ("model_id", "clone_model_id", "design_model_id"):
+    for field in ("model_id", "clone_model_id", "design_model_id", "aligner_model_id"):
         path = Path(getattr(settings, field))
         if getattr(settings, field) and path.exists():  # an empty id (a slot that is off) stays empty
             update[field] = str(path.resolve())

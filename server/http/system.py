@@ -124,6 +124,9 @@ async def info(request: Request) -> dict[str, Any]:
         "clone_model_id": engine.slots["base"].model_id,
         # The VoiceDesign slot's model; null when the slot is off (DESIGN_MODEL_ID empty).
         "design_model_id": engine.slots["voice_design"].model_id if "voice_design" in engine.slots else None,
+        # Qwen3-ForcedAligner (word timestamps); null when ALIGNER_MODEL_ID is empty.
+        "aligner_model_id": request.app.state.settings.aligner_model_id or None,
+        "timestamps": request.app.state.word_timing.enabled,
         "stream_type": engine.stream_unit,
         "sample_rate": SAMPLE_RATE,
         "sample_rates": list(ALLOWED_SAMPLE_RATES),

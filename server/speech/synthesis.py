@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -46,6 +46,23 @@ segment_log = logging.getLogger("qwen3-tts.segments")
 
 INSTRUCTIONS_IGNORED_HEADER = "X-Instructions-Ignored"
 FINISH_REASON_HEADER = "X-Finish-Reason"
+
+
+@dataclass(frozen=True)
+class SegmentAudio:
+    """One segment's audio, complete: what word timing needs of it."""
+
+    index: int
+    natural: np.ndarray  # float32 at 24 kHz, before any speed change (what the aligner hears)
+    delivered_samples: int  # its length as the client gets it (after the speed change), at 24 kHz
+
+
+SegmentListener = Callable[[SegmentAudio], None]
+
+
+def _trimmed(phrase: np.ndarray, trim_samples: int) -> np.ndarray:
+    """A whole phrase without the tail a guard cut (see GuardBank)."""
+    return phrase[: max(phrase.shape[0] - trim_samples, 0)] if trim_samples else phrase
 
 
 def finish_reason_for(status: int, segments: list[FinishReason]) -> FinishReason:
@@ -331,28 +348,42 @@ class SpeechService:
             return self.chunk_plan
         return replace(self.chunk_plan, first_frames=first_frames)
 
-    async def chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+    async def chunks(
+        self, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
+    ) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio as the engine hands it over, chunk by chunk (a few frames each).
-        With a speed change, a segment's chunks are gathered and stretched as one phrase."""
+        With a speed change, a segment's chunks are gathered and stretched as one phrase.
+        `on_segment` hears of each segment once its audio is complete (before its last chunk
+        is yielded); without it nothing is gathered at normal speed."""
         gathered: list[np.ndarray] = []
+        delivered = 0
         async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
             async for chunk in chunks:
                 if plan.speed == 1.0:
+                    if on_segment is not None:
+                        gathered.append(chunk.pcm)
+                        delivered += chunk.pcm.shape[0]
+                        if chunk.segment_end:
+                            # Streamed audio keeps the guarded tail it already sent: the aligner
+                            # hears what the client heard.
+                            on_segment(SegmentAudio(chunk.segment, np.concatenate(gathered), delivered))
+                            gathered.clear()
+                            delivered = 0
                     if chunk.pcm.size:
                         yield chunk.pcm
                     continue
                 gathered.append(chunk.pcm)
                 if chunk.segment_end:
-                    phrase = np.concatenate(gathered)
-                    if chunk.trim_samples:
-                        phrase = phrase[: max(phrase.shape[0] - chunk.trim_samples, 0)]
+                    phrase = _trimmed(np.concatenate(gathered), chunk.trim_samples)
                     gathered.clear()
-                    started = time.perf_counter()
-                    stretched = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
-                    stats.encode_ms += (time.perf_counter() - started) * 1000
+                    stretched = await self._stretch(phrase, plan.speed, stats)
+                    if on_segment is not None:
+                        on_segment(SegmentAudio(chunk.segment, phrase, stretched.shape[0]))
                     yield stretched
 
-    async def sentences(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[np.ndarray, None]:
+    async def sentences(
+        self, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
+    ) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio one segment at a time (a sentence each in a per-sentence plan),
         with a guarded tail cut whole (a stream can only leave out what it has not sent)."""
         gathered: list[np.ndarray] = []
@@ -360,15 +391,19 @@ class SpeechService:
             async for chunk in chunks:
                 gathered.append(chunk.pcm)
                 if chunk.segment_end:
-                    phrase = np.concatenate(gathered)
-                    if chunk.trim_samples:
-                        phrase = phrase[: max(phrase.shape[0] - chunk.trim_samples, 0)]
+                    natural = _trimmed(np.concatenate(gathered), chunk.trim_samples)
                     gathered.clear()
-                    if plan.speed != 1.0:
-                        started = time.perf_counter()
-                        phrase = await asyncio.to_thread(change_speed, phrase, plan.speed, SAMPLE_RATE)
-                        stats.encode_ms += (time.perf_counter() - started) * 1000
+                    phrase = natural if plan.speed == 1.0 else await self._stretch(natural, plan.speed, stats)
+                    if on_segment is not None:
+                        on_segment(SegmentAudio(chunk.segment, natural, phrase.shape[0]))
                     yield phrase
+
+    @staticmethod
+    async def _stretch(phrase: np.ndarray, speed: float, stats: SpeechStats) -> np.ndarray:
+        started = time.perf_counter()
+        stretched = await asyncio.to_thread(change_speed, phrase, speed, SAMPLE_RATE)
+        stats.encode_ms += (time.perf_counter() - started) * 1000
+        return stretched
 
     async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
         slot = self.engine.slots[plan.job.slot]
@@ -400,9 +435,11 @@ class SpeechService:
                     chunk = dataclasses.replace(chunk, pcm=(chunk.pcm * np.float32(plan.gain)).astype(np.float32))
                 yield chunk
 
-    async def collect(self, plan: SpeechPlan, stats: SpeechStats) -> np.ndarray:
+    async def collect(
+        self, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
+    ) -> np.ndarray:
         """The whole audio: the segments in order, each with any guarded tail cut."""
-        parts = [pcm async for pcm in self.sentences(plan, stats) if pcm.size]
+        parts = [pcm async for pcm in self.sentences(plan, stats, on_segment) if pcm.size]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def log_request(self, plan: SpeechPlan, stats: SpeechStats, status: int, error: str | None = None) -> None:

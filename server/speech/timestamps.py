@@ -1,0 +1,208 @@
+"""Word timestamps: each segment is aligned as soon as its audio is complete, against its own
+text, while the next segment is being generated, and its words come back in order.
+
+Protocol-free: a front door asks for a `WordTimer`, passes its `segment_done` to the speech
+service's chunk loop, and sends whatever `with_words` hands it (audio, or a segment's words)
+in its own shape. Times are seconds from the start of the stream the client hears: offset
+by the segment's start, scaled for `speed`, clamped to the segment's audio, non-decreasing.
+
+A failure of the aligner never loses the audio: that segment's words are empty and its
+`error` says why (the log line too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.engine.aligner import HOW_TO_ENABLE, AlignedSpan, AlignerSlot, AlignmentError
+from server.engine.jobs import SAMPLE_RATE
+from server.errors import invalid_request
+from server.logs import request_id_var
+from server.speech.synthesis import SegmentAudio, SpeechPlan
+from server.text import AUTO, detect_language
+
+log = logging.getLogger("qwen3-tts.timestamps")
+
+# Times are given to the millisecond (the aligner's bins are 80 ms wide).
+TIME_DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Word:
+    """One timed unit of the input, in seconds from the start of the stream."""
+
+    word: str
+    start: float
+    end: float
+
+    def as_json(self) -> dict[str, Any]:
+        """Kokoro-FastAPI's shape, which captioning clients already read."""
+        return {
+            "word": self.word,
+            "start_time": round(self.start, TIME_DECIMALS),
+            "end_time": round(self.end, TIME_DECIMALS),
+        }
+
+
+@dataclass(frozen=True)
+class SegmentWords:
+    """The words of one segment, with where the segment lies in the stream."""
+
+    segment: int
+    text: str
+    start: float
+    end: float
+    words: tuple[Word, ...]
+    error: str | None = None  # why `words` is empty although the text has some
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "segment": self.segment,
+            "text": self.text,
+            "start_time": round(self.start, TIME_DECIMALS),
+            "end_time": round(self.end, TIME_DECIMALS),
+            "words": [word.as_json() for word in self.words],
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+def place_words(spans: Sequence[AlignedSpan], *, offset: float, speed: float, duration: float) -> tuple[Word, ...]:
+    """The aligner's spans (seconds of the natural-speed audio it heard) as times in the
+    stream: divided by `speed` (the stretched audio is that much shorter), clamped to the
+    segment's `duration` as delivered, and repaired so that every start and end is at least
+    the one before it (the aligner's own repair leaves rare inversions after rounding), then
+    moved by `offset`, the segment's start in the stream."""
+    words: list[Word] = []
+    floor = 0.0
+    for span in spans:
+        start = max(min(span.start / speed, duration), floor)
+        end = max(min(span.end / speed, duration), start)
+        floor = end
+        words.append(Word(span.text, offset + start, offset + end))
+    return tuple(words)
+
+
+def aligner_language(language: str, text: str) -> str:
+    """The language the aligner's processor splits by: the request's, or the script's when
+    it was left to the model (`Auto`). Only Japanese and Korean split differently; every other
+    language splits at spaces with one unit per CJK character."""
+    if language != AUTO:
+        return language
+    detected = detect_language(text)
+    return "English" if detected == AUTO else detected
+
+
+class WordTimer:
+    """Times one plan's segments. `segment_done` is called by the speech service's chunk loop
+    as each segment's audio completes; the alignment starts at once, on the aligner's own
+    thread, and `ready` / `remaining` hand the words back in segment order.
+
+    `offset` places the plan in a longer stream (a WebSocket text stream's earlier sentences)."""
+
+    def __init__(self, aligner: AlignerSlot, plan: SpeechPlan, offset: float = 0.0) -> None:
+        self.aligner = aligner
+        self.plan = plan
+        self.position = offset  # seconds of audio delivered so far, in the stream's time
+        self._pending: deque[asyncio.Task[SegmentWords]] = deque()
+        self._request_id = request_id_var.get()
+
+    def segment_done(self, audio: SegmentAudio) -> None:
+        start = self.position
+        duration = audio.delivered_samples / SAMPLE_RATE
+        self.position += duration
+        text = self.plan.job.segments[audio.index]
+        task = asyncio.create_task(self._align(audio, text, start, duration), name=f"align-{audio.index}")
+        self._pending.append(task)
+
+    def ready(self) -> list[SegmentWords]:
+        """The words aligned so far, in order (a later segment waits for an earlier one)."""
+        done: list[SegmentWords] = []
+        while self._pending and self._pending[0].done():
+            done.append(self._pending.popleft().result())
+        return done
+
+    async def remaining(self) -> list[SegmentWords]:
+        """Every segment's words still to come, waiting for each in turn."""
+        done: list[SegmentWords] = []
+        while self._pending:
+            done.append(await self._pending[0])
+            self._pending.popleft()
+        return done
+
+    def cancel(self) -> None:
+        """Drop alignments nobody will read (the client left, or synthesis failed)."""
+        for task in self._pending:
+            task.cancel()
+        self._pending.clear()
+
+    async def _align(self, audio: SegmentAudio, text: str, start: float, duration: float) -> SegmentWords:
+        language = aligner_language(self.plan.job.language, text)
+        try:
+            spans = await self.aligner.align(audio.natural, SAMPLE_RATE, text, language)
+        except AlignmentError as exc:
+            return self._failed(audio.index, text, start, duration, str(exc))
+        except Exception as exc:  # a bug must not take the audio with it
+            log.exception("alignment failed", extra={"request_id": self._request_id, "segment": audio.index})
+            return self._failed(audio.index, text, start, duration, f"{type(exc).__name__}: {exc}")
+        words = place_words(spans, offset=start, speed=self.plan.speed, duration=duration)
+        return SegmentWords(audio.index, text, start, start + duration, words)
+
+    def _failed(self, index: int, text: str, start: float, duration: float, reason: str) -> SegmentWords:
+        log.warning(
+            "no word timestamps for a segment",
+            extra={"request_id": self._request_id, "segment": index, "error": reason},
+        )
+        return SegmentWords(index, text, start, start + duration, (), reason)
+
+
+async def with_words(
+    chunks: AsyncIterator[np.ndarray], timer: WordTimer | None
+) -> AsyncGenerator[np.ndarray | SegmentWords, None]:
+    """The audio chunks, with each segment's words slipped in as soon as they are ready
+    (always after that segment's last chunk) and the rest after the last chunk. Without a
+    timer, the chunks alone. Leaving early drops the alignments still running."""
+    try:
+        async for pcm in chunks:
+            yield pcm
+            if timer is not None:
+                for words in timer.ready():
+                    yield words
+        if timer is not None:
+            for words in await timer.remaining():
+                yield words
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if isinstance(chunks, AsyncGenerator):
+            with contextlib.suppress(RuntimeError):  # already running: its owner closes it
+                await chunks.aclose()
+
+
+class WordTiming:
+    """Whether this server can time words (ALIGNER_MODEL_ID set), and the timers that do."""
+
+    def __init__(self, aligner: AlignerSlot | None) -> None:
+        self.aligner = aligner
+
+    @property
+    def enabled(self) -> bool:
+        return self.aligner is not None
+
+    def require(self, param: str = "timestamps") -> AlignerSlot:
+        """The aligner, or a 400 saying how to turn it on."""
+        if self.aligner is None:
+            raise invalid_request(HOW_TO_ENABLE, param=param, code="timestamps_unavailable")
+        return self.aligner
+
+    def timer(self, plan: SpeechPlan, offset: float = 0.0, param: str = "timestamps") -> WordTimer:
+        return WordTimer(self.require(param), plan, offset)
