@@ -24,7 +24,7 @@ from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
 from server.engine.watchdog import exit_process
 from server.errors import APIError, to_api_error, validation_error
-from server.http import clone, speech, system, voices
+from server.http import captioned, clone, speech, system, voices
 from server.http.cors import install_cors
 from server.http.gate import RequestGate
 from server.http.metrics import install_metrics
@@ -245,6 +245,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         system.router,
         system.v1_router,
         speech.router,
+        captioned.router,
         clone.router,
         voices.router,
         voices.listing_router,

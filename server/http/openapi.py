@@ -118,6 +118,13 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "errors": _SPEECH_ERRORS,
     },
     ("/v1/audio/speech/stream/pcm", "post"): {"ok": {"audio/pcm": {"schema": _BINARY}}, "errors": _SPEECH_ERRORS},
+    ("/v1/audio/speech/captioned", "post"): {
+        "ok": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+        "errors": _SPEECH_ERRORS,
+    },
     ("/v1/audio/speech/clone", "post"): {
         "ok": _audio_content(sse=False),
         "errors": _UPLOAD_ERRORS,

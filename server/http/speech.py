@@ -22,7 +22,8 @@ from server.http.streaming import (
     sse_response,
 )
 from server.speech.requests import SpeechRequest
-from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SegmentListener, SpeechPlan, SpeechService, SpeechStats
+from server.speech.timestamps import WordTiming
 
 router = APIRouter()
 
@@ -48,12 +49,12 @@ def encode_at_rate(pcm: np.ndarray, plan: SpeechPlan) -> bytes:
     return encode_whole(resample_whole(pcm, plan.sample_rate), plan.format.name, plan.sample_rate)
 
 
-async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
-    """Synthesise everything, encode it as one file, answer it with its length known. The
-    request is logged once the file has been handed over (or the client stalled or left)."""
-    stats = stats or SpeechStats()
+async def synthesize_file(
+    service: SpeechService, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
+) -> bytes:
+    """Synthesise everything and encode it as one file; a failure is logged before it is raised."""
     try:
-        pcm = await service.collect(plan, stats)
+        pcm = await service.collect(plan, stats, on_segment)
         stats.mark_sent(int(pcm.shape[0]))
         started = asyncio.get_running_loop().time()
         data = await asyncio.to_thread(encode_at_rate, pcm, plan)
@@ -61,13 +62,27 @@ async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechSt
     except BaseException as exc:
         service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
         raise
+    return data
+
+
+def logged_once_sent(
+    service: SpeechService, plan: SpeechPlan, stats: SpeechStats, response: Response
+) -> TrackedResponse:
+    """The response, with the request logged once it has been handed over (or the client
+    stalled or left)."""
 
     async def log_outcome(outcome: Outcome) -> None:
         service.log_request(plan, stats, outcome.status, outcome.error)
 
-    headers = attachment_headers(plan, stats.instructions_ignored, stats.finish_reason)
-    response = Response(data, media_type=plan.format.media_type, headers=headers)
     return TrackedResponse(response, log_outcome)
+
+
+async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
+    """Synthesise everything, encode it as one file, answer it with its length known."""
+    stats = stats or SpeechStats()
+    data = await synthesize_file(service, plan, stats)
+    headers = attachment_headers(plan, stats.instructions_ignored, stats.finish_reason)
+    return logged_once_sent(service, plan, stats, Response(data, media_type=plan.format.media_type, headers=headers))
 
 
 async def speak(request: Request, service: SpeechService, plan: SpeechPlan, streamed: bool) -> Response:
@@ -90,12 +105,26 @@ async def speak(request: Request, service: SpeechService, plan: SpeechPlan, stre
     return tracked
 
 
+def timing_of(request: Request) -> WordTiming:
+    timing: WordTiming = request.app.state.word_timing
+    return timing
+
+
 @router.post("/v1/audio/speech")
 async def create_speech(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
+    if body.timestamps:
+        if body.stream_format != "sse":
+            raise invalid_request(
+                "timestamps: true needs stream_format sse here; POST /v1/audio/speech/captioned answers "
+                "a whole file with its word timestamps",
+                param="timestamps",
+            )
+        timing_of(request).require()
     plan = await service.plan_request(body, endpoint="/v1/audio/speech")
     if body.stream_format == "sse":
-        stream = await SegmentStream(service, plan).open()
+        timer = timing_of(request).timer(plan) if body.timestamps else None
+        stream = await SegmentStream(service, plan, timer=timer).open()
         return sse_response(openai_events(stream), stream)
     return await speak(request, service, plan, streamed=body.stream)
 
@@ -103,8 +132,11 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
 @router.post("/v1/audio/speech/stream")
 async def stream_sentences(body: SpeechRequest, request: Request) -> Response:
     service: SpeechService = request.app.state.speech
+    if body.timestamps:
+        timing_of(request).require()
     plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream", per_sentence=True)
-    stream = await SegmentStream(service, plan, per_sentence=True).open()
+    timer = timing_of(request).timer(plan) if body.timestamps else None
+    stream = await SegmentStream(service, plan, per_sentence=True, timer=timer).open()
     return sse_response(sentence_events(stream), stream)
 
 
@@ -115,6 +147,11 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
         raise invalid_request("this endpoint answers raw pcm only", param="response_format")
     if body.stream_format != "audio":
         raise invalid_request("this endpoint streams raw pcm; use /v1/audio/speech for sse", param="stream_format")
+    if body.timestamps:
+        raise invalid_request(
+            "raw pcm has no place for word timestamps; use /v1/audio/speech/captioned or stream_format sse",
+            param="timestamps",
+        )
     service: SpeechService = request.app.state.speech
     plan = await service.plan_request(body.model_copy(update={"response_format": "pcm"}), endpoint=PCM_ENDPOINT)
     response = await speak(request, service, plan, streamed=body.stream)

@@ -29,9 +29,11 @@ from server.audio.resample import StreamResampler, resample_whole
 from server.errors import to_api_error
 from server.http.sending import Outcome, TrackedResponse
 from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+from server.speech.timestamps import SegmentWords, WordTimer, with_words
 
 log = logging.getLogger("qwen3-tts")
 
+TIMESTAMPS_EVENT = "speech.audio.timestamps"
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 
 
@@ -39,12 +41,17 @@ class SegmentStream:
     """A speech plan's audio, chunk by chunk (or sentence by sentence with `per_sentence`),
     with the first one already synthesised."""
 
-    def __init__(self, service: SpeechService, plan: SpeechPlan, *, per_sentence: bool = False) -> None:
+    def __init__(
+        self, service: SpeechService, plan: SpeechPlan, *, per_sentence: bool = False, timer: WordTimer | None = None
+    ) -> None:
         self.service = service
         self.plan = plan
         self.stats = SpeechStats()
-        self._segments = service.sentences(plan, self.stats) if per_sentence else service.chunks(plan, self.stats)
-        self._first: np.ndarray | None = None
+        listener = timer.segment_done if timer is not None else None
+        audio = (service.sentences if per_sentence else service.chunks)(plan, self.stats, listener)
+        # With a timer, each segment's words come between the chunks, after the segment's audio.
+        self._segments = with_words(audio, timer)
+        self._first: np.ndarray | SegmentWords | None = None
         self._failure: Outcome | None = None
         self._finished = False
 
@@ -70,8 +77,8 @@ class SegmentStream:
             headers[INSTRUCTIONS_IGNORED_HEADER] = "the loaded model does not follow instructions"
         return headers
 
-    async def __aiter__(self) -> AsyncIterator[np.ndarray]:
-        """All the audio; a failure is remembered for the request's log line."""
+    async def __aiter__(self) -> AsyncIterator[np.ndarray | SegmentWords]:
+        """All the audio (and the words, when timed); a failure is remembered for the log line."""
         try:
             if self._first is not None:
                 first, self._first = self._first, None
@@ -119,17 +126,28 @@ async def _encode(output: _StreamOutput, pcm: np.ndarray | None, stats: SpeechSt
     return data
 
 
-async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
-    """The plan's audio as one file in its format, sent as it is produced."""
+async def audio_pieces(stream: SegmentStream) -> AsyncIterator[bytes | SegmentWords]:
+    """The plan's audio as one file in its format, sent as it is produced, with each
+    segment's words where the stream is timed."""
     output = _StreamOutput(stream.plan)
-    async for pcm in stream:
-        data = await _encode(output, pcm, stream.stats)
-        stream.stats.mark_sent(int(pcm.shape[0]))
+    async for piece in stream:
+        if isinstance(piece, SegmentWords):
+            yield piece
+            continue
+        data = await _encode(output, piece, stream.stats)
+        stream.stats.mark_sent(int(piece.shape[0]))
         if data:
             yield data
     tail = await _encode(output, None, stream.stats)
     if tail:
         yield tail
+
+
+async def audio_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
+    """The plan's audio alone, as one file in its format."""
+    async for piece in audio_pieces(stream):
+        if isinstance(piece, bytes):
+            yield piece
 
 
 def audio_response(stream: SegmentStream) -> TrackedResponse:
@@ -156,8 +174,12 @@ async def openai_events(stream: SegmentStream) -> AsyncIterator[str]:
     """OpenAI's speech SSE: `speech.audio.delta` events, then `speech.audio.done` with usage,
     or `speech.audio.error` (the extension vLLM-Omni uses) when synthesis fails mid-stream."""
     try:
-        async for data in audio_bytes(stream):
-            yield _json({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+        async for piece in audio_pieces(stream):
+            if isinstance(piece, SegmentWords):
+                # Ours, with `timestamps: true`: a segment's words, after its last delta.
+                yield _json({"type": TIMESTAMPS_EVENT, **piece.as_json()})
+                continue
+            yield _json({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()})
     except Exception as exc:
         yield _json({"type": "speech.audio.error", "error": to_api_error(exc).body()["error"]})
         return
@@ -194,6 +216,9 @@ async def sentence_events(stream: SegmentStream) -> AsyncIterator[str | ServerSe
     rate = stream.plan.sample_rate
     try:
         async for pcm in stream:
+            if isinstance(pcm, SegmentWords):  # `timestamps: true`: a sentence's words, after it
+                yield ServerSentEvent(data=_json(pcm.as_json()), event="words")
+                continue
             started = time.perf_counter()
             out = pcm if rate == SAMPLE_RATE else await asyncio.to_thread(resample_whole, pcm, rate)
             payload = base64.b64encode(to_pcm16_bytes(out)).decode()

@@ -7,6 +7,7 @@ are declared here.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -80,7 +81,9 @@ REFUSED_FIELDS: dict[str, str] = {
     "rate": "use speed (0.25 to 4.0)",
     "format": "use response_format",
     "lang_code": "use language (a name such as English, or an ISO code such as en)",
-    "return_timestamps": "word timestamps are not produced",
+    "return_timestamps": (
+        "word timestamps come from POST /v1/audio/speech/captioned, or from timestamps: true with stream_format sse"
+    ),
     "return_download_link": "responses carry the audio itself",
     "normalization_options": "text normalisation is not configurable",
 }
@@ -93,11 +96,14 @@ _PASSING_VALUES: dict[str, tuple[object, ...]] = {
 }
 
 
-def refuse_unhonoured_fields(data: Any) -> None:
-    """400 naming the first field of REFUSED_FIELDS a request sets to a value that matters."""
+def refuse_unhonoured_fields(data: Any, honoured: Container[str] = ()) -> None:
+    """400 naming the first field of REFUSED_FIELDS a request sets to a value that matters
+    (but for those the request's model declares: `honoured`)."""
     if not isinstance(data, dict):
         return
     for name, instead in REFUSED_FIELDS.items():
+        if name in honoured:
+            continue
         if name in data and data[name] not in _PASSING_VALUES.get(name, (None,)):
             raise invalid_request(f"{name} is not supported: {instead}", param=name, code="unsupported_field")
 
@@ -116,7 +122,7 @@ class OutputFields(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unhonoured(cls, data: Any) -> Any:
-        refuse_unhonoured_fields(data)
+        refuse_unhonoured_fields(data, cls.model_fields)
         return data
 
     @field_validator("sample_rate")
@@ -238,3 +244,18 @@ class SpeechRequest(VoiceFields, SpokenText, OmniFields):
     stream_format: Literal["audio", "sse"] = "audio"
     # False answers one whole file with exact headers and length instead of a chunked stream.
     stream: bool = True
+    # Word timestamps (ALIGNER_MODEL_ID): a `speech.audio.timestamps` event after each
+    # segment with stream_format sse, a `words` event on the sentence stream.
+    timestamps: bool = False
+
+
+TimestampsFormat = Literal["json", "srt", "vtt"]
+
+
+class CaptionedSpeechRequest(SpeechRequest):
+    """POST /v1/audio/speech/captioned: the speech body, answered as JSON with the audio and
+    its word timestamps (Kokoro-FastAPI's captioned speech), and subtitles when asked."""
+
+    timestamps_format: TimestampsFormat = "json"
+    # Kokoro's switch; false answers the audio alone in the same JSON shape.
+    return_timestamps: bool = True
