@@ -102,51 +102,113 @@ def aligner_language(language: str, text: str) -> str:
     return "English" if detected == AUTO else detected
 
 
-class WordTimer:
-    """Times one plan's segments. `segment_done` is called by the speech service's chunk loop
-    as each segment's audio completes; the alignment starts at once, on the aligner's own
-    thread, and `ready` / `remaining` hand the words back in segment order.
+@dataclass(frozen=True)
+class Placed:
+    """Where a segment lies in the stream, fixed when its audio completed."""
 
-    `offset` places the plan in a longer stream (a WebSocket text stream's earlier sentences)."""
+    index: int
+    text: str
+    start: float
+    duration: float
+    speed: float
+
+
+class WordTimer:
+    """Times one plan's segments (or a text stream's, plan after plan: `follow`).
+
+    `segment_done` is called by the speech service's chunk loop as each segment's audio
+    completes, before its last chunk is handed on; the alignment starts at once, on the
+    aligner's own thread. Words are handed back in segment order, and only once `release`
+    says the audio they describe has been sent (the front door calls it after each chunk it
+    sends), so a segment's words never overtake its audio: `ready` and `remaining` for a
+    front door that interleaves them itself, `stream` for one that sends them from a task of
+    their own as soon as they exist (a WebSocket while it waits for an LLM's next words).
+
+    `offset` places the first plan in a longer stream."""
 
     def __init__(self, aligner: AlignerSlot, plan: SpeechPlan, offset: float = 0.0) -> None:
         self.aligner = aligner
         self.plan = plan
         self.position = offset  # seconds of audio delivered so far, in the stream's time
         self._pending: deque[asyncio.Task[SegmentWords]] = deque()
+        self._registered = 0  # segments handed to segment_done
+        self._handed = 0  # segments whose words were handed back
+        self._released = 0  # segments whose audio has been sent
+        self._closed = False
+        self._changed = asyncio.Event()
         self._request_id = request_id_var.get()
+
+    def follow(self, plan: SpeechPlan) -> None:
+        """Time the next plan of the same stream (its segments follow the ones before)."""
+        self.plan = plan
 
     def segment_done(self, audio: SegmentAudio) -> None:
         start = self.position
         duration = audio.delivered_samples / SAMPLE_RATE
         self.position += duration
         text = self.plan.job.segments[audio.index]
-        task = asyncio.create_task(self._align(audio, text, start, duration), name=f"align-{audio.index}")
+        # Numbered across the stream (a text stream's plans each start at segment 0).
+        segment = Placed(self._registered, text, start, duration, self.plan.speed)
+        language = aligner_language(self.plan.job.language, text)
+        task = asyncio.create_task(self._align(audio, segment, language), name=f"align-{segment.index}")
+        task.add_done_callback(lambda _task: self._changed.set())
         self._pending.append(task)
+        self._registered += 1
+
+    def release(self) -> None:
+        """The audio of every segment completed so far has been sent."""
+        self._released = self._registered
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more segments will come: `stream` ends after the last one's words."""
+        self._closed = True
+        self.release()
+
+    def _next_ready(self) -> bool:
+        return bool(self._pending) and self._handed < self._released and self._pending[0].done()
+
+    def _take(self) -> SegmentWords:
+        self._handed += 1
+        return self._pending.popleft().result()
 
     def ready(self) -> list[SegmentWords]:
-        """The words aligned so far, in order (a later segment waits for an earlier one)."""
+        """The words aligned and released so far, in order (a later segment waits for an earlier one)."""
         done: list[SegmentWords] = []
-        while self._pending and self._pending[0].done():
-            done.append(self._pending.popleft().result())
+        while self._next_ready():
+            done.append(self._take())
         return done
 
     async def remaining(self) -> list[SegmentWords]:
-        """Every segment's words still to come, waiting for each in turn."""
+        """Every segment's words still to come (their audio all sent), waiting for each in turn."""
+        self.release()
         done: list[SegmentWords] = []
         while self._pending:
-            done.append(await self._pending[0])
-            self._pending.popleft()
+            await asyncio.wait({self._pending[0]})
+            done.append(self._take())
         return done
+
+    async def stream(self) -> AsyncGenerator[SegmentWords, None]:
+        """Each segment's words as soon as they are aligned and released, until `close`."""
+        while True:
+            self._changed.clear()
+            while self._next_ready():
+                yield self._take()
+            if self._closed and not self._pending:
+                return
+            await self._changed.wait()
 
     def cancel(self) -> None:
         """Drop alignments nobody will read (the client left, or synthesis failed)."""
         for task in self._pending:
             task.cancel()
         self._pending.clear()
+        self._closed = True
+        self._changed.set()
 
     async def _align(self, audio: SegmentAudio, text: str, start: float, duration: float) -> SegmentWords:
         language = aligner_language(self.plan.job.language, text)
+        speed = self.plan.speed
         try:
             spans = await self.aligner.align(audio.natural, SAMPLE_RATE, text, language)
         except AlignmentError as exc:
@@ -154,7 +216,7 @@ class WordTimer:
         except Exception as exc:  # a bug must not take the audio with it
             log.exception("alignment failed", extra={"request_id": self._request_id, "segment": audio.index})
             return self._failed(audio.index, text, start, duration, f"{type(exc).__name__}: {exc}")
-        words = place_words(spans, offset=start, speed=self.plan.speed, duration=duration)
+        words = place_words(spans, offset=start, speed=speed, duration=duration)
         return SegmentWords(audio.index, text, start, start + duration, words)
 
     def _failed(self, index: int, text: str, start: float, duration: float, reason: str) -> SegmentWords:
@@ -174,7 +236,8 @@ async def with_words(
     try:
         async for pcm in chunks:
             yield pcm
-            if timer is not None:
+            if timer is not None:  # the chunk has been handled: the words before it may follow
+                timer.release()
                 for words in timer.ready():
                     yield words
         if timer is not None:
