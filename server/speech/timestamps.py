@@ -206,25 +206,21 @@ class WordTimer:
         self._closed = True
         self._changed.set()
 
-    async def _align(self, audio: SegmentAudio, text: str, start: float, duration: float) -> SegmentWords:
-        language = aligner_language(self.plan.job.language, text)
-        speed = self.plan.speed
+    async def _align(self, audio: SegmentAudio, segment: Placed, language: str) -> SegmentWords:
         try:
-            spans = await self.aligner.align(audio.natural, SAMPLE_RATE, text, language)
+            spans = await self.aligner.align(audio.natural, SAMPLE_RATE, segment.text, language)
         except AlignmentError as exc:
-            return self._failed(audio.index, text, start, duration, str(exc))
+            return self._failed(segment, str(exc))
         except Exception as exc:  # a bug must not take the audio with it
-            log.exception("alignment failed", extra={"request_id": self._request_id, "segment": audio.index})
-            return self._failed(audio.index, text, start, duration, f"{type(exc).__name__}: {exc}")
-        words = place_words(spans, offset=start, speed=speed, duration=duration)
-        return SegmentWords(audio.index, text, start, start + duration, words)
+            log.exception("alignment failed", extra={"request_id": self._request_id, "segment": segment.index})
+            return self._failed(segment, f"{type(exc).__name__}: {exc}")
+        words = place_words(spans, offset=segment.start, speed=segment.speed, duration=segment.duration)
+        return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, words)
 
-    def _failed(self, index: int, text: str, start: float, duration: float, reason: str) -> SegmentWords:
-        log.warning(
-            "no word timestamps for a segment",
-            extra={"request_id": self._request_id, "segment": index, "error": reason},
-        )
-        return SegmentWords(index, text, start, start + duration, (), reason)
+    def _failed(self, segment: Placed, reason: str) -> SegmentWords:
+        extra = {"request_id": self._request_id, "segment": segment.index, "error": reason}
+        log.warning("no word timestamps for a segment", extra=extra)
+        return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, (), reason)
 
 
 async def with_words(
