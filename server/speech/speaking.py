@@ -15,7 +15,7 @@ import numpy as np
 from server.errors import APIError, to_api_error
 from server.logs import request_id_var
 from server.speech.sending import ClientStalled, send_deadline
-from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SegmentListener, SpeechPlan, SpeechService, SpeechStats
 
 Deliver = Callable[[np.ndarray], Awaitable[None]]
 
@@ -24,8 +24,15 @@ class ListenerGone(Exception):
     """The client went away (or stopped reading); nothing more can be sent to it."""
 
 
-async def speak_plan(service: SpeechService, plan: SpeechPlan, request_id: str, deliver: Deliver) -> None:
-    """Hand the plan's audio to `deliver` as the engine produces it (float32 PCM at 24 kHz).
+async def speak_plan(
+    service: SpeechService,
+    plan: SpeechPlan,
+    request_id: str,
+    deliver: Deliver,
+    on_segment: SegmentListener | None = None,
+) -> None:
+    """Hand the plan's audio to `deliver` as the engine produces it (float32 PCM at 24 kHz);
+    `on_segment` hears of each segment once its audio is complete (word timing).
 
     Raises APIError when synthesis fails (queue full, timeout, engine error), after logging
     it; ListenerGone or CancelledError when the client left, after stopping the engine job
@@ -34,7 +41,7 @@ async def speak_plan(service: SpeechService, plan: SpeechPlan, request_id: str, 
     token = request_id_var.set(request_id)
     stats = SpeechStats()
     status, error = 200, None
-    segments = service.chunks(plan, stats)
+    segments = service.chunks(plan, stats, on_segment)
     # REQUEST_TIMEOUT covers sending, as on HTTP and the WebSocket: `bounded_send` holds
     # every send made from here to it.
     deadline = asyncio.get_running_loop().time() + service.engine.limits.request_timeout

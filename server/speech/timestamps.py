@@ -111,6 +111,7 @@ class Placed:
     start: float
     duration: float
     speed: float
+    request_id: str | None  # of the plan it belongs to, for the log
 
 
 class WordTimer:
@@ -136,7 +137,6 @@ class WordTimer:
         self._released = 0  # segments whose audio has been sent
         self._closed = False
         self._changed = asyncio.Event()
-        self._request_id = request_id_var.get()
 
     def follow(self, plan: SpeechPlan) -> None:
         """Time the next plan of the same stream (its segments follow the ones before)."""
@@ -148,7 +148,7 @@ class WordTimer:
         self.position += duration
         text = self.plan.job.segments[audio.index]
         # Numbered across the stream (a text stream's plans each start at segment 0).
-        segment = Placed(self._registered, text, start, duration, self.plan.speed)
+        segment = Placed(self._registered, text, start, duration, self.plan.speed, request_id_var.get())
         language = aligner_language(self.plan.job.language, text)
         task = asyncio.create_task(self._align(audio, segment, language), name=f"align-{segment.index}")
         task.add_done_callback(lambda _task: self._changed.set())
@@ -212,13 +212,13 @@ class WordTimer:
         except AlignmentError as exc:
             return self._failed(segment, str(exc))
         except Exception as exc:  # a bug must not take the audio with it
-            log.exception("alignment failed", extra={"request_id": self._request_id, "segment": segment.index})
+            log.exception("alignment failed", extra={"request_id": segment.request_id, "segment": segment.index})
             return self._failed(segment, f"{type(exc).__name__}: {exc}")
         words = place_words(spans, offset=segment.start, speed=segment.speed, duration=segment.duration)
         return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, words)
 
     def _failed(self, segment: Placed, reason: str) -> SegmentWords:
-        extra = {"request_id": self._request_id, "segment": segment.index, "error": reason}
+        extra = {"request_id": segment.request_id, "segment": segment.index, "error": reason}
         log.warning("no word timestamps for a segment", extra=extra)
         return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, (), reason)
 

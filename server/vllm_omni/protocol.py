@@ -44,8 +44,8 @@ class SessionConfig(OmniFields, SamplingFields):
     stream_audio: bool = False
     # Sentences are spoken as soon as they are complete; clause splitting is not offered.
     split_granularity: Literal["sentence"] = "sentence"
-    # Word timestamps, as LiveKit asks for them: delivered in audio.done ("sync"). This
-    # server has no forced aligner yet, so the list is empty and says why.
+    # Word timestamps, as LiveKit asks for them: delivered in each sentence's audio.done
+    # (both strategies) when ALIGNER_MODEL_ID is set; without it the lists are empty and say why.
     timestamp_type: Literal["word", "none"] | None = None
     timestamp_transport_strategy: Literal["sync", "async"] | None = None
     # vLLM-Omni's other timestamp transport (JSON audio.chunk frames) and its prompt
@@ -64,7 +64,7 @@ class SessionConfig(OmniFields, SamplingFields):
     def _no_chunk_timestamps(cls, value: bool | None) -> bool | None:
         if value:
             raise ValueError(
-                "word timestamps in audio.chunk frames need a forced aligner, which this server does not run; "
+                "word timestamps in audio.chunk frames are not offered; "
                 'use timestamp_type "word" (answered in audio.done)'
             )
         return value

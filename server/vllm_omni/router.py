@@ -50,5 +50,11 @@ async def omni_speech_websocket(websocket: WebSocket) -> None:
     state = websocket.app.state
     settings = state.settings
     await OmniConnection(
-        websocket, state.speech, state.omni_voices, connection_id, settings.send_timeout, settings.max_json_bytes
+        websocket,
+        state.speech,
+        state.omni_voices,
+        connection_id,
+        settings.send_timeout,
+        settings.max_json_bytes,
+        state.word_timing,
     ).run()

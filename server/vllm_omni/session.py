@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server.audio.dsp import to_pcm16_bytes
 from server.audio.encoders import encode_whole
 from server.audio.formats import FormatSpec
+from server.engine.aligner import HOW_TO_ENABLE
 from server.engine.jobs import SAMPLE_RATE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.omni import OmniVoices
@@ -38,6 +39,7 @@ from server.speech.synthesis import (
     sampling_of,
 )
 from server.speech.text_stream import TextStream
+from server.speech.timestamps import SegmentWords, WordTimer, WordTiming
 from server.vllm_omni.protocol import ClientMessage, InputText, SessionConfig, error_event, parse_message
 from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
 from server.websocket.inbox import Inbox as MessageInbox
@@ -49,7 +51,6 @@ LOG_ENDPOINT = "/v1/audio/speech/stream (vllm-omni websocket)"
 MAX_FRAME_BYTES = 64 * 1024
 # As vLLM-Omni: a connection must configure itself within this many seconds.
 CONFIG_TIMEOUT = 10.0
-NO_ALIGNER = "word timestamps need a forced aligner, which this server does not run"
 ALIGNMENT_KEYS = ("words", "word_start_times_seconds", "word_end_times_seconds")
 
 Inbox = MessageInbox[ClientMessage | APIError]
@@ -71,8 +72,10 @@ class OmniConnection:
         connection_id: str,
         send_timeout: float,
         max_message_bytes: int,
+        timing: WordTiming | None = None,
     ) -> None:
         self.websocket = websocket
+        self.timing = timing or WordTiming(None)
         self.service = service
         self.voices = voices
         self.connection_id = connection_id
@@ -227,11 +230,14 @@ class OmniConnection:
             await self.send_bytes(data)
 
         failed = False
+        timer: WordTimer | None = None
         try:
             plan: SpeechPlan = self.service.plan(
                 self._options(config, sentence), session.voice, session.fmt, LOG_ENDPOINT, interactive=True
             )
-            await speak_plan(self.service, plan, request_id, deliver)
+            if config.wants_word_timestamps and self.timing.enabled:
+                timer = self.timing.timer(plan)
+            await speak_plan(self.service, plan, request_id, deliver, timer.segment_done if timer else None)
             if not config.stream_audio:
                 pcm = np.concatenate(gathered) if gathered else np.zeros(0, dtype=np.float32)
                 data = await asyncio.to_thread(encode_whole, pcm, session.fmt.name)
@@ -242,13 +248,40 @@ class OmniConnection:
             failed = True
             await begin()  # audio.start and audio.done stay paired
             await self.send_json({**error_event(exc), "partial_audio": total > 0})
+        except BaseException:  # the client left: nobody reads the words
+            if timer is not None:
+                timer.cancel()
+            raise
         await begin()
         done.update(total_bytes=total, error=failed)
         if config.wants_word_timestamps:
-            alignment: dict[str, list[Any]] = {
-                "words": [],
-                "word_start_times_seconds": [],
-                "word_end_times_seconds": [],
-            }
-            done["timestamp_info"] = {"word_alignment": alignment, "reason": NO_ALIGNER}
+            done["timestamp_info"] = await self._timestamp_info(timer, failed)
         await self.send_json(done)
+
+    async def _timestamp_info(self, timer: WordTimer | None, failed: bool) -> dict[str, Any]:
+        """The sentence's words as vLLM-Omni's audio.done carries them ("sync": the words come
+        with the sentence's audio.done), in seconds from the sentence's start. Without the
+        aligner, or when it could not time them, the lists are empty and `reason` says why."""
+        segments: list[SegmentWords] = []
+        if timer is not None:
+            try:
+                segments = [] if failed else await timer.remaining()
+            finally:
+                timer.cancel()
+        words = [word for segment in segments for word in segment.words]
+        alignment: dict[str, list[Any]] = {
+            "words": [word.word for word in words],
+            "word_start_times_seconds": [round(word.start, 3) for word in words],
+            "word_end_times_seconds": [round(word.end, 3) for word in words],
+        }
+        info: dict[str, Any] = {"word_alignment": alignment}
+        reason = (
+            HOW_TO_ENABLE
+            if not self.timing.enabled
+            else "the sentence failed"
+            if failed
+            else "; ".join(segment.error for segment in segments if segment.error)
+        )
+        if reason:
+            info["reason"] = reason
+        return info

@@ -7,10 +7,15 @@ Client to server, one JSON object per text frame:
   (default `pcm`) and `sample_rate` (default 24000);
 - a text stream: `{"type": "start", <the same fields without input>}`, then any number of
   `{"type": "delta", "text": "..."}`, then `{"type": "flush"}`.
+Either may ask for `"timestamps": true` (word timestamps; needs ALIGNER_MODEL_ID).
 
 Server to client: binary frames of audio (int16 little-endian mono PCM unless another
 `response_format` was asked for), `{"event": "sentence", "index": i, "text": ...}` before
-each sentence of a text stream, `{"event": "done", "id": ..., "finish_reason": ...}` when an utterance or a
+each sentence of a text stream, `{"event": "words", "segment": i, "text": ..., "start_time": ...,
+"end_time": ..., "words": [{"word", "start_time", "end_time"}]}` after each sentence's audio
+with `timestamps` (seconds from the start of the utterance or text stream's audio; an
+`"error"` says why `words` is empty when the aligner could not time them), and it comes before
+`done`; `{"event": "done", "id": ..., "finish_reason": ...}` when an utterance or a
 flushed text stream is finished (a text stream's adds `"sentences"`: each sentence's reason;
 the reasons are server/engine/jobs.py's FinishReason values), and `{"event": "error", "detail": ..., "code": ...,
 "param": ...}` for a message that could not be served (the connection stays usable).
@@ -34,6 +39,8 @@ class StreamFields(VoiceFields):
 
     response_format: str = "pcm"
     sample_rate: int = SAMPLE_RATE
+    # Word timestamps (ALIGNER_MODEL_ID): a `words` event after each sentence's audio.
+    timestamps: bool = False
 
     @field_validator("sample_rate")
     @classmethod

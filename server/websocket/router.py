@@ -37,4 +37,5 @@ async def speech_websocket(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     max_message_bytes: int = websocket.app.state.settings.max_json_bytes
-    await Connection(websocket, websocket.app.state.speech, connection_id, max_message_bytes).run()
+    state = websocket.app.state
+    await Connection(websocket, state.speech, connection_id, max_message_bytes, state.word_timing).run()

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -21,8 +22,17 @@ from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.sending import ClientStalled
-from server.speech.synthesis import ResolvedVoice, SpeechService, draw_seed, options_of, resolve_language, segment_seed
+from server.speech.synthesis import (
+    ResolvedVoice,
+    SpeechPlan,
+    SpeechService,
+    draw_seed,
+    options_of,
+    resolve_language,
+    segment_seed,
+)
 from server.speech.text_stream import TextStream
+from server.speech.timestamps import WordTiming
 from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
 from server.websocket.inbox import Inbox as MessageInbox
 from server.websocket.protocol import (
@@ -36,6 +46,7 @@ from server.websocket.protocol import (
     parse_message,
 )
 from server.websocket.speaker import AudioOut, ClientGone, Speaker
+from server.websocket.words import WordsSender
 
 log = logging.getLogger("qwen3-tts")
 
@@ -62,14 +73,21 @@ class _TextStream:
     out: AudioOut
     seed: int  # the stream's seed (the client's or drawn); sentence i is generated with seed + i
     text: TextStream = field(init=False)
+    words: WordsSender | None = None  # with timestamps, from its first sentence on
     finish_reasons: list[FinishReason] = field(default_factory=list)  # per sentence spoken
 
 
 class Connection:
     def __init__(
-        self, websocket: WebSocket, service: SpeechService, connection_id: str, max_message_bytes: int
+        self,
+        websocket: WebSocket,
+        service: SpeechService,
+        connection_id: str,
+        max_message_bytes: int,
+        timing: WordTiming | None = None,
     ) -> None:
         self.websocket = websocket
+        self.timing = timing or WordTiming(None)
         self.max_message_bytes = max_message_bytes  # MAX_JSON_BYTES, as for HTTP bodies
         self.service = service
         self.speaker = Speaker(websocket, service)
@@ -99,9 +117,9 @@ class Connection:
                         extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "error": stalled.reason},
                     )
 
-    def _voice_ended(self, task: asyncio.Task[bool]) -> None:
-        """A text stream's voice that ends by an exception (the client gone or stalled) ends
-        the session, even while it waits for the client's next message."""
+    def _voice_ended(self, task: asyncio.Task[Any]) -> None:
+        """A text stream's voice (or a words sender) that ends by an exception (the client gone
+        or stalled) ends the session, even while it waits for the client's next message."""
         if not task.cancelled() and task.exception() is not None and self._server is not None:
             self._server.cancel()
 
@@ -115,6 +133,7 @@ class Connection:
             while True:
                 message = await inbox.get()
                 if stream is not None and stream.text.failed:
+                    await self._drop_words(stream)
                     stream = None  # its error event ended it
                 try:
                     stream = await self._answer(message, stream)
@@ -124,6 +143,17 @@ class Connection:
         finally:
             if stream is not None:
                 await stream.text.cancel()  # the client left mid-stream: stop the sentence being spoken
+                await self._drop_words(stream)
+
+    @staticmethod
+    async def _drop_words(stream: _TextStream) -> None:
+        if stream.words is not None:
+            await stream.words.cancel()
+
+    def _words_sender(self, plan: SpeechPlan) -> WordsSender:
+        sender = WordsSender(self.speaker, self.timing.timer(plan))
+        sender.add_done_callback(self._voice_ended)
+        return sender
 
     async def _answer(self, message: ClientMessage | APIError, stream: _TextStream | None) -> _TextStream | None:
         """Serve one message; returns the text stream that is open afterwards."""
@@ -145,6 +175,8 @@ class Connection:
         raise invalid_request("no text stream is open: send a start message first", param="type")
 
     async def _prepare(self, fields: StreamFields) -> _Voice:
+        if fields.timestamps:
+            self.timing.require()  # refused before any audio, with how to turn it on
         voice, fmt = await self.service.prepare(fields)
         resolve_language(fields.language, "")  # a bad language is refused before any text
         self.service.token_cap_for(fields.max_new_tokens)
@@ -157,12 +189,19 @@ class Connection:
             options_of(message, message.input), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
         )
         out = AudioOut(prepared.fmt, message.sample_rate)
-        reason = await self.speaker.speak(plan, out, request_id)
-        if reason is not None:
-            await self.speaker.send_audio(await out.finish())
-            await self.speaker.send_event(
-                {"event": "done", "id": request_id, "finish_reason": reason.value, "seed": plan.job.seed}
-            )
+        words = self._words_sender(plan) if message.timestamps else None
+        try:
+            reason = await self.speaker.speak(plan, out, request_id, words.timer if words is not None else None)
+            if reason is not None:
+                await self.speaker.send_audio(await out.finish())
+                if words is not None:
+                    await words.finish()  # every words event comes before done
+                await self.speaker.send_event(
+                    {"event": "done", "id": request_id, "finish_reason": reason.value, "seed": plan.job.seed}
+                )
+        finally:
+            if words is not None:
+                await words.cancel()
 
     async def _start_text(self, message: TextStart) -> _TextStream:
         prepared = await self._prepare(message)
@@ -175,6 +214,8 @@ class Connection:
     async def _finish_text(self, stream: _TextStream) -> None:
         if await stream.text.finish():
             await self.speaker.send_audio(await stream.out.finish())
+            if stream.words is not None:
+                await stream.words.finish()
             reasons = stream.finish_reasons
             await self.speaker.send_event(
                 {
@@ -195,8 +236,15 @@ class Connection:
         except APIError as exc:
             await self.speaker.send_event(error_event(exc))
             return False
+        timer = None
+        if prepared.fields.timestamps:
+            if stream.words is None:
+                stream.words = self._words_sender(plan)
+            else:
+                stream.words.timer.follow(plan)  # its times go on from the sentences before
+            timer = stream.words.timer
         await self.speaker.send_event({"event": "sentence", "index": index, "text": sentence})
-        reason = await self.speaker.speak(plan, stream.out, f"{stream.request_id}.{index}")
+        reason = await self.speaker.speak(plan, stream.out, f"{stream.request_id}.{index}", timer)
         if reason is None:
             return False
         stream.finish_reasons.append(reason)

@@ -17,6 +17,7 @@ from server.errors import to_api_error
 from server.logs import request_id_var
 from server.speech.sending import ClientStalled, send_deadline
 from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+from server.speech.timestamps import WordTimer
 from server.websocket.protocol import error_event
 
 # Audio is sent in binary frames of at most this size: common clients refuse messages over
@@ -60,29 +61,36 @@ class Speaker:
     def __init__(self, websocket: WebSocket, service: SpeechService) -> None:
         self.websocket = websocket
         self.service = service
+        # Words are sent by a task of their own (server/websocket/words.py): one send at a time.
+        self._sending = asyncio.Lock()
 
     async def send_event(self, event: dict[str, object]) -> None:
         try:
-            await self.websocket.send_json(event)
+            async with self._sending:
+                await self.websocket.send_json(event)
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ClientGone() from exc
 
     async def send_audio(self, data: bytes) -> None:
         try:
-            for offset in range(0, len(data), MAX_FRAME_BYTES):
-                await self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES])
+            async with self._sending:
+                for offset in range(0, len(data), MAX_FRAME_BYTES):
+                    await self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES])
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ClientGone() from exc
 
-    async def speak(self, plan: SpeechPlan, out: AudioOut, request_id: str) -> FinishReason | None:
+    async def speak(
+        self, plan: SpeechPlan, out: AudioOut, request_id: str, timer: WordTimer | None = None
+    ) -> FinishReason | None:
         """Send the plan's audio and return how it ended; None (after an error event) when
         synthesis failed. Raises ClientGone or CancelledError when the client left,
         ClientStalled when it stopped reading (past SEND_TIMEOUT or the request's deadline),
-        after stopping the engine job."""
+        after stopping the engine job. With a timer, each segment is aligned once complete,
+        and released to the words sender once its audio has been sent."""
         token = request_id_var.set(request_id)
         stats = SpeechStats()
         status, error = 200, None
-        segments = self.service.chunks(plan, stats)
+        segments = self.service.chunks(plan, stats, timer.segment_done if timer is not None else None)
         # REQUEST_TIMEOUT covers sending, as on HTTP: the send guard holds every send of
         # this request to it.
         deadline = asyncio.get_running_loop().time() + self.service.engine.limits.request_timeout
@@ -94,6 +102,8 @@ class Speaker:
                     stats.encode_ms += (time.perf_counter() - started) * 1000
                     stats.mark_sent(int(pcm.shape[0]))
                     await self.send_audio(data)
+                    if timer is not None:
+                        timer.release()
             return stats.finish_reason
         except (asyncio.CancelledError, ClientGone):
             status, error = 499, "client disconnected"
@@ -107,6 +117,8 @@ class Speaker:
             await self.send_event(error_event(api_error))
             return None
         finally:
+            if timer is not None:
+                timer.release()  # whatever audio there was has been sent
             await segments.aclose()  # stops the engine job when the client left mid-utterance
             self.service.log_request(plan, stats, status, error)
             request_id_var.reset(token)
