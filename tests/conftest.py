@@ -27,6 +27,14 @@ def voice_design_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def aligner_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen3-ForcedAligner dev checkpoint (word timestamps), seed 0."""
+    from server.devmodel.aligner import build_aligner_checkpoint  # imports qwen_asr: only when asked for
+
+    return build_aligner_checkpoint(tmp_path_factory.mktemp("ckpt") / "aligner", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
 def server(custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The shared server most API tests use: both dev checkpoints, no idle unload."""
     with live_server(**dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))) as running:

@@ -47,7 +47,8 @@ Quirks worked around, and why:
 - The tokenizer's prompt slicing and `fix_mistral_regex` constraints: see tokenizer.py.
 
 Loading: `Qwen3TTSModel.from_pretrained(dir, device_map="cpu", dtype=torch.float32,
-attn_implementation="sdpa")`. CLI: `python -m server.devmodel DIR --kind base --size tiny`.
+attn_implementation="sdpa")`. CLI: `python -m server.devmodel DIR --kind base --size tiny`
+(`--kind aligner` builds the word-timestamp aligner instead: aligner.py).
 """
 
 from __future__ import annotations
@@ -336,39 +337,61 @@ def directory_size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
+# The CLI's kinds: the speech kinds, and the forced aligner for word timestamps (aligner.py).
+CLI_KINDS: tuple[str, ...] = (*DEV_MODEL_KINDS, "aligner")
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: build a dev checkpoint and print what was built."""
     parser = argparse.ArgumentParser(prog="devmodel", description="Build a random Qwen3-TTS dev checkpoint.")
     parser.add_argument("dir", type=Path, help="output directory")
-    parser.add_argument("--kind", choices=DEV_MODEL_KINDS, default="custom_voice")
+    parser.add_argument("--kind", choices=CLI_KINDS, default="custom_voice")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eos-bias", type=float, default=None, help=f"end-of-speech bias (default {DEFAULT_EOS_BIAS})")
-    parser.add_argument("--behaviour", choices=BEHAVIOURS, default="stop", help="how it ends (runaway tests)")
+    parser.add_argument(
+        "--behaviour", choices=BEHAVIOURS, default=None, help="how it ends (runaway tests; default stop)"
+    )
     parser.add_argument(
         "--speakers", default=None, help="comma-separated speaker names replacing the nine (custom_voice only)"
     )
     args = parser.parse_args(argv)
-    speakers = [name for name in args.speakers.split(",") if name.strip()] if args.speakers is not None else None
     started = time.perf_counter()
-    try:
-        out = build_dev_checkpoint(
-            args.dir,
-            args.kind,
-            size=args.size,
-            seed=args.seed,
-            eos_bias=args.eos_bias,
-            behaviour=args.behaviour,
-            speakers=speakers,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
+    if args.kind == "aligner":
+        out = _build_aligner(parser, args)
+    else:
+        speakers = [name for name in args.speakers.split(",") if name.strip()] if args.speakers is not None else None
+        try:
+            out = build_dev_checkpoint(
+                args.dir,
+                args.kind,
+                size=args.size,
+                seed=args.seed,
+                eos_bias=args.eos_bias,
+                behaviour=args.behaviour or "stop",
+                speakers=speakers,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
     elapsed = time.perf_counter() - started
     megabytes = directory_size(out) / 1e6
     print(
         f"built {args.size} {args.kind} dev checkpoint (seed {args.seed}) in {out}: {megabytes:.1f} MB, {elapsed:.1f} s"
     )
     return 0
+
+
+def _build_aligner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """The aligner kind: the speech model's options do not apply to it."""
+    speech_only = {"--eos-bias": args.eos_bias, "--behaviour": args.behaviour, "--speakers": args.speakers}
+    for option, value in speech_only.items():
+        if value is not None:
+            parser.error(f"{option} applies to the speech kinds only, not to --kind aligner")
+    try:  # qwen-asr is the optional `aligner` extra: import it only for this kind
+        from server.devmodel.aligner import build_aligner_checkpoint
+    except ImportError as exc:
+        parser.error(f"--kind aligner needs the qwen-asr package (the `aligner` extra): {exc}")
+    return build_aligner_checkpoint(args.dir, size=args.size, seed=args.seed)
 
 
 if __name__ == "__main__":

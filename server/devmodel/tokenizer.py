@@ -15,10 +15,15 @@ same `tokenizer.json` (no training, no hash-order dependence). It has Qwen2's sh
   the tiny checkpoint, the released ids (151643-151673) in the full-size one. Ids in between are
   filled with `<|filler_N|>` entries that no merge can produce: a vocabulary with holes works, but
   transformers prints every missing id (a megabyte of warning) each time it loads the tokenizer.
+
+The forced aligner's checkpoint (aligner.py) uses the same BPE with its own special tokens
+(`build_aligner_tokenizer`): qwen_asr also loads it with `fix_mistral_regex=True`, so the same
+sequence shape is needed there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -111,15 +116,16 @@ def compact_special_ids() -> SpecialTokenIds:
     return SpecialTokenIds(*range(first, first + 6))
 
 
-def _fillers(first: int, special: SpecialTokenIds) -> dict[str, int]:
+def _fillers(first: int, special: Mapping[str, int]) -> dict[str, int]:
     """Unreachable placeholder tokens for the ids from `first` to the last special id that no token has."""
-    taken = set(special.by_name().values())
+    taken = set(special.values())
     return {f"<|filler_{i}|>": i for i in range(first, max(taken)) if i not in taken}
 
 
-def _backend_tokenizer(special: SpecialTokenIds) -> Tokenizer:
+def _backend_tokenizer(special: Mapping[str, int]) -> Tokenizer:
+    """The byte-level BPE plus `special` (name -> id), each an atomic special token at its id."""
     vocab, merges = _bpe_vocab_and_merges()
-    vocab = {**vocab, **_fillers(len(vocab), special), **special.by_name()}
+    vocab = {**vocab, **_fillers(len(vocab), special), **special}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -130,14 +136,14 @@ def _backend_tokenizer(special: SpecialTokenIds) -> Tokenizer:
     )
     backend.decoder = decoders.ByteLevel()
     # Already in the vocabulary, so each keeps its id; registering them makes them atomic.
-    backend.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in special.by_name()])
+    backend.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in special])
     return backend
 
 
 def build_text_tokenizer(special: SpecialTokenIds) -> PreTrainedTokenizerFast:
     """A Qwen2TokenizerFast over the hand-built BPE, checked against the package's slicing rules."""
     tokenizer = Qwen2TokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=_backend_tokenizer(special),
+        tokenizer_object=_backend_tokenizer(special.by_name()),
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -154,3 +160,73 @@ def check_prompt_slicing(tokenizer: PreTrainedTokenizerFast) -> None:
         count = len(tokenizer(text)["input_ids"])
         if count != expected:
             raise RuntimeError(f"dev tokenizer splits {text!r} into {count} tokens, the package needs {expected}")
+
+
+@dataclass(frozen=True)
+class AlignerTokenIds:
+    """Ids of the special tokens the forced aligner's prompt is made of (qwen_asr's
+    `Qwen3ForceAlignProcessor.encode_timestamp` writes `<|audio_start|><|audio_pad|><|audio_end|>`
+    and then each word followed by two `<timestamp>`s), plus the chat markers and the pad token
+    the released tokenizer has."""
+
+    endoftext: int
+    im_start: int
+    im_end: int
+    audio_start: int
+    audio_end: int
+    audio_pad: int
+    timestamp: int
+
+    def by_name(self) -> dict[str, int]:
+        return {
+            "<|endoftext|>": self.endoftext,
+            "<|im_start|>": self.im_start,
+            "<|im_end|>": self.im_end,
+            "<|audio_start|>": self.audio_start,
+            "<|audio_end|>": self.audio_end,
+            "<|audio_pad|>": self.audio_pad,
+            "<timestamp>": self.timestamp,
+        }
+
+
+# The ids of Qwen3-ForcedAligner-0.6B's config (audio_start/end/pad, timestamp_token_id).
+RELEASED_ALIGNER_IDS = AlignerTokenIds(
+    endoftext=151643,
+    im_start=151644,
+    im_end=151645,
+    audio_start=151669,
+    audio_end=151670,
+    audio_pad=151676,
+    timestamp=151705,
+)
+
+
+def compact_aligner_ids() -> AlignerTokenIds:
+    """The aligner's special ids packed right after the BPE vocabulary (the tiny checkpoint's choice)."""
+    first = bpe_vocab_size()
+    return AlignerTokenIds(*range(first, first + 7))
+
+
+def build_aligner_tokenizer(special: AlignerTokenIds) -> PreTrainedTokenizerFast:
+    """The aligner's Qwen2TokenizerFast over the same hand-built BPE. `Qwen3ASRProcessor` reads
+    `tokenizer.audio_token`, `audio_bos_token` and `audio_eos_token`, which transformers sets from
+    `extra_special_tokens` (saved in tokenizer_config.json, as the released tokenizer has them)."""
+    tokenizer = Qwen2TokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=_backend_tokenizer(special.by_name()),
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>", "<timestamp>"],
+        extra_special_tokens={
+            "audio_token": "<|audio_pad|>",
+            "audio_bos_token": "<|audio_start|>",
+            "audio_eos_token": "<|audio_end|>",
+        },
+    )
+    prompt = "<|audio_start|><|audio_pad|><|audio_end|>hello<timestamp><timestamp>"
+    ids = tokenizer(prompt)["input_ids"]
+    expected = [special.audio_start, special.audio_pad, special.audio_end]
+    if ids[:3] != expected or ids[-2:] != [special.timestamp] * 2:
+        raise RuntimeError(f"dev aligner tokenizer does not keep the prompt's special tokens atomic: {ids}")
+    return tokenizer
