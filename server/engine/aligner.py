@@ -34,6 +34,7 @@ log = logging.getLogger("qwen3-tts.aligner")
 # the released model's timestamp classes stop there.
 MAX_ALIGN_SECONDS = 180.0
 ALIGNER_PACKAGE = "qwen_asr"
+SPEECH_RATE = 24_000  # what the speech model makes, and what alignments are handed
 HOW_TO_ENABLE = (
     "word timestamps need the forced aligner: set ALIGNER_MODEL_ID (e.g. Qwen/Qwen3-ForcedAligner-0.6B) "
     "with the server's `aligner` extra installed"
@@ -101,6 +102,9 @@ def load_forced_aligner(model_id: str, device: str) -> ForcedAligner:
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     aligner: ForcedAligner = Qwen3ForcedAligner.from_pretrained(model_id, dtype=dtype, device_map=device)
+    # One call at load, at the rate the server hands over: the first resample and the first
+    # forward pass (a second on the CPU, kernel selection on a GPU) are paid here, not by a request.
+    aligner.align(audio=(np.zeros(SPEECH_RATE, dtype=np.float32), SPEECH_RATE), text="warm up", language="English")
     return aligner
 
 
