@@ -11,7 +11,8 @@ runs the real processor, audio encoder, text model and timestamp head. Nothing i
 What is real (as in the released checkpoint's config):
 - architecture and classes: `Qwen3ASRForConditionalGeneration` with a thinker whose `model_type`
   is "qwen3_forced_aligner", so its `lm_head` is a classifier of `classify_num` = 5000 classes, one
-  per `timestamp_segment_time` = 80 ms bin (400 s), read at every `<timestamp>` token;
+  per `timestamp_segment_time` = 80 ms bin (400 s; the tiny one has 40, 3.2 s), read at every
+  `<timestamp>` token;
 - the prompt the package builds: `<|audio_start|><|audio_pad|><|audio_end|>` then each word and two
   `<timestamp>`s; the processor expands `<|audio_pad|>` to one token per audio frame the encoder
   emits (13 per second: the package hard-codes 100-frame windows, so `n_window` must stay 50);
@@ -58,6 +59,10 @@ AlignerSize = Literal["tiny", "full"]
 SAMPLE_RATE = 16_000
 MEL_BINS = 128
 CLASSIFY_NUM = 5000
+# The tiny head's classes: 3.2 s of 80 ms bins, about the length of the tiny speech
+# checkpoints' sentences, so that random times fall inside the audio (as trained ones do)
+# and the server's clamping and ordering are tested on spread-out times, not on one value.
+TIMESTAMP_CLASSES: dict[AlignerSize, int] = {"tiny": 40, "full": CLASSIFY_NUM}
 TIMESTAMP_SEGMENT_MS = 80
 THINKER_MODEL_TYPE = "qwen3_forced_aligner"
 SUPPORT_LANGUAGES = (
@@ -151,7 +156,7 @@ def aligner_config(size: AlignerSize = "tiny") -> Qwen3ASRConfig:
             "model_type": THINKER_MODEL_TYPE,
             "audio_config": audio_config,
             "text_config": text_config,
-            "classify_num": CLASSIFY_NUM,
+            "classify_num": TIMESTAMP_CLASSES[size],
             "audio_token_id": special.audio_pad,
             "audio_start_token_id": special.audio_start,
             "audio_end_token_id": special.audio_end,

@@ -17,7 +17,13 @@ from qwen_asr.inference.utils import normalize_audios
 
 from server.__main__ import main as server_main
 from server.devmodel import main
-from server.devmodel.aligner import CLASSIFY_NUM, TIMESTAMP_SEGMENT_MS, aligner_config, build_aligner_checkpoint
+from server.devmodel.aligner import (
+    CLASSIFY_NUM,
+    TIMESTAMP_CLASSES,
+    TIMESTAMP_SEGMENT_MS,
+    aligner_config,
+    build_aligner_checkpoint,
+)
 
 SAMPLE_RATE = 24_000
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")
@@ -76,7 +82,9 @@ def _sha256(path: Path) -> str:
 def test_loads_as_a_forced_aligner_through_the_package(aligner: Qwen3ForcedAligner) -> None:
     assert isinstance(aligner.model, Qwen3ASRForConditionalGeneration)
     assert aligner.model.dtype == torch.float32
-    assert aligner.model.thinker.lm_head.out_features == CLASSIFY_NUM  # a timestamp classifier, not a vocabulary
+    assert (
+        aligner.model.thinker.lm_head.out_features == TIMESTAMP_CLASSES["tiny"]
+    )  # a timestamp classifier, not a vocabulary
     assert aligner.timestamp_segment_time == TIMESTAMP_SEGMENT_MS
     tokenizer = aligner.processor.tokenizer
     assert aligner.timestamp_token_id == tokenizer.convert_tokens_to_ids("<timestamp>")
@@ -116,7 +124,9 @@ def test_times_are_the_packages_arithmetic_on_80_ms_classes(
     raw = _head_ms(aligner, text, language)
     words, _ = aligner.aligner_processor.encode_timestamp(text, language)
     assert len(raw) == 2 * len(words)  # a start and an end per word
-    assert all(0 <= ms < CLASSIFY_NUM * TIMESTAMP_SEGMENT_MS and ms % TIMESTAMP_SEGMENT_MS == 0 for ms in raw)
+    assert all(
+        0 <= ms < TIMESTAMP_CLASSES["tiny"] * TIMESTAMP_SEGMENT_MS and ms % TIMESTAMP_SEGMENT_MS == 0 for ms in raw
+    )
     repaired = aligner.aligner_processor.fix_timestamp(np.array(raw))
     expected = [(round(repaired[2 * i] / 1000, 3), round(repaired[2 * i + 1] / 1000, 3)) for i in range(len(words))]
     assert [(item.start_time, item.end_time) for item in _align(aligner, text, language)] == expected
