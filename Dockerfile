@@ -26,8 +26,9 @@ FROM python:3.11-slim-bookworm AS builder
 
 ARG UV_VERSION
 ARG PYTHON_VERSION
-# Optional extras to install, e.g. `--build-arg EXTRAS=ray` for an image that runs on a Ray
-# cluster (KubeRay, deploy/ray/); empty for the plain server.
+# An optional extra to install, e.g. `--build-arg EXTRAS=ray` for an image that runs on a Ray
+# cluster (KubeRay, deploy/ray/), `aligner` for word timestamps (ALIGNER_MODEL_ID) or
+# `quantize`; empty for the plain server.
 ARG EXTRAS=""
 
 # UV_PYTHON_PREFERENCE=only-managed keeps uv away from this image's /usr/local Python,

@@ -34,6 +34,7 @@ SETTINGS: dict[str, str] = {
     "MODEL_ID": "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice",
     "CLONE_MODEL_ID": "Qwen/Qwen3-TTS-12Hz-0.6B-Base",
     "DESIGN_MODEL_ID": "",
+    "ALIGNER_MODEL_ID": "",
     "DEVICE": "auto",
     "IDLE_TIMEOUT": "120",
     "PRELOAD_MODEL": "false",
