@@ -79,9 +79,9 @@ class SegmentWords:
 def place_words(spans: Sequence[AlignedSpan], *, offset: float, speed: float, duration: float) -> tuple[Word, ...]:
     """The aligner's spans (seconds of the natural-speed audio it heard) as times in the
     stream: divided by `speed` (the stretched audio is that much shorter), clamped to the
-    segment's `duration` as delivered, and repaired so that every start and end is at least
-    the one before it (the aligner's own repair leaves rare inversions after rounding), then
-    moved by `offset`, the segment's start in the stream."""
+    segment's `duration` as delivered, and made non-decreasing (every start and end at least
+    the one before it: the package orders its own output, this makes the guarantee the
+    server's), then moved by `offset`, the segment's start in the stream."""
     words: list[Word] = []
     floor = 0.0
     for span in spans:
