@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from qwen_asr.core.transformers_backend import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 from transformers import WhisperFeatureExtractor
 
 from server.devmodel import tokenizer as text
+from server.engine.asr_package import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 
 AlignerSize = Literal["tiny", "full"]
 

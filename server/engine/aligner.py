@@ -7,7 +7,8 @@ The speech frame loop never waits for it, which is what lets a segment be aligne
 the next one is generated without adding to anyone's time to first audio.
 
 The package (`qwen-asr`, the server's `aligner` extra) is imported only when the slot
-loads, so a server without ALIGNER_MODEL_ID never pays for it.
+loads, so a server without ALIGNER_MODEL_ID never pays for it, and only through
+server.engine.asr_package, which undoes what importing it does to floating point.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def aligner_package_installed() -> bool:
 
 @functools.cache
 def _word_processor() -> Any:
-    from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
+    from server.engine.asr_package import Qwen3ForceAlignProcessor
 
     return Qwen3ForceAlignProcessor()
 
@@ -98,7 +99,8 @@ def aligner_words(text: str, language: str) -> list[str]:
 def load_forced_aligner(model_id: str, device: str) -> ForcedAligner:
     """Qwen3-ForcedAligner through its package, in bf16 on a GPU and fp32 on the CPU."""
     import torch
-    from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForcedAligner
+
+    from server.engine.asr_package import Qwen3ForcedAligner
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     aligner: ForcedAligner = Qwen3ForcedAligner.from_pretrained(model_id, dtype=dtype, device_map=device)

@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
-from qwen_asr.inference.qwen3_forced_aligner import ForcedAlignItem, Qwen3ForcedAligner
-from qwen_asr.inference.utils import normalize_audios
 
 from server.__main__ import main as server_main
 from server.devmodel import main
@@ -23,6 +20,12 @@ from server.devmodel.aligner import (
     TIMESTAMP_SEGMENT_MS,
     aligner_config,
     build_aligner_checkpoint,
+)
+from server.engine.asr_package import (
+    ForcedAlignItem,
+    Qwen3ASRForConditionalGeneration,
+    Qwen3ForcedAligner,
+    normalize_audios,
 )
 
 SAMPLE_RATE = 24_000

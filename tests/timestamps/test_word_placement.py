@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
 from server.engine.aligner import AlignedSpan, aligner_words
+from server.engine.asr_package import Qwen3ForceAlignProcessor
 from server.speech.timestamps import Word, aligner_language, place_words
 
 SEGMENT_MS = 80.0  # the released aligner's timestamp_segment_time
