@@ -41,12 +41,17 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def playground_server(
-    custom_voice_dir: Path, base_dir: Path, voice_design_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    custom_voice_dir: Path,
+    base_dir: Path,
+    voice_design_dir: Path,
+    aligner_checkpoint: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     """Its own server (and voice folder), so the page's voice list holds only what these tests
-    save; with the VoiceDesign slot on, for the Design panel."""
+    save; with the VoiceDesign slot on, for the Design panel, and the aligner, for word timestamps."""
     settings = dev_settings(custom_voice_dir, base_dir, tmp_path_factory.mktemp("voices"))
-    with live_server(**settings, design_model_id=str(voice_design_dir)) as server:
+    extra = {"design_model_id": str(voice_design_dir), "aligner_model_id": str(aligner_checkpoint)}
+    with live_server(**settings, **extra) as server:
         yield server
 
 

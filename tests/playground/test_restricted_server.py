@@ -76,3 +76,6 @@ def test_instructions_are_greyed_out_when_the_model_ignores_them(restricted_page
     wait_for(page, lambda d: data(design, "enabled") == "false")
     assert "DESIGN_MODEL_ID" in by_id(page, "design-off").text
     assert not by_id(page, "design-preview").is_enabled() and not by_id(page, "design-save").is_enabled()
+    # Nor ALIGNER_MODEL_ID: the word timestamps box is off, saying how to turn it on.
+    wait_for(page, lambda d: "ALIGNER_MODEL_ID" in by_id(d, "timestamps-note").text)
+    assert not by_id(page, "timestamps").is_enabled() and by_id(page, "stream-mode").is_enabled()

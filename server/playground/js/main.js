@@ -7,6 +7,7 @@ import { Speaker } from "./speak.js";
 import { ServerPanel } from "./status.js";
 import { VoiceForm, Voices } from "./voices.js";
 import { Waveform } from "./waveform.js";
+import { WordTrack } from "./words.js";
 
 const MAX_INPUT_CHARS = 4096;
 const MAX_SEED = 2 ** 31 - 1;
@@ -50,6 +51,7 @@ function audioContext() {
 const speaker = new Speaker({
   result: $("result"),
   waveform: new Waveform($("waveform")),
+  words: new WordTrack($("words")),
   fields: {
     ttfa: $("stat-ttfa"),
     total: $("stat-total"),
@@ -118,6 +120,7 @@ const panel = new ServerPanel({
   onHealth: (report) => {
     health = report;
     updateInstructions();
+    updateTimestamps();
     design.update(report);
   },
   onError: (error) => {
@@ -142,6 +145,30 @@ function updateInstructions() {
   else note.textContent = "Followed by models that support them (1.7B CustomVoice); known once the model is loaded.";
 }
 
+// Word timestamps need the server's aligner (/health's `aligner`); they come on SSE events
+// only, so asking for them selects that streaming mode.
+function updateTimestamps() {
+  const box = $("timestamps");
+  const aligner = health?.aligner;
+  if (!aligner) return; // not known yet (or /health answered without details: no key)
+  box.disabled = !aligner.enabled;
+  if (box.disabled) box.checked = false;
+  $("timestamps-field").classList.toggle("disabled", box.disabled);
+  $("timestamps-note").textContent = aligner.enabled ? "" : `Off on this server: ${aligner.how_to_enable}.`;
+  updateStreamMode();
+}
+
+function wordsWanted() {
+  return $("timestamps").checked && !$("timestamps").disabled;
+}
+
+function updateStreamMode() {
+  const mode = $("stream-mode");
+  if (wordsWanted()) mode.value = "sse";
+  mode.disabled = wordsWanted();
+  mode.title = mode.disabled ? "Word timestamps come on SSE events" : "";
+}
+
 function numberField(id) {
   const value = $(id).value.trim();
   return value === "" ? undefined : Number(value);
@@ -159,6 +186,7 @@ function bodyFromForm() {
     if (value !== undefined) body[input.id] = value;
   }
   body.seed = numberField("seed") ?? Math.floor(Math.random() * MAX_SEED);
+  if (wordsWanted()) body.timestamps = true;
   return body;
 }
 
@@ -180,7 +208,7 @@ async function speakNow(overrides, note) {
   $("stop").disabled = false;
   $("download").disabled = true;
   try {
-    await speaker.speak(body, $("stream-mode").value);
+    await speaker.speak(body, body.timestamps ? "sse" : $("stream-mode").value);
     const notes = note ? [note] : [];
     if ($("result").dataset.instructionsIgnored === "true") notes.push("The server reported the instructions as ignored.");
     if (context && context.state !== "running")
@@ -218,7 +246,8 @@ async function download() {
     if (format === "pcm") blob = new Blob(speaker.chunks, { type: "audio/pcm" });
     else if (format === "wav") blob = wavBlob(speaker.chunks, speaker.byteLength);
     else {
-      const response = await postJson("/v1/audio/speech", { ...lastBody, response_format: format, stream: false });
+      const { timestamps: _words, ...audioOnly } = lastBody; // a file has no place for them
+      const response = await postJson("/v1/audio/speech", { ...audioOnly, response_format: format, stream: false });
       blob = await response.blob();
       name = attachmentName(response, name);
     }
@@ -268,6 +297,7 @@ text.addEventListener("keydown", (event) => {
 $("stop").addEventListener("click", () => speaker.stop());
 $("download").addEventListener("click", download);
 $("format").addEventListener("change", updateDownloadLabel);
+$("timestamps").addEventListener("change", updateStreamMode);
 $("speed").addEventListener("input", () => {
   $("speed-value").textContent = `${Number($("speed").value).toFixed(2)}×`;
 });

@@ -1,6 +1,8 @@
 // One Speak: POST /v1/audio/speech for raw PCM, either as a chunked byte stream
 // (stream_format "audio") or as OpenAI's SSE events with base64 deltas (stream_format
 // "sse"), played through Web Audio as it arrives while the waveform and timings update.
+// With `timestamps` in the body (SSE only), each segment's words follow its audio and are
+// lit up as playback reaches them.
 //
 // The result element carries the outcome as data attributes (state, samples, timings),
 // which is what a person reads on screen and what the browser tests wait on.
@@ -17,9 +19,10 @@ function formatMs(ms) {
 }
 
 export class Speaker {
-  constructor({ result, waveform, fields, audioContext }) {
+  constructor({ result, waveform, words, fields, audioContext }) {
     this.result = result;
     this.waveform = waveform;
+    this.words = words; // WordTrack
     this.fields = fields; // the <dd> elements of the stats
     this.audioContext = audioContext; // () => AudioContext | null, made on a user gesture
     this.controller = null;
@@ -78,6 +81,8 @@ export class Speaker {
       const event = JSON.parse(data);
       if (event.type === "speech.audio.delta") {
         this.receive(base64Bytes(event.audio), decoder);
+      } else if (event.type === "speech.audio.timestamps") {
+        this.words.addSegment(event);
       } else if (event.type === "speech.audio.done") {
         this.result.dataset.outputTokens = String(event.usage?.output_tokens ?? "");
         return;
@@ -127,6 +132,7 @@ export class Speaker {
     this.chunks = [];
     this.byteLength = 0;
     this.waveform.reset();
+    this.words.reset();
     for (const field of Object.values(this.fields)) field.textContent = "–";
     this.fields.seed.textContent = seed === undefined ? "–" : String(seed);
   }
@@ -137,13 +143,18 @@ export class Speaker {
     this.result.dataset.state = state;
   }
 
-  // Moves the playhead with playback until the stream has ended and all of it has played.
+  // Moves the playhead (and the spoken words) with playback until the stream has ended and
+  // all of it has played; played out to the end, every word is spoken.
   follow(player) {
     const step = () => {
       if (this.player !== player) return;
       this.waveform.setPlayhead(player.position);
+      this.words.setPosition(player.position);
       if (player.playing.size || this.result.dataset.state === "speaking") requestAnimationFrame(step);
-      else this.waveform.setPlayhead(0);
+      else {
+        this.waveform.setPlayhead(0);
+        if (this.result.dataset.playback !== "stopped") this.words.setPosition(Infinity);
+      }
     };
     requestAnimationFrame(step);
   }
