@@ -48,10 +48,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from transformers import WhisperFeatureExtractor
 
 from server.devmodel import tokenizer as text
+from server.devmodel.seeding import checkpoint_dtype, seeded_weights
 from server.engine.asr_package import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 
 AlignerSize = Literal["tiny", "full"]
@@ -200,13 +200,9 @@ def build_aligner_checkpoint(out_dir: str | Path, size: AlignerSize = "tiny", se
         raise ValueError(f"unknown dev aligner size {size!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float32 if size == "tiny" else torch.bfloat16
-    # Module constructors draw their initial weights from torch's global CPU generator: seed it, and
-    # give the caller's generator state back afterwards.
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
+    with seeded_weights(seed):
         model = _build_model(size)
-        model.to(dtype).save_pretrained(out)
+        model.to(checkpoint_dtype(size)).save_pretrained(out)
         del model
     _write_config(out)
     tokenizer = text.build_aligner_tokenizer(aligner_token_ids(size))

@@ -67,6 +67,7 @@ from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneratio
 from server.devmodel import codec
 from server.devmodel import tokenizer as text
 from server.devmodel.runaway import BEHAVIOURS, DevBehaviour, install_behaviour, quiet_and_loud_codes
+from server.devmodel.seeding import checkpoint_dtype, seeded_weights
 from server.devmodel.stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit
 
 DevModelKind = Literal["custom_voice", "base", "voice_design"]
@@ -317,11 +318,8 @@ def build_dev_checkpoint(
         raise ValueError(f"unknown dev model size {size!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float32 if size == "tiny" else torch.bfloat16
-    # Module constructors draw their initial weights from torch's global CPU generator: seed it, and
-    # give the caller's generator state back afterwards.
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
+    dtype = checkpoint_dtype(size)
+    with seeded_weights(seed):
         model = _build_model(kind, size, DEFAULT_EOS_BIAS if eos_bias is None else eos_bias, speakers)
         speech = codec.build_codec(size, torch.Generator().manual_seed(seed))
         if behaviour != "stop":
