@@ -14,7 +14,7 @@ export class WordTrack {
   reset() {
     this.element.replaceChildren();
     this.element.hidden = true;
-    this.words = []; // {span, start, end}, in stream order, starts non-decreasing
+    this.words = []; // {span, start}, in stream order, starts non-decreasing
     this.current = -1;
     Object.assign(this.element.dataset, { count: "0", current: "-1", errors: "0" });
   }
@@ -39,7 +39,7 @@ export class WordTrack {
       span.dataset.end = String(word.end_time);
       span.title = `${word.start_time.toFixed(2)}–${word.end_time.toFixed(2)} s`;
       this.element.append(span, " ");
-      this.words.push({ span, start: word.start_time, end: word.end_time });
+      this.words.push({ span, start: word.start_time });
     }
     this.element.dataset.count = String(this.words.length);
   }
