@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel.aligner import build_aligner_checkpoint
-from server.engine.aligner import SPEECH_RATE, load_forced_aligner
-from server.engine.asr_package import Qwen3ForcedAligner
+from server.engine.slots.aligner import SPEECH_RATE, load_forced_aligner
+from server.engine.slots.asr_package import Qwen3ForcedAligner
 
 SENTENCE = "the quick brown fox jumps over the lazy dog while the speech server keeps talking"
 

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
 from server.engine.jobs import SAMPLE_RATE, SlotName, SynthesisJob
-from server.engine.models import ModelSlot
-from server.engine.qwen import LoopLimits, QwenBackend, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
+from server.engine.slots.models import ModelSlot
+from server.engine.slots.qwen import LoopLimits, QwenBackend, resolve_device, timed_load
 
 SENTENCE = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch, "

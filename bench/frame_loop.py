@@ -37,12 +37,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
-from server.engine.codec import StreamingDecoder
-from server.engine.counter_rng import keys as counter_keys
+from server.engine.codec.stream import StreamingDecoder
+from server.engine.frame.counter_rng import keys as counter_keys
+from server.engine.frame.sampling import StageSampling, StageTensors, candidates_for, sample
 from server.engine.jobs import SamplingParams, SynthesisJob
-from server.engine.qwen import LoopLimits, QwenBackend
-from server.engine.sampling import StageSampling, StageTensors, candidates_for, sample
 from server.engine.sequence import JobStream
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 from tests.support.engine_control import wait_until
 from tests.support.live_server import RecordCollector, live_server
 

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_concurrency import build_engine, concurrency_table, one_stream_table, percentile
 
 from server.devmodel import build_dev_checkpoint
-from server.engine.frame_audit import counting, graph_breaks
-from server.engine.graphs import FrameGraphs
+from server.engine.frame.graphs import FrameGraphs
+from server.engine.frame.step import FrameShape, bucket_for
 from server.engine.jobs import SAMPLE_RATE, SamplingParams
-from server.engine.qwen import LoopLimits, QwenBackend
-from server.engine.step import FrameShape, bucket_for
+from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.frame_audit import counting, graph_breaks
 from tests.support.frame_runs import Entry, run_batch, speech_job
 
 TEXT = "Counting what one frame of speech costs, inside the captured parts and outside them."

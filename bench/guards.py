@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
-from server.engine.guards import GuardBank, GuardLimits
+from server.engine.frame.guards import GuardBank, GuardLimits
 from server.engine.jobs import SynthesisJob
-from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sequence import JobStream
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 
 TEXT = "The guards look at every frame after the text of a segment has been fed."
 OFF = GuardLimits(silence_frames=0, loop_frames=0, tail_ratio=0)

@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.devmodel import build_dev_checkpoint
-from server.engine.quantize import QuantizeMode, QuantizeUnsupported, check_quantize_support, linear_weight_bytes
-from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.slots.quantize import QuantizeMode, QuantizeUnsupported, check_quantize_support, linear_weight_bytes
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 
 TEXT = "Quantized weights are measured against the full ones on exactly the same sentence."
 

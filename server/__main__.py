@@ -31,8 +31,8 @@ def serve() -> int:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
-    from server.engine.aligner import AlignerUnavailable
-    from server.engine.quantize import QuantizeUnsupported
+    from server.engine.slots.aligner import AlignerUnavailable
+    from server.engine.slots.quantize import QuantizeUnsupported
     from server.speech.catalog import VoiceMapError
     from server.speech.speakers import CheckpointConfigError
 

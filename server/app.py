@@ -14,14 +14,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.config import Settings
-from server.engine.aligner import AlignerSlot, aligner_off, check_aligner_support
 from server.engine.errors import EngineError
-from server.engine.guards import GuardLimits
+from server.engine.frame.guards import GuardLimits
 from server.engine.jobs import ChunkPlan, SlotName
-from server.engine.models import ModelSlot
-from server.engine.quantize import check_quantize_support
-from server.engine.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.scheduler import Engine, EngineLimits
+from server.engine.slots.aligner import AlignerSlot, aligner_off, check_aligner_support
+from server.engine.slots.models import ModelSlot
+from server.engine.slots.quantize import check_quantize_support
+from server.engine.slots.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.watchdog import exit_process
 from server.errors import APIError, to_api_error, validation_error
 from server.http import captioned, clone, speech, system, voices

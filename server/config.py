@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     stream_first_chunk_frames: int = Field(default=2, ge=1, le=100)
     stream_chunk_frames: int = Field(default=24, ge=1, le=100)
 
-    # Runaway guards (server/engine/guards.py), each off at 0: quiet frames after the text,
+    # Runaway guards (server/engine/frame/guards.py), each off at 0: quiet frames after the text,
     # frames of a codebook-0 loop after the text, and frames per text token after the text.
     guard_silence_frames: int = Field(default=38, ge=0, le=10_000)
     guard_silence_dbfs: float = Field(default=-50.0, ge=-120.0, le=0.0)

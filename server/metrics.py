@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from server.engine.jobs import FinishReason
 
 if TYPE_CHECKING:
-    from server.engine.models import ModelSlot
     from server.engine.scheduler import Engine
+    from server.engine.slots.models import ModelSlot
 
 PREFIX = "qwen3_tts"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

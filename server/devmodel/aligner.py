@@ -52,7 +52,7 @@ from transformers import WhisperFeatureExtractor
 
 from server.devmodel import tokenizer as text
 from server.devmodel.seeding import checkpoint_dtype, seeded_weights
-from server.engine.asr_package import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
+from server.engine.slots.asr_package import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 
 AlignerSize = Literal["tiny", "full"]
 

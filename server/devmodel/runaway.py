@@ -1,5 +1,5 @@
 """Dev checkpoints that fail to stop, the ways real Qwen3-TTS checkpoints sometimes do: for
-testing the runaway guards (server/engine/guards.py) and the finish reasons.
+testing the runaway guards (server/engine/frame/guards.py) and the finish reasons.
 
 Built on the stop circuit (stop.py): its FRACTION channel falls as frames accumulate, and the
 eos row of the codec head turns that into end-of-speech once the text is spoken. Here the eos
@@ -92,7 +92,7 @@ def _wire_alternation(model: Qwen3TTSForConditionalGeneration, first: int, secon
 def quiet_and_loud_codes(codec: torch.nn.Module, dbfs: float = -50.0) -> tuple[list[int], list[int]]:
     """The cb0 codes the dev codec's encoder gives silence and quiet noise, and the lowest
     codes it never gives them."""
-    from server.engine.guards import quiet_audio
+    from server.engine.frame.guards import quiet_audio
 
     quiet: set[int] = set()
     with torch.inference_mode():

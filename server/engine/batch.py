@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
-from server.engine.codec import StreamingDecoder, to_numpy
-from server.engine.counter_rng import frame_keys
+from server.engine.codec.chunks import AudioCopy, ChunkDecoder
+from server.engine.codec.stream import StreamingDecoder
+from server.engine.device.runtime import runtime_for
 from server.engine.errors import InvalidSynthesisInput
-from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, CloneVoice, FinishReason, SegmentStats
-from server.engine.prompt import PieceText, PromptBuilder
-from server.engine.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
-from server.engine.sequence import JobStream, Sequence, segment_seed
-from server.engine.step import (
+from server.engine.frame.counter_rng import frame_keys
+from server.engine.frame.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
+from server.engine.frame.step import (
     END_OF_SPEECH,
     REPETITION_GUARD,
     SILENCE_GUARD,
@@ -30,11 +29,14 @@ from server.engine.step import (
     FrameShape,
     bucket_for,
 )
+from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, CloneVoice, FinishReason, SegmentStats
+from server.engine.prompt import PieceText, PromptBuilder
+from server.engine.sequence import JobStream, Sequence, segment_seed
 from server.text.budget import max_new_tokens_for
 
 log = logging.getLogger("qwen3-tts.engine")
 
-# The frame's end reasons (server/engine/step.py) as the request reports them.
+# The frame's end reasons (server/engine/frame/step.py) as the request reports them.
 FINISH_REASONS = {
     END_OF_SPEECH: FinishReason.STOP,
     TOKEN_BUDGET: FinishReason.LENGTH,
@@ -59,9 +61,16 @@ class ActiveBatch:
         self.codec_decoder = codec_decoder
         self.clone_prompt = clone_prompt
         self.capacity = capacity
-        # Runs one frame: eagerly, or by replaying captured graphs (server/engine/graphs.py).
+        # Runs one frame: eagerly, or by replaying captured graphs (server/engine/frame/graphs.py).
         self.runner = runner or self.run_eager
         self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
+        self.runtime = runtime_for(frames.device)
+        self.chunks = ChunkDecoder(frames.device, self.runtime)
+        # Chunks decoded, their audio on its way to the host: (copy, [(sequence, index in the
+        # copy, frames, trim samples)], what to call when a segment's last chunk is delivered).
+        self._in_flight: deque[tuple[AudioCopy, list[tuple[Sequence, int, int, int]], Callable[[Sequence], None]]] = (
+            deque()
+        )
 
     @property
     def free(self) -> int:
@@ -175,7 +184,8 @@ class ActiveBatch:
         model.state.stage_inputs(flags, keys, bucket)
         self.runner(shape)
         model.state.fetch_outputs(bucket)
-        outputs = model.state.outputs(len(self.rows))
+        outputs = model.state.outputs(len(self.rows))  # the frame's one wait for the device
+        self.flush(landed=True)  # the last frame's audio, copied before this frame's output, landed too
         groups = model.groups
         for sequence, runs, row in zip(self.rows, flags, outputs, strict=True):
             if not runs:
@@ -199,20 +209,40 @@ class ActiveBatch:
     # ---- audio -------------------------------------------------------------------------
 
     def emit(self, on_segment_end: Callable[[Sequence], None]) -> None:
-        """Decode and deliver every chunk that is due; a finished sequence delivers its last
-        chunk, leaves the batch, and is handed to `on_segment_end`. Each stream decodes alone:
-        decoding several at once would save little on a CPU and would change their audio in
-        the last bits, and a seeded request's audio must not depend on its company."""
-        for sequence in list(self.rows):
-            if not (sequence.finished or sequence.chunk_due(sequence.stream.job.chunks)):
-                continue
-            trim_samples = self._trim_pending(sequence) if sequence.finished else 0
-            frames = len(sequence.pending)
-            audio = sequence.decoder.decode(sequence.pending_codes()) if frames else torch.zeros(0)
-            self._deliver(sequence, to_numpy(audio), frames, trim_samples)
-            if sequence.finished:
-                self.remove(sequence)
-                on_segment_end(sequence)
+        """Decode every chunk that is due; a finished sequence's last chunk is among them, and
+        it leaves the batch at once. The audio reaches the host with one copy for all of them;
+        each chunk is delivered (and a finished sequence handed to `on_segment_end`, after its
+        last chunk) once that copy has landed: at once where the device is synchronous (the
+        CPU), otherwise after the next frame's output read, which waits for it anyway, or
+        now when no frame will run. Each stream decodes alone: decoding several at once
+        would change their audio in the last bits, and a seeded request's audio must not
+        depend on its company."""
+        due = [s for s in self.rows if s.finished or s.chunk_due(s.stream.job.chunks)]
+        if due:
+            self.flush()  # the staging buffers are free once the previous copy has landed
+            trims = [self._trim_pending(s) if s.finished else 0 for s in due]
+            copy = self.chunks.decode([(s.decoder, s.pending) for s in due])
+            deliveries = []
+            for index, (sequence, trim_samples) in enumerate(zip(due, trims, strict=True)):
+                deliveries.append((sequence, index, len(sequence.pending), trim_samples))
+                sequence.pending = []
+                if sequence.finished:
+                    self.remove(sequence)
+            self._in_flight.append((copy, deliveries, on_segment_end))
+        if not self.runtime.asynchronous or not any(not s.finished and not s.stream.backlogged for s in self.rows):
+            self.flush()
+
+    def flush(self, landed: bool = False) -> None:
+        """Deliver the chunks whose audio is on its way to the host, waiting for the copies
+        unless they have `landed` (a later wait on the same stream covered them)."""
+        while self._in_flight:
+            copy, deliveries, on_segment_end = self._in_flight.popleft()
+            if not landed:
+                copy.wait()
+            for sequence, index, frames, trim_samples in deliveries:
+                self._deliver(sequence, copy.pcm(index), frames, trim_samples)
+                if sequence.finished:
+                    on_segment_end(sequence)
 
     @staticmethod
     def _trim_pending(sequence: Sequence) -> int:
@@ -224,7 +254,6 @@ class ActiveBatch:
         return (sequence.trim - dropped) * SAMPLES_PER_FRAME
 
     def _deliver(self, sequence: Sequence, pcm: np.ndarray, frames: int, trim_samples: int = 0) -> None:
-        sequence.pending.clear()
         sequence.chunks += 1
         stats = None
         if sequence.finished:
@@ -252,6 +281,22 @@ class ActiveBatch:
         )
 
     # ---- leaving -----------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """End every sequence with `error` (a failed frame, an unload). Audio already decoded
+        still reaches its listener when it can; where even that fails, its stream gets the
+        error too, so no consumer waits for a chunk that will never come."""
+        try:
+            self.flush()
+        except Exception:
+            log.exception("audio copy failed")
+            while self._in_flight:
+                _, deliveries, _ = self._in_flight.popleft()
+                for sequence, *_ in deliveries:
+                    sequence.stream.deliver(error)
+        for sequence in list(self.rows):
+            self.remove(sequence)
+            sequence.stream.deliver(error)
 
     def remove(self, sequence: Sequence) -> None:
         """Free a sequence's row; the last row moves into it, keeping rows 0..n-1 in use."""

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import torch
 
+from server.engine.device.runtime import runtime_for
 from server.engine.errors import InvalidSynthesisInput
 
 
@@ -67,12 +68,12 @@ class PromptBuilder:
                 self._wrapper._validate_speakers([piece.speaker])
         except ValueError as exc:  # the package's own checks, with its messages
             raise InvalidSynthesisInput(str(exc)) from exc
-        input_id = self._wrapper._tokenize_texts([self._wrapper._build_assistant_text(piece.text)])[0]
+        ids = self._upload(self._host_ids(piece))
+        input_id = ids["input"]
         parts: list[torch.Tensor] = []
-        if piece.clone is None and piece.instruct and self._honours_instruct:
-            instruct_id = self._wrapper._tokenize_texts([self._wrapper._build_instruct_text(piece.instruct)])[0]
-            parts.append(self._text(instruct_id))
-        embeds, trailing, tts_pad, ref_code = self._main(input_id, piece)
+        if "instruct" in ids:
+            parts.append(self._text(ids["instruct"]))
+        embeds, trailing, tts_pad, ref_code = self._main(input_id, ids, piece)
         parts.append(embeds)
         return Prompt(
             embeds=torch.cat(parts, dim=1),
@@ -82,28 +83,73 @@ class PromptBuilder:
             ref_code=ref_code,
         )
 
+    # ---- the ids, on the host, then on the device in one copy ---------------------------
+
+    def _tokens(self, text: str) -> list[int]:
+        """The package's tokenization (`_tokenize_texts`), kept on the host."""
+        ids: list[int] = (
+            self._wrapper.processor(text=text, return_tensors="pt", padding=True)["input_ids"].view(-1).tolist()
+        )
+        return ids
+
+    def _host_ids(self, piece: PieceText) -> dict[str, list[int]]:
+        """Every id the prompt embeds, by role, as the package computes them."""
+        config = self._config
+        tc = config.talker_config
+        wrapper = self._wrapper
+        input_ids = self._tokens(wrapper._build_assistant_text(piece.text))
+        ids = {
+            "input": input_ids,
+            "specials": [config.tts_bos_token_id, config.tts_eos_token_id, config.tts_pad_token_id],
+            "pad_bos": [tc.codec_pad_id, tc.codec_bos_id],
+        }
+        if piece.clone is None and piece.instruct and self._honours_instruct:
+            ids["instruct"] = self._tokens(wrapper._build_instruct_text(piece.instruct))
+        language_id = self._language_id(piece)
+        if language_id is None:
+            ids["think"] = [tc.codec_nothink_id, tc.codec_think_bos_id, tc.codec_think_eos_id]
+        else:
+            ids["think"] = [tc.codec_think_id, tc.codec_think_bos_id, language_id, tc.codec_think_eos_id]
+        if piece.clone is None and piece.speaker:
+            ids["speaker"] = [tc.spk_id[piece.speaker.lower()]]
+        clone = piece.clone
+        if clone is not None and clone.ref_code is not None and clone.icl_mode:
+            ids["ref"] = self._tokens(wrapper._build_ref_text(clone.ref_text))
+        elif clone is None:
+            text_tokens = len(input_ids) - 8  # input_id[:, 3:-5]
+            ids["text_pads"] = [tc.codec_pad_id] * (text_tokens + 1)
+            ids["bos"] = [tc.codec_bos_id]
+        return ids
+
+    def _upload(self, ids: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+        """All the ids on the device through one asynchronous copy, as [1, n] views; a
+        tensor built from Python data on the device would wait for it, once per call."""
+        flat = [token for values in ids.values() for token in values]
+        device_ids = runtime_for(self._talker.device).upload(torch.tensor(flat, dtype=torch.long), self._talker.device)
+        views: dict[str, torch.Tensor] = {}
+        offset = 0
+        for role, values in ids.items():
+            views[role] = device_ids[offset : offset + len(values)].view(1, -1)
+            offset += len(values)
+        return views
+
     # ---- the package's generate(), for one item ---------------------------------------
 
     def _text(self, ids: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, self._talker.text_projection(self._talker.get_text_embeddings()(ids)))
 
-    def _codec(self, ids: list[list[int]], like: torch.Tensor) -> torch.Tensor:
-        tensor = torch.tensor(ids, device=self._talker.device, dtype=like.dtype)
-        return cast(torch.Tensor, self._talker.get_input_embeddings()(tensor))
+    def _codec(self, ids: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self._talker.get_input_embeddings()(ids))
 
-    def _speaker_embed(self, input_id: torch.Tensor, piece: PieceText) -> torch.Tensor | None:
+    def _speaker_embed(self, ids: dict[str, torch.Tensor], piece: PieceText) -> torch.Tensor | None:
         clone = piece.clone
         if clone is not None:
             if clone.x_vector_only_mode or clone.icl_mode:
                 return cast(torch.Tensor, clone.ref_spk_embedding.to(self._talker.device).to(self._talker.dtype))
             return None
-        if not piece.speaker:
+        if "speaker" not in ids:
             return None
-        spk_id = self._config.talker_config.spk_id[piece.speaker.lower()]
-        return cast(
-            torch.Tensor,
-            self._talker.get_input_embeddings()(torch.tensor(spk_id, device=self._talker.device, dtype=input_id.dtype)),
-        )
+        return cast(torch.Tensor, self._talker.get_input_embeddings()(ids["speaker"][0, 0]))
 
     def _language_id(self, piece: PieceText) -> int | None:
         talker_config = self._config.talker_config
@@ -112,28 +158,15 @@ class PromptBuilder:
         speaker = None if piece.clone is not None else piece.speaker
         if language in ("chinese", "auto") and speaker and talker_config.spk_is_dialect[speaker.lower()] is not False:
             language_id = talker_config.codec_language_id[talker_config.spk_is_dialect[speaker.lower()]]
-        return language_id
+        return cast("int | None", language_id)
 
     def _main(
-        self, input_id: torch.Tensor, piece: PieceText
+        self, input_id: torch.Tensor, ids: dict[str, torch.Tensor], piece: PieceText
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        config = self._config
-        tc = config.talker_config
-        speaker_embed = self._speaker_embed(input_id, piece)
-        language_id = self._language_id(piece)
-        tts_bos, tts_eos, tts_pad = self._text(
-            torch.tensor(
-                [[config.tts_bos_token_id, config.tts_eos_token_id, config.tts_pad_token_id]],
-                device=self._talker.device,
-                dtype=input_id.dtype,
-            )
-        ).chunk(3, dim=1)
-        if language_id is None:
-            prefill_ids = [[tc.codec_nothink_id, tc.codec_think_bos_id, tc.codec_think_eos_id]]
-        else:
-            prefill_ids = [[tc.codec_think_id, tc.codec_think_bos_id, language_id, tc.codec_think_eos_id]]
-        codec_0 = self._codec(prefill_ids, input_id)
-        codec_1 = self._codec([[tc.codec_pad_id, tc.codec_bos_id]], input_id)
+        speaker_embed = self._speaker_embed(ids, piece)
+        tts_bos, tts_eos, tts_pad = self._text(ids["specials"]).chunk(3, dim=1)
+        codec_0 = self._codec(ids["think"])
+        codec_1 = self._codec(ids["pad_bos"])
         if speaker_embed is None:
             codec = torch.cat([codec_0, codec_1], dim=1)
         else:
@@ -143,12 +176,11 @@ class PromptBuilder:
         embeds = torch.cat((role, pads_and_bos), dim=1)
 
         clone = piece.clone
-        if clone is not None and clone.ref_code is not None and clone.icl_mode:
-            ref_id = self._wrapper._tokenize_texts([self._wrapper._build_ref_text(clone.ref_text)])[0]
+        if "ref" in ids:
             ref_code = clone.ref_code.to(self._talker.device)
             icl, trailing = self._model.generate_icl_prompt(
                 text_id=input_id[:, 3:-5],
-                ref_id=ref_id[:, 3:-2],
+                ref_id=ids["ref"][:, 3:-2],
                 ref_code=ref_code,
                 tts_pad_embed=tts_pad,
                 tts_eos_embed=tts_eos,
@@ -162,8 +194,6 @@ class PromptBuilder:
             return torch.cat([embeds, first_text], dim=1), trailing, tts_pad, None
         # All the text in the prompt (the package's default for preset speakers).
         text_ids = input_id[:, 3:-5]
-        text_part = torch.cat((self._text(text_ids), tts_eos), dim=1) + self._codec(
-            [[tc.codec_pad_id] * (text_ids.shape[1] + 1)], input_id
-        )
-        bos = tts_pad + self._codec([[tc.codec_bos_id]], input_id)
+        text_part = torch.cat((self._text(text_ids), tts_eos), dim=1) + self._codec(ids["text_pads"])
+        bos = tts_pad + self._codec(ids["bos"])
         return torch.cat([embeds, text_part, bos], dim=1), tts_pad, tts_pad, None

@@ -27,9 +27,9 @@ from server.engine.errors import (
     QueueFullError,
 )
 from server.engine.jobs import AudioChunk, SlotName, SynthesisJob
-from server.engine.models import ModelSlot
-from server.engine.qwen import QwenBackend, gpu_memory, import_model_package
 from server.engine.sequence import JobStream, StreamEnd
+from server.engine.slots.models import ModelSlot
+from server.engine.slots.qwen import QwenBackend, gpu_memory, import_model_package
 from server.engine.watchdog import StallWatchdog
 from server.engine.worker import InferenceLoop
 from server.logs import request_id_var

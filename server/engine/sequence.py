@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from server.engine.codec import StreamingDecoder
+from server.engine.codec.stream import StreamingDecoder
+from server.engine.frame.sampling import RowSampling
 from server.engine.jobs import AudioChunk, ChunkPlan, FinishReason, SynthesisJob
 from server.engine.prompt import Prompt
-from server.engine.sampling import RowSampling
 
 MAX_SEED = 2**31 - 1
 

@@ -15,6 +15,7 @@ the running streams for more than about one prefill of that size.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import heapq
 import itertools
 import logging
@@ -27,10 +28,11 @@ from typing import Any
 
 import torch
 
+from server.engine.device.runtime import runtime_for
 from server.engine.errors import EngineStoppedError, JobTimeoutError, ModelLoadError, SynthesisError
 from server.engine.jobs import SlotName
-from server.engine.models import ModelSlot
 from server.engine.sequence import END, JobStream, Sequence
+from server.engine.slots.models import ModelSlot
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -97,9 +99,7 @@ class InferenceLoop:
         """Unload a slot's model (inference thread only); a sequence still on it is failed."""
         backend = slot.backend
         if backend is not None:
-            for sequence in list(backend.batch.rows):
-                backend.batch.remove(sequence)
-                sequence.stream.deliver(EngineStoppedError())
+            backend.batch.fail(EngineStoppedError())
         return slot.unload(reason)
 
     def close(self) -> None:
@@ -119,7 +119,9 @@ class InferenceLoop:
     # ---- the inference thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), contextlib.ExitStack() as bound:
+            for device in {slot.device for slot in self.slots.values()}:
+                bound.enter_context(runtime_for(device).bound())  # this thread runs their device work
             while True:
                 calls = self._next_calls()
                 if calls is None:
@@ -189,9 +191,7 @@ class InferenceLoop:
             batch.emit(self._segment_ended)
         except Exception as exc:  # a model or codec failure fails the sequences of this batch
             log.exception("decode step failed", extra={"slot": name})
-            for sequence in list(batch.rows):
-                batch.remove(sequence)
-                sequence.stream.deliver(SynthesisError(f"{type(exc).__name__}: {exc}"))
+            batch.fail(SynthesisError(f"{type(exc).__name__}: {exc}"))
 
     def _segment_ended(self, sequence: Sequence) -> None:
         stream = sequence.stream

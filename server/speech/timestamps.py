@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from server.engine.aligner import HOW_TO_ENABLE, AlignedSpan, AlignerSlot, AlignmentError
 from server.engine.jobs import SAMPLE_RATE
+from server.engine.slots.aligner import HOW_TO_ENABLE, AlignedSpan, AlignerSlot, AlignmentError
 from server.errors import invalid_request
 from server.logs import request_id_var
 from server.speech.synthesis import SegmentAudio, SpeechPlan

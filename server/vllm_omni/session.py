@@ -24,8 +24,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server.audio.dsp import to_pcm16_bytes
 from server.audio.encoders import encode_whole
 from server.audio.formats import FormatSpec
-from server.engine.aligner import HOW_TO_ENABLE
 from server.engine.jobs import SAMPLE_RATE
+from server.engine.slots.aligner import HOW_TO_ENABLE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.omni import OmniVoices
 from server.speech.speaking import ListenerGone, speak_plan

@@ -21,7 +21,7 @@ from server.devmodel.aligner import (
     aligner_config,
     build_aligner_checkpoint,
 )
-from server.engine.asr_package import (
+from server.engine.slots.asr_package import (
     ForcedAlignItem,
     Qwen3ASRForConditionalGeneration,
     Qwen3ForcedAligner,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from server.engine.codec import StreamingDecoder
-from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.codec.stream import StreamingDecoder
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 
 FRAMES = 160  # over twice the codec transformer's window of 72 frames
 TOLERANCE = 1e-4

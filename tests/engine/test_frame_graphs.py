@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import torch
 
-from server.engine.frame_audit import counting, graph_breaks
-from server.engine.graphs import FrameGraphs, capture_plan, codec_chunk_sizes
+from server.engine.codec.chunks import chunk_sizes
+from server.engine.frame.graphs import FrameGraphs, capture_plan
+from server.engine.frame.step import FrameShape, bucket_for
 from server.engine.jobs import ChunkPlan, SamplingParams
-from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sequence import JobStream
-from server.engine.step import FrameShape, bucket_for
+from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.frame_audit import counting, graph_breaks
 from tests.support.frame_runs import Entry, run_batch, speech_job
 
 SETTINGS = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(top_k=0, top_p=0.8)]
@@ -165,10 +166,21 @@ def test_every_shape_the_scheduler_produces_is_in_the_capture_list(
         assert ("predictor", shape.bucket, 0) in plan and ("talker", shape.bucket, shape.length) in plan
     # Every chunk a stream's schedule can produce, doubling sizes and remainders alike.
     chunk_plan = ChunkPlan(first_frames=2, frames=24)
-    sizes = set(codec_chunk_sizes(chunk_plan))
+    sizes = set(chunk_sizes(chunk_plan))
     for delivered in range(20):
         target = min(chunk_plan.frames, chunk_plan.first_frames << min(delivered, 16))
         assert set(range(1, target + 1)) <= sizes
+
+
+class Rerun:
+    """A capturer whose replay re-runs the closure over the buffers, as a replay re-runs its
+    kernels (and ignores anything passed in fresh)."""
+
+    def __call__(self, name: str, run: Callable[[], None]) -> Callable[[], None]:
+        return run
+
+    def release(self) -> None:
+        return None
 
 
 def test_replayed_captures_give_the_eager_codes(
@@ -178,7 +190,7 @@ def test_replayed_captures_give_the_eager_codes(
     every id a candidate and top-p on, whatever the batch's settings, and the same codes."""
     entries = mixed(3)
     eager = run_batch(backend, entries)
-    graphs = FrameGraphs(backend.frames, capture_with=lambda run: run)
+    graphs = FrameGraphs(backend.frames, capture_with=Rerun())
     with torch.inference_mode():
         graphs.capture()
     assert graphs.status.captured == len(capture_plan(backend.frames))

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
-from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sequence import JobStream
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 from tests.support.reference import tone
 
 LIMITS = LoopLimits(max_batch=4, max_length=1024)

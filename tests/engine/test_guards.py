@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from server.devmodel import build_dev_checkpoint
-from server.engine.guards import MAX_PERIOD, NONE, REPETITION, SILENCE, TAIL, GuardBank, GuardLimits
+from server.engine.frame.guards import MAX_PERIOD, NONE, REPETITION, SILENCE, TAIL, GuardBank, GuardLimits
 from server.engine.jobs import CloneVoice, FinishReason, SynthesisJob
-from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sequence import JobStream, Sequence
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 from tests.support.reference import tone
 
 TEXT = "Hello there, this is a test of the guards."

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from server.engine.quantize import QuantizeUnsupported, linear_weight_bytes
-from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.slots.quantize import QuantizeUnsupported, linear_weight_bytes
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 from tests.support.audio import decode_pcm16
 from tests.support.live_server import live_server
 

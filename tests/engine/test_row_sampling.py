@@ -20,8 +20,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from server.engine.counter_rng import keys, uniform
-from server.engine.sampling import (
+from server.engine.frame.counter_rng import keys, uniform
+from server.engine.frame.sampling import (
     StageSampling,
     StageTensors,
     candidates_for,

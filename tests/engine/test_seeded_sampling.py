@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from server.engine.jobs import SamplingParams
-from server.engine.qwen import LoopLimits, QwenBackend
 from server.engine.sequence import MAX_SEED, JobStream
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 from tests.support.frame_runs import Entry, codes_alone, run_batch, speech_job
 
 OTHERS = [

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from server.engine.prompt import PieceText
-from server.engine.qwen import LoopLimits, QwenBackend
+from server.engine.slots.qwen import LoopLimits, QwenBackend
 
 
 def test_warmup_survives_a_talker_that_prefers_a_control_id(custom_voice_dir: Path) -> None:

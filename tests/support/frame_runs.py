@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from server.engine.jobs import SamplingParams, SynthesisJob
-from server.engine.qwen import QwenBackend
 from server.engine.sequence import JobStream, Sequence
+from server.engine.slots.qwen import QwenBackend
 
 TEXT = "Seeded speech must not depend on its company."
 

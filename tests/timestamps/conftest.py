@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.engine.aligner import aligner_words
+from server.engine.slots.aligner import aligner_words
 from server.speech.timestamps import aligner_language
 from server.text.pieces import split_pieces
 from tests.support.live_server import LiveServer, dev_settings, live_server

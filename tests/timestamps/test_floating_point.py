@@ -45,7 +45,7 @@ def test_the_bare_package_import_flushes_subnormals_which_is_why_the_guard_exist
 def test_the_guarded_import_keeps_subnormals_here_and_in_later_threads() -> None:
     result = run_python("""
         import json
-        import server.engine.asr_package
+        import server.engine.slots.asr_package
         print(json.dumps({"main": kept(), "new_thread": in_new_thread()}))
     """)
     assert result == {"main": True, "new_thread": True}
@@ -55,7 +55,7 @@ def test_the_aligner_slot_loads_and_aligns_without_touching_any_threads_arithmet
     result = run_python(f"""
         import asyncio, json
         import numpy as np
-        from server.engine.aligner import AlignerSlot
+        from server.engine.slots.aligner import AlignerSlot
 
         async def align_once():
             slot = AlignerSlot({str(aligner_checkpoint)!r}, "cpu", idle_timeout=0)

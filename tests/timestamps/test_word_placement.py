@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.engine.aligner import AlignedSpan, aligner_words
-from server.engine.asr_package import Qwen3ForceAlignProcessor
+from server.engine.slots.aligner import AlignedSpan, aligner_words
+from server.engine.slots.asr_package import Qwen3ForceAlignProcessor
 from server.speech.timestamps import Word, aligner_language, place_words
 
 SEGMENT_MS = 80.0  # the released aligner's timestamp_segment_time

@@ -8,7 +8,7 @@ the next one is generated without adding to anyone's time to first audio.
 
 The package (`qwen-asr`, the server's `aligner` extra) is imported only when the slot
 loads, so a server without ALIGNER_MODEL_ID never pays for it, and only through
-server.engine.asr_package, which undoes what importing it does to floating point.
+server.engine.slots.asr_package, which undoes what importing it does to floating point.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from server.engine.models import SlotState, SlotStats
+from server.engine.device.runtime import runtime_for
+from server.engine.slots.models import SlotState, SlotStats
 
 log = logging.getLogger("qwen3-tts.aligner")
 
@@ -83,7 +84,7 @@ def aligner_package_installed() -> bool:
 
 @functools.cache
 def _word_processor() -> Any:
-    from server.engine.asr_package import Qwen3ForceAlignProcessor
+    from server.engine.slots.asr_package import Qwen3ForceAlignProcessor
 
     return Qwen3ForceAlignProcessor()
 
@@ -100,10 +101,16 @@ def load_forced_aligner(model_id: str, device: str) -> ForcedAligner:
     """Qwen3-ForcedAligner through its package, in bf16 on a GPU and fp32 on the CPU."""
     import torch
 
-    from server.engine.asr_package import Qwen3ForcedAligner
+    from server.engine.slots.asr_package import Qwen3ForcedAligner
 
+    runtime = runtime_for(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    aligner: ForcedAligner = Qwen3ForcedAligner.from_pretrained(model_id, dtype=dtype, device_map=device)
+    aligner: ForcedAligner = Qwen3ForcedAligner.from_pretrained(
+        model_id, dtype=dtype, device_map=runtime.load_map(device)
+    )
+    package_aligner: Any = aligner
+    runtime.place(package_aligner.model)
+    package_aligner.device = package_aligner.model.device
     # One call at load, at the rate the server hands over: the first resample and the first
     # forward pass (a second on the CPU, kernel selection on a GPU) are paid here, not by a request.
     aligner.align(audio=(np.zeros(SPEECH_RATE, dtype=np.float32), SPEECH_RATE), text="warm up", language="English")
@@ -163,6 +170,10 @@ class AlignerSlot:
             self.last_used = time.monotonic()
 
     def _align(self, pcm: np.ndarray, sample_rate: int, text: str, language: str) -> list[AlignedSpan]:
+        with runtime_for(self.device).bound():  # this thread runs the aligner's device work
+            return self._align_bound(pcm, sample_rate, text, language)
+
+    def _align_bound(self, pcm: np.ndarray, sample_rate: int, text: str, language: str) -> list[AlignedSpan]:
         words = aligner_words(text, language)
         if not words:  # nothing to time (punctuation only): no call, no load
             return []
@@ -215,10 +226,7 @@ class AlignerSlot:
         import gc
 
         gc.collect()
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        runtime_for(self.device).empty_cache()
         with self._lock:
             self.state = "unloaded"
             self.stats.unload_count += 1

@@ -3,7 +3,7 @@ talker's step once per (batch bucket, length bucket), captured when a model load
 warm-up), sharing one memory pool, released when it unloads.
 
 A frame then costs two replays instead of thousands of kernel launches. Both functions work
-only on static buffers (server/engine/device_batch.py, the caches), so a replay sees what the
+only on static buffers (server/engine/frame/device_batch.py, the caches), so a replay sees what the
 host staged before it. Graphs are captured with every vocabulary id as a candidate, so the
 sampler's shapes do not depend on the batch's settings. A capture that fails is logged with
 its reason and shown in /health; that bucket runs eagerly, as every frame does on the CPU.
@@ -17,16 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from server.engine.jobs import ChunkPlan
-from server.engine.step import FrameModel, FrameShape
+from server.engine.device.runtime import Capturer, runtime_for
+from server.engine.frame.step import FrameModel, FrameShape
 
 log = logging.getLogger("qwen3-tts.engine")
-
-# Eager runs on a side stream before a capture, so lazy initialisation (cuBLAS handles and
-# workspaces, autotuning) happens outside the graph.
-WARMUP_RUNS = 2
 
 
 def capture_plan(model: FrameModel) -> list[tuple[str, int, int]]:
@@ -37,14 +31,6 @@ def capture_plan(model: FrameModel) -> list[tuple[str, int, int]]:
         plan.append(("predictor", bucket, 0))
         plan.extend(("talker", bucket, length) for length in model.length_buckets)
     return plan
-
-
-def codec_chunk_sizes(plan: ChunkPlan) -> range:
-    """Every chunk size (codec frames) a stream's schedule can produce: the doubling sizes
-    up to `plan.frames`, and any smaller remainder at a segment's end. The streaming decoder
-    is not captured yet; a capture of it must cover these, at batch 1 (each stream decodes
-    alone)."""
-    return range(1, max(plan.frames, plan.first_frames) + 1)
 
 
 @dataclass
@@ -67,38 +53,13 @@ class GraphStatus:
         }
 
 
-class CudaCapture:
-    """Captures a function as a CUDA graph in one shared pool; replaying it runs the kernels
-    recorded at capture, over the same buffers."""
-
-    def __init__(self) -> None:
-        self.pool = torch.cuda.graph_pool_handle()
-        self.side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-        self.graphs: list[torch.cuda.CUDAGraph] = []
-
-    def __call__(self, run: Callable[[], None]) -> Callable[[], None]:
-        self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side):
-            for _ in range(WARMUP_RUNS):
-                run()
-        torch.cuda.current_stream().wait_stream(self.side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            run()
-        self.graphs.append(graph)
-        return graph.replay
-
-
 class FrameGraphs:
     """The captured frame of one loaded model, and the runner that replays it. `capture_with`
-    turns a function into its replay (CudaCapture on a GPU; tests pass one that returns the
-    function itself, which re-runs it over the buffers as a replay would)."""
+    turns a named function into its replay (the device runtime's capturer by default; tests
+    may pass one that returns the function itself, which re-runs it over the buffers as a
+    replay would)."""
 
-    def __init__(
-        self,
-        model: FrameModel,
-        capture_with: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
-    ) -> None:
+    def __init__(self, model: FrameModel, capture_with: Capturer | None = None) -> None:
         self.model = model
         self._capture_with = capture_with
         self.status = GraphStatus(enabled=True)
@@ -106,21 +67,21 @@ class FrameGraphs:
 
     def capture(self) -> None:
         """Capture every graph of the plan (inference thread, at load, no sequence running)."""
-        cuda = self.model.device.type == "cuda"
+        runtime = runtime_for(self.model.device)
         started = time.perf_counter()
-        before = torch.cuda.memory_reserved() if cuda else 0
-        capture_with = self._capture_with or CudaCapture()
+        before = runtime.reserved_bytes()
+        capture_with = self._capture_with or runtime.capturer()
+        self._capture_with = capture_with
         self.model.state.inputs.zero_()  # every row inert: capture runs leave the state as it is
         for stage, bucket, length in capture_plan(self.model):
             name = f"{stage} {bucket}" + (f"x{length}" if length else "")
             try:
-                self._replays[(stage, bucket, length)] = capture_with(self._frame_part(stage, bucket, length))
+                self._replays[(stage, bucket, length)] = capture_with(name, self._frame_part(stage, bucket, length))
             except Exception as exc:  # that slot runs eagerly; the reason is logged and shown
                 self.status.failed[name] = f"{type(exc).__name__}: {exc}"
                 log.warning("CUDA graph capture failed; it runs eagerly", extra={"graph": name, "reason": str(exc)})
-        if cuda:
-            torch.cuda.synchronize()
-            self.status.pool_mib = (torch.cuda.memory_reserved() - before) / 2**20
+        runtime.synchronize()
+        self.status.pool_mib = (runtime.reserved_bytes() - before) / 2**20
         self.status.captured = len(self._replays)
         self.status.capture_seconds = time.perf_counter() - started
         log.info("CUDA graphs captured", extra=self.status.describe())
@@ -141,4 +102,6 @@ class FrameGraphs:
 
     def release(self) -> None:
         self._replays.clear()
+        if self._capture_with is not None:
+            self._capture_with.release()
         self._capture_with = None

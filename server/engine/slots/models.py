@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from server.engine.errors import ModelLoadError
 from server.engine.jobs import SlotName
-from server.engine.qwen import QwenBackend
+from server.engine.slots.qwen import QwenBackend
 
 log = logging.getLogger("qwen3-tts.engine")
 

@@ -22,16 +22,16 @@ from typing import Any
 import torch
 
 from server.engine.batch import ActiveBatch
-from server.engine.codec import StreamingDecoder
+from server.engine.device.runtime import DeviceRuntime, cuda_visible, runtime_for
 from server.engine.errors import InvalidSynthesisInput, SynthesisError
-from server.engine.graphs import FrameGraphs, GraphStatus
-from server.engine.guards import GuardBank, GuardLimits, package_encoder, quiet_codes
+from server.engine.frame.graphs import FrameGraphs, GraphStatus
+from server.engine.frame.guards import GuardBank, GuardLimits, package_encoder, quiet_codes
+from server.engine.frame.sampling import RowSampling, StageSampling
+from server.engine.frame.step import FrameModel
 from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
 from server.engine.prompt import PromptBuilder
-from server.engine.quantize import QuantizeMode, quantize_talker
-from server.engine.sampling import RowSampling, StageSampling
 from server.engine.sequence import JobStream
-from server.engine.step import FrameModel
+from server.engine.slots.quantize import QuantizeMode, quantize_talker
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -56,13 +56,13 @@ class LoopLimits:
     max_length: int = 4096
     # On CUDA, capture the frame's graphs at load (CUDA_GRAPHS); ignored on the CPU.
     cuda_graphs: bool = True
-    guards: GuardLimits = field(default_factory=GuardLimits)  # the runaway guards (server/engine/guards.py)
+    guards: GuardLimits = field(default_factory=GuardLimits)  # the runaway guards (server/engine/frame/guards.py)
 
 
 def resolve_device(setting: str) -> str:
     """`auto` means cuda when a GPU is visible, else cpu."""
     if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_visible() else "cpu"
     return setting
 
 
@@ -135,21 +135,16 @@ class QwenBackend:
         if threads > 0:
             # Process-wide; small models on few cores run faster with fewer threads.
             torch.set_num_threads(threads)
-        if device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            # cuDNN's attention builds a plan for every new shape, and a decode step's key
-            # length grows every frame: on an H200 that overhead was about 30% of a decode step
-            # (improvements.md). The flash and memory-efficient kernels need no plan.
-            torch.backends.cuda.enable_cudnn_sdp(False)
+        runtime = runtime_for(device)
+        runtime.configure()
         model = model_class.from_pretrained(
             model_id,
-            device_map=device,
+            device_map=runtime.load_map(device),
             dtype=_dtype_for(device),
             attn_implementation="sdpa",
             low_cpu_mem_usage=True,
         )
+        place_model(model, runtime)
         quantize_talker(model, quantize)  # before the frame loop takes the modules
         return cls(model, model_id, device, limits or LoopLimits())
 
@@ -179,7 +174,7 @@ class QwenBackend:
         if self.kind != "custom_voice" or speaker is None:
             return
         sampling = self.row_sampling(SamplingParams(temperature=0))
-        loop = asyncio.new_event_loop()  # the streams deliver nothing: their codes are read here
+        loop = asyncio.new_event_loop()  # never run: what the streams deliver is dropped with it
         try:
             for text in WARMUP_TEXTS:
                 job = SynthesisJob(
@@ -188,9 +183,8 @@ class QwenBackend:
                 sequence = self.batch.start(JobStream(job, 600, loop, max_ahead=10**9), 0.0, sampling)
                 while not sequence.finished:
                     self.batch.step()
-                self.batch.remove(sequence)
-                if sequence.pending:  # end-of-speech frames are never decoded, control ids never drawn
-                    StreamingDecoder(self.codec_decoder).decode(sequence.pending_codes())
+                    self.batch.emit(lambda _sequence: None)  # the chunks' decode and copies, as served
+                self.batch.flush()
         finally:
             loop.close()
 
@@ -260,9 +254,7 @@ class QwenBackend:
             self.graphs = None
         del self.prompts, self.frames, self.codec_decoder, self.batch
         gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
+        runtime_for(self.device).empty_cache()
         trim_native_heap()
 
 
@@ -282,16 +274,20 @@ def trim_native_heap() -> None:
 
 def gpu_memory() -> dict[str, Any] | None:
     """GPU name and memory in MiB, or None without a GPU."""
-    if not torch.cuda.is_available():
+    if not cuda_visible():
         return None
-    free, total = torch.cuda.mem_get_info()
-    return {
-        "name": torch.cuda.get_device_name(),
-        "allocated_mib": round(torch.cuda.memory_allocated() / 2**20, 1),
-        "reserved_mib": round(torch.cuda.memory_reserved() / 2**20, 1),
-        "free_mib": round(free / 2**20, 1),
-        "total_mib": round(total / 2**20, 1),
-    }
+    return runtime_for("cuda").memory()
+
+
+def place_model(model: Any, runtime: DeviceRuntime) -> None:
+    """Put every parameter and buffer of the model and of its codec on the device (a no-op
+    where `device_map` already did), and tell the package's wrappers where they now are."""
+    inner = model.model
+    codec = inner.speech_tokenizer
+    runtime.place(inner)
+    runtime.place(codec.model)
+    model.device = inner.device
+    codec.device = codec.model.device
 
 
 def timed_load(

@@ -34,7 +34,7 @@ State, per KV slot, on the model's device (`GuardBank`):
 `guard_frame` is the pure function over the gathered rows; the bank gathers and scatters by
 slot, resets a slot when a segment starts and moves a slot when rows are compacted.
 
-Call site: the talker's step, function (A) of the frame (server/engine/step.py,
+Call site: the talker's step, function (A) of the frame (server/engine/frame/step.py,
 `FrameModel.extra_stops`), right after a row's next cb0 token is drawn. `GuardBank.frame` runs
 over the batch's first rows (row i is KV slot i) with `text_done = fed + 1 >= trailing_length`;
 its verdicts become end reasons beside end of speech and the token budget (`end_reason`: the
@@ -160,11 +160,11 @@ class GuardBank:
 
     def reset(self, slot: int, text_tokens: int) -> None:
         """A new segment in `slot`: nothing seen yet."""
-        self.history[slot] = -1
-        self.quiet[slot] = False
-        self.silent[slot] = 0
-        self.after[slot] = 0
-        self.tail_max[slot] = self.limits.tail_limit(text_tokens)
+        self.history[slot].fill_(-1)  # fill_: a kernel argument, never a blocking copy
+        self.quiet[slot].fill_(False)
+        self.silent[slot].fill_(0)
+        self.after[slot].fill_(0)
+        self.tail_max[slot].fill_(self.limits.tail_limit(text_tokens))
 
     def move(self, source: int, target: int) -> None:
         for state in (self.history, self.quiet, self.silent, self.after, self.tail_max):

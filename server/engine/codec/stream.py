@@ -9,7 +9,7 @@ window of past frames. So a decoder that keeps the right state reproduces the wh
 - the transformer: its own sliding-window key/value cache (transformers' DynamicCache built
   from the codec's config keeps the last window-1 positions), fed only the new frames;
 - the upsampling and convolution stack: every causal convolution keeps its own left context
-  (server/engine/codec_convs.py), so each frame goes through it once. Its receptive field is
+  (server/engine/codec/convs.py), so each frame goes through it once. Its receptive field is
   about 9.4 frames (summed over its layers), which is why frames whose audio is not wanted
   (a clone's reference) only need their last `CONV_CONTEXT_FRAMES` run through it.
 A stateless re-decode of a fixed window cannot be exact: through its layers the transformer
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from server.engine.codec_convs import StreamingConvStack
+from server.engine.codec.convs import StreamingConvStack
 
 # Latent frames that cover the convolution stack's receptive field.
 CONV_CONTEXT_FRAMES = 10

@@ -1,7 +1,7 @@
 """Per-row sampling for the frame loop, as tensor operations only: every row of a batch
 carries its own temperature, top-k, top-p, repetition penalty and greedy-or-not as device
 tensors, and its random numbers come from a counter-based hash of (seed, segment, frame,
-codebook, vocabulary id) (server/engine/counter_rng.py). Nothing here reads a value back to
+codebook, vocabulary id) (server/engine/frame/counter_rng.py). Nothing here reads a value back to
 the host, builds a tensor from Python data, or indexes with a boolean mask, so the same code
 runs eagerly on the CPU and inside a captured CUDA graph.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from server.engine.counter_rng import gumbel
+from server.engine.frame.counter_rng import gumbel
 
 # The package asks transformers for at least two new tokens before end-of-speech.
 MIN_NEW_TOKENS = 2
@@ -74,12 +74,13 @@ class StageTensors:
         return view
 
     def write(self, row: int, stage: StageSampling) -> None:
-        """Set one row's settings (between frames, on the host's side)."""
-        self.do_sample[row] = stage.do_sample
-        self.temperature[row, 0] = stage.temperature
-        self.top_k[row] = stage.top_k if stage.do_sample else 0
-        self.top_p_floor[row, 0] = 1 - stage.top_p  # in double, as transformers computes it
-        self.top_p_on[row, 0] = stage.do_sample and stage.top_p < 1.0
+        """Set one row's settings (between frames, on the host's side), each value a kernel
+        argument (fill_), never a blocking copy."""
+        self.do_sample[row].fill_(stage.do_sample)
+        self.temperature[row, 0].fill_(stage.temperature)
+        self.top_k[row].fill_(stage.top_k if stage.do_sample else 0)
+        self.top_p_floor[row, 0].fill_(1 - stage.top_p)  # in double, as transformers computes it
+        self.top_p_on[row, 0].fill_(stage.do_sample and stage.top_p < 1.0)
 
     def move(self, source: int, target: int) -> None:
         for tensor in self.tensors():

@@ -9,10 +9,10 @@ layers at each row's own position (the slot cache, a mask built on the device), 
 codec head, the logits processors and the draw of the next codebook-0 token; the row's state
 advances and its end flag is set.
 
-Both read and write only the buffers of server/engine/device_batch.py and of the caches, over
+Both read and write only the buffers of server/engine/frame/device_batch.py and of the caches, over
 the first `bucket` rows: padded and paused rows run too but leave their state as it was. Every
 shape depends on (bucket, length bucket, candidates) alone, and nothing reads a value back to
-the host, so on CUDA each is captured once per bucket and replayed (server/engine/graphs.py);
+the host, so on CUDA each is captured once per bucket and replayed (server/engine/frame/graphs.py);
 on the CPU the same functions run eagerly, which is what the tests check.
 
 The talker's layers are called directly with explicit positions, never `talker.forward`: that
@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from server.engine.counter_rng import keys as counter_keys
-from server.engine.device_batch import DeviceBatch
-from server.engine.guards import REPETITION, SILENCE, TAIL, GuardBank
-from server.engine.kv import PredictorKVCache, SlotKVCache
-from server.engine.sampling import StageTensors, kth_index, process_first_codebook, sample, token_mask
+from server.engine.frame.counter_rng import keys as counter_keys
+from server.engine.frame.device_batch import DeviceBatch
+from server.engine.frame.guards import REPETITION, SILENCE, TAIL, GuardBank
+from server.engine.frame.kv import PredictorKVCache, SlotKVCache
+from server.engine.frame.sampling import StageTensors, kth_index, process_first_codebook, sample, token_mask
 
 # Why a row's segment ended, in the frame's output (0: it goes on).
 END_OF_SPEECH = 1
 TOKEN_BUDGET = 2
-# The runaway guards (server/engine/guards.py): a quiet tail, a codebook-0 loop, a tail too long.
+# The runaway guards (server/engine/frame/guards.py): a quiet tail, a codebook-0 loop, a tail too long.
 SILENCE_GUARD = 3
 REPETITION_GUARD = 4
 TAIL_GUARD = 5
@@ -172,12 +172,14 @@ class FrameModel:
     # ---- joining (outside the frame) -------------------------------------------------
 
     def prefill(self, embeds: torch.Tensor) -> Prefilled:
-        """The prompt through the talker on its own, as the package's first forward runs it."""
+        """The prompt through the talker on its own, as the package's first forward runs it.
+        No attention mask: a single unpadded row is plain causal attention, which the
+        package's all-ones mask also comes to, but only after reading it back to the host."""
         length = embeds.shape[1]
         positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
         out = self.talker.model(
             inputs_embeds=embeds,
-            attention_mask=torch.ones(1, length, dtype=torch.long, device=self.device),
+            attention_mask=None,
             position_ids=positions,
             past_key_values=self._new_cache(),
             use_cache=True,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from server.engine.step import FrameModel, FrameShape
+from server.engine.frame.step import FrameModel, FrameShape
 
 # Operations that wait for the device, have data-dependent shapes or copy host data in.
 FORBIDDEN = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "lift_fresh")

@@ -1,7 +1,7 @@
 """The batch's state on the device: every per-row value a frame reads or advances, in static
 buffers of MAX_BATCH_SIZE rows allocated when the model loads. A frame runs over the first
 `bucket` rows (active sequences live in rows 0..n-1, padding above them); its two functions
-(server/engine/step.py) read and write these buffers in place, so their addresses never
+(server/engine/frame/step.py) read and write these buffers in place, so their addresses never
 change and a captured graph can replay over them.
 
 The host writes a row when its sequence joins (`start_row`) and moves one when another leaves
@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from server.engine.sampling import RowSampling, StageTensors
+from server.engine.device.runtime import Event, runtime_for
+from server.engine.frame.sampling import RowSampling, StageTensors
 
 
 class DeviceBatch:
@@ -59,12 +60,12 @@ class DeviceBatch:
         # Between (B) and (A): the frame's summed code embedding, the talker's next input.
         self.frame_embeds = torch.zeros(rows, 1, embed_size, dtype=dtype, device=device)
         # The frame's output, in one tensor for one copy: 16 codes, the end reason
-        # (server/engine/step.py) and the frames a runaway guard trims, per row.
+        # (server/engine/frame/step.py) and the frames a runaway guard trims, per row.
         self.out = longs(rows, groups + 2)
-        pin = device.type == "cuda"
-        self.host_inputs = torch.zeros(rows, groups + 1, dtype=torch.long, pin_memory=pin)
-        self.host_out = torch.zeros(rows, groups + 2, dtype=torch.long, pin_memory=pin)
-        self._copied: torch.cuda.Event | None = None
+        self._runtime = runtime_for(device)
+        self.host_inputs = self._runtime.pinned(rows, groups + 1, dtype=torch.long)
+        self.host_out = self._runtime.pinned(rows, groups + 2, dtype=torch.long)
+        self._copied: Event | None = None
 
     def static_tensors(self) -> dict[str, torch.Tensor]:
         """Every buffer a frame touches, by name (for the address checks)."""
@@ -90,20 +91,23 @@ class DeviceBatch:
     ) -> None:
         """Write a newcomer's row: its first token (already sampled), the prefill's hidden
         state, its settings, and its trailing text ([1, T, D], T <= text_length)."""
+        # Device values are copied on the device; host values are written with fill_, whose
+        # value travels as a kernel argument: a single-element `tensor[row] = value` would be a
+        # blocking copy from pageable memory, a wait for the device each.
         self.token[row] = token[0]
         self.hidden[row] = hidden[0]
-        self.position[row] = position
-        self.fed[row] = 0
-        self.generated[row] = 1
-        self.budget[row] = budget
-        self.seen[row] = False
-        self.seen[row, token[0]] = True
-        self.penalty[row, 0] = sampling.repetition_penalty
+        self.position[row].fill_(position)
+        self.fed[row].fill_(0)
+        self.generated[row].fill_(1)
+        self.budget[row].fill_(budget)
+        self.seen[row].fill_(False)
+        self.seen[row].scatter_(0, token[:1], True)
+        self.penalty[row, 0].fill_(sampling.repetition_penalty)
         self.talker.write(row, sampling.talker)
         self.predictor.write(row, sampling.predictor)
         length = trailing.shape[1]
         self.trailing[row, :length] = trailing[0]
-        self.trailing_length[row] = length
+        self.trailing_length[row].fill_(length)
         self.tts_pad[row] = tts_pad[0]
 
     def move_row(self, source: int, target: int) -> None:
@@ -140,15 +144,13 @@ class DeviceBatch:
     def fetch_outputs(self, bucket: int) -> None:
         """Start the one copy of the frame's codes and end flags to the host."""
         self.host_out[:bucket].copy_(self.out[:bucket], non_blocking=True)
-        if self.device.type == "cuda":
-            self._copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
-            self._copied.record()
+        self._copied = self._runtime.record()
 
     def outputs(self, count: int) -> list[list[int]]:
         """The first `count` rows of the frame's output, [16 codes..., end reason, trim], once the copy
         has landed (the frame's one wait for the device)."""
         if self._copied is not None:
-            self._copied.synchronize()
+            self._copied.wait()
             self._copied = None
         rows: list[list[int]] = self.host_out.numpy()[:count].tolist()
         return rows
