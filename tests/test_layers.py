@@ -46,3 +46,21 @@ def test_services_know_no_protocol_and_no_front_door() -> None:
 @pytest.mark.parametrize("package", ["engine", "audio", "text"])
 def test_lower_layers_import_neither_services_nor_front_doors(package: str) -> None:
     assert offending(package, ("server.speech", *FRONT_DOORS)) == {}
+
+
+def test_the_frame_imports_nothing_above_it() -> None:
+    """The device side of a frame (server/engine/frame/) leans on the device seam alone: no
+    scheduler, batch, sequence, job message, slot or codec."""
+    above = ("server.engine", "server.speech", "server.text", "server.audio", *FRONT_DOORS)
+    found = {
+        path: [m for m in modules if not m.startswith(("server.engine.frame", "server.engine.device"))]
+        for path, modules in offending("engine/frame", above).items()
+    }
+    assert {path: modules for path, modules in found.items() if modules} == {}
+
+
+def test_the_frame_checker_sees_the_seam() -> None:
+    """The rule can fail: the frame does import the device seam, which the check allows."""
+    assert any(
+        "server.engine.device.runtime" in modules for modules in offending("engine/frame", ("server.engine",)).values()
+    )

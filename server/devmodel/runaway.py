@@ -92,7 +92,7 @@ def _wire_alternation(model: Qwen3TTSForConditionalGeneration, first: int, secon
 def quiet_and_loud_codes(codec: torch.nn.Module, dbfs: float = -50.0) -> tuple[list[int], list[int]]:
     """The cb0 codes the dev codec's encoder gives silence and quiet noise, and the lowest
     codes it never gives them."""
-    from server.engine.frame.guards import quiet_audio
+    from server.engine.slots.quiet_codes import quiet_audio
 
     quiet: set[int] = set()
     with torch.inference_mode():

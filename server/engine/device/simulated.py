@@ -129,7 +129,7 @@ class SimulatedTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, elem: torch.Tensor, sim: SimulatedCuda) -> SimulatedTensor:
-        tensor = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
+        tensor = torch.Tensor._make_wrapper_subclass(
             cls,
             elem.shape,
             strides=elem.stride(),
@@ -141,7 +141,7 @@ class SimulatedTensor(torch.Tensor):
         tensor.elem = elem
         tensor.sim = sim
         sim.live.add(tensor)
-        return tensor  # type: ignore[no-any-return]
+        return tensor
 
     def __repr__(self) -> str:  # type: ignore[override]
         return f"SimulatedTensor({self.elem!r}, device='{SIMULATED}')"
@@ -157,7 +157,7 @@ class SimulatedTensor(torch.Tensor):
         return sim.call(func, args, kwargs or {})
 
     @classmethod
-    def __torch_dispatch__(
+    def __torch_dispatch__(  # type: ignore[override]
         cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         leaves, _ = tree_flatten((args, kwargs or {}))
@@ -201,7 +201,8 @@ class _HostToDevice(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in (torch.tensor, torch.as_tensor) and _is_cuda(kwargs.get("device")):
             if func is torch.as_tensor and isinstance(args[0], SimulatedTensor):
-                return args[0]
+                dtype = kwargs.get("dtype")
+                return args[0] if dtype is None else args[0].to(dtype)
             host = func(*args, **{**kwargs, "device": "cpu"})
             if host.numel():  # CUDA skips the copy of an empty tensor
                 self.sim.host_to_device(pinned=False, blocking=True)
@@ -353,9 +354,7 @@ class SimulatedCuda:
             self.sync("item")
             return func(tensor.elem)
         if func is torch.Tensor.numpy or func is torch.Tensor.__array__:
-            raise TypeError(
-                "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
-            )
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first.")
         if func in (torch.Tensor.__repr__, torch.Tensor.__str__, torch.Tensor.__format__):
             return repr(tensor)
         if func is torch.Tensor.cpu or (func is torch.Tensor.to and _leaves_device(args[1:], kwargs)):
@@ -447,9 +446,10 @@ class SimulatedCuda:
         if name in _CPU_INDICES_ALLOWED:
             self.host_to_device(pinned=False, blocking=True)
             return
-        message = f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! (aten.{name})"
-        self.ledger.cross_device.append(f"aten.{name}")
-        raise CrossDeviceError(message)
+        self.ledger.cross_device.append(name)
+        raise CrossDeviceError(
+            f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({name})"
+        )
 
     @contextlib.contextmanager
     def capturing(self) -> Iterator[None]:
@@ -543,12 +543,12 @@ class SimulatedCuda:
         from server.engine.device.runtime import use_runtime
 
         lazy_init = torch.cuda._lazy_init
-        torch.cuda._lazy_init = lambda: None  # type: ignore[assignment]
+        torch.cuda._lazy_init = lambda: None
         try:
             with use_runtime(self), self.bound(), _masks_without_vmap():
                 yield self
         finally:
-            torch.cuda._lazy_init = lazy_init  # type: ignore[assignment]
+            torch.cuda._lazy_init = lazy_init
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ on the device the moment it is sampled, while its audio exists only once its chu
 operations with no host synchronisation and no data-dependent Python control flow, so they can
 run inside a captured CUDA graph. A frame is *quiet* when its cb0 is one the checkpoint's own
 codec encoder produces for audio below GUARD_SILENCE_DBFS (digital silence and noise at that
-level), found once per loaded model (`quiet_codes`): a lookup table [V] bool.
+level), found once per loaded model (`quiet_codes`, server/engine/slots/quiet_codes.py): a lookup table [V] bool.
 
 The guards, each off at 0 (settings in server/config.py):
 - silence: `silence_frames` consecutive quiet frames after the text was fed -> SILENCE; those
@@ -46,18 +46,12 @@ same function over rows picked by slot, for tests on made-up rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
-
-from server.engine.jobs import SAMPLE_RATE, FinishReason
 
 # Verdicts, as the tensor holds them.
 NONE, SILENCE, REPETITION, TAIL = 0, 1, 2, 3
-VERDICT_REASONS = {SILENCE: FinishReason.SILENCE, REPETITION: FinishReason.REPETITION, TAIL: FinishReason.LENGTH}
 
 # The longest loop period looked for: 32 frames = 2.56 s (a repeated phrase, not a sentence).
 MAX_PERIOD = 32
@@ -222,37 +216,3 @@ class GuardBank:
         self.silent[index] = silent
         self.after[index] = after
         return verdict, trim
-
-
-# ---- the quiet codes of a checkpoint ---------------------------------------------------
-
-
-def quiet_audio(dbfs: float, seconds: float = 2.0, seed: int = 0) -> list[np.ndarray]:
-    """Audio that counts as quiet at `dbfs`: digital silence, and white noise at that RMS."""
-    samples = int(seconds * SAMPLE_RATE)
-    rms = 10 ** (dbfs / 20)
-    noise = np.random.default_rng(seed).standard_normal(samples).astype(np.float32) * rms
-    return [np.zeros(samples, dtype=np.float32), noise]
-
-
-Encode = Callable[[np.ndarray], Iterable[torch.Tensor]]
-
-
-def quiet_codes(encode: Encode, dbfs: float, vocab: int, device: torch.device | str) -> torch.Tensor:
-    """The quiet table, bool [vocab]: True for the cb0 ids the checkpoint's codec encoder gives
-    audio below `dbfs` (`encode` turns 24 kHz audio into codes [T, 16]). Found once when a
-    model loads: a couple of seconds of audio through the encoder."""
-    table = torch.zeros(vocab, dtype=torch.bool)
-    for audio in quiet_audio(dbfs):
-        for codes in encode(audio):
-            table[codes[:, 0].long().cpu()] = True
-    return table.to(device)
-
-
-def package_encoder(speech_tokenizer: Any) -> Encode:
-    """`encode` over the package's speech tokenizer (Qwen3TTSTokenizer)."""
-
-    def encode(audio: np.ndarray) -> Iterable[torch.Tensor]:
-        return list(speech_tokenizer.encode(audio, sr=SAMPLE_RATE).audio_codes)
-
-    return encode

@@ -25,13 +25,14 @@ from server.engine.batch import ActiveBatch
 from server.engine.device.runtime import DeviceRuntime, cuda_visible, runtime_for
 from server.engine.errors import InvalidSynthesisInput, SynthesisError
 from server.engine.frame.graphs import FrameGraphs, GraphStatus
-from server.engine.frame.guards import GuardBank, GuardLimits, package_encoder, quiet_codes
+from server.engine.frame.guards import GuardBank, GuardLimits
 from server.engine.frame.sampling import RowSampling, StageSampling
 from server.engine.frame.step import FrameModel
 from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
 from server.engine.prompt import PromptBuilder
 from server.engine.sequence import JobStream
 from server.engine.slots.quantize import QuantizeMode, quantize_talker
+from server.engine.slots.quiet_codes import package_encoder, quiet_codes
 
 log = logging.getLogger("qwen3-tts.engine")
 
@@ -237,10 +238,19 @@ class QwenBackend:
 
         try:
             # weights_only: tensors and plain values only; a tampered file cannot run code.
-            data = torch.load(path, map_location=self.device, weights_only=True)
+            # Read onto the host, then moved: the tensors go through the same runtime as the
+            # model's own, whichever device that is.
+            data = torch.load(path, map_location="cpu", weights_only=True)
             if data.get("version") != PROMPT_FORMAT_VERSION:
                 raise ValueError(f"unknown prompt format {data.get('version')!r}")
-            return [VoiceClonePromptItem(**item) for item in data["items"]]
+            items = [
+                {
+                    key: value.to(self.device) if isinstance(value, torch.Tensor) else value
+                    for key, value in item.items()
+                }
+                for item in data["items"]
+            ]
+            return [VoiceClonePromptItem(**item) for item in items]
         except Exception as exc:
             raise SynthesisError(f"clone prompt {path.name} could not be loaded: {type(exc).__name__}: {exc}") from exc
 
