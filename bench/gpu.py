@@ -5,6 +5,7 @@ Run from the repository root::
 
     python bench/gpu.py                 # a GPU: builds the full-size dev checkpoint itself
     python bench/gpu.py --device cpu    # the CPU proofs' figures, in under 2 minutes
+    python bench/gpu.py --device sim    # the engine on the simulated CUDA device: its figures
 
 On a GPU (under 8 minutes), one table each:
 1. ms per frame per batch bucket: eager, captured, and the package's `generate` (batch 1),
@@ -15,6 +16,11 @@ On a GPU (under 8 minutes), one table each:
 4. capture time and graph memory; GPU memory per sequence and after unload.
 On the CPU, per frame at batch 1 and 8: aten operations inside (A) and (B), outside them,
 forbidden operations inside them, and graph breaks.
+With `--device sim`, the tiny checkpoint on the simulated CUDA device
+(server/engine/device/simulated.py), one figure a line as `sim <name>: <number>`: operations
+outside graphs per frame at batch 1, 8 and 32 (chunks due included), host syncs per frame
+and per join, cross-device operations, pageable copies per frame, and the codec's
+operations outside graphs per chunk.
 """
 
 from __future__ import annotations
@@ -111,12 +117,18 @@ def frame_table(backend: QwenBackend, buckets: list[int], frames: int) -> FrameG
     with torch.inference_mode():
         graphs.capture()
     backend.graphs, backend.graph_status = graphs, graphs.status
-    backend.batch.runner = graphs.run
-    torch.cuda.set_sync_debug_mode("error")  # a host sync inside a captured frame raises
-    try:
-        captured = {rows: frame_ms(backend, rows, frames) for rows in buckets}
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+
+    def replay_strictly(shape: FrameShape) -> None:
+        # A host sync inside the captured frame raises; the batch's own reads around it (the
+        # frame's output, a join's prefill) are allowed, so the mode is on for the replays only.
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            graphs.run(shape)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    backend.batch.runner = replay_strictly
+    captured = {rows: frame_ms(backend, rows, frames) for rows in buckets}
     started = time.perf_counter()
     with torch.inference_mode():
         wavs = backend._model.generate_custom_voice(
@@ -158,7 +170,10 @@ def http_table(model: str, streams: int) -> None:
     from tests.support.live_server import live_server
 
     body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "stream": True}
-    with live_server(model_id=model, device="cuda", preload_model=True, idle_timeout=0, max_batch_size=64) as srv:
+    # A full-size checkpoint loads, warms up and captures every bucket before it is ready.
+    with live_server(
+        model_id=model, device="cuda", preload_model=True, idle_timeout=0, max_batch_size=64, ready_timeout=600
+    ) as srv:
 
         def one(n: int) -> tuple[float, int]:
             with srv.client(timeout=600) as client:
@@ -184,6 +199,55 @@ def http_table(model: str, streams: int) -> None:
     print(f"first p50 {p50:.1f} ms, p95 {p95:.1f} ms, {audio / wall:.2f} audio-s/s")
 
 
+def sim_figures(model: Path, rows_list: tuple[int, ...] = (1, 8, 32)) -> None:
+    """The engine on the simulated CUDA device: what each frame and join costs the host."""
+    from server.engine.device.simulated import Ledger, SimulatedCuda
+    from server.engine.slots.qwen import timed_load
+
+    sim = SimulatedCuda()
+    with sim.installed(), torch.inference_mode():
+        backend, _ = timed_load(str(model), "cuda", True, 1, LoopLimits(max_batch=max(rows_list), max_length=512))
+        frames: dict[int, list[Ledger]] = {}
+        joins: list[Ledger] = []
+        chunk_frames: list[tuple[Ledger, int]] = []
+        loop = asyncio.new_event_loop()
+        from server.engine.sequence import JobStream
+
+        for rows in rows_list:
+            frames[rows] = []
+            for seed in range(rows):
+                before = sim.ledger.snapshot()
+                backend.batch.start(
+                    JobStream(speech_job(seed=seed, text=TEXT, token_cap=30), 600, loop, 10**9),
+                    0.0,
+                    backend.row_sampling(SamplingParams()),
+                )
+                joins.append(sim.ledger.since(before))
+            while backend.batch.rows:
+                before = sim.ledger.snapshot()
+                backend.batch.step()
+                due = sum(1 for s in backend.batch.rows if s.finished or s.chunk_due(s.stream.job.chunks))
+                running = any(not s.finished for s in backend.batch.rows)
+                backend.batch.emit(lambda _sequence: None)
+                cost = sim.ledger.since(before)
+                if running:  # the batch's last frame also waits for its last chunks
+                    frames[rows].append(cost)
+                if due:
+                    chunk_frames.append((cost, due))
+        loop.close()
+        backend.release()
+    every = [frame for costs in frames.values() for frame in costs]
+    for rows, costs in frames.items():
+        print(f"sim ops outside graphs per frame b{rows}: {max(c.ops_outside for c in costs)}")
+    print(f"sim host syncs per frame: {max(f.syncs for f in every)}")
+    print(f"sim host syncs per join: {max(j.syncs for j in joins)}")
+    print(f"sim cross-device ops: {len(sim.ledger.cross_device)}")
+    print(f"sim pageable copies per frame: {max(f.pageable_copies for f in every)}")
+    per_chunk = sum(cost.ops_outside for cost, _ in chunk_frames) / max(sum(due for _, due in chunk_frames), 1)
+    print(f"sim codec ops outside graphs per chunk: {per_chunk:.0f}")
+    print(f"sim graphs captured: {len(sim.ledger.captures)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -194,6 +258,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         size = "full" if args.device.startswith("cuda") else "tiny"
         model = args.model or build_dev_checkpoint(Path(scratch) / "custom_voice", "custom_voice", size=size)
+        if args.device == "sim":
+            print(f"device: simulated CUDA on the CPU  model: {args.model or 'tiny dev checkpoint'}")
+            sim_figures(model)
+            return 0
         name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
         print(f"device: {name}  model: {args.model or f'{size} dev checkpoint'}  torch {torch.__version__}")
         if not args.device.startswith("cuda"):

@@ -103,14 +103,18 @@ def dev_settings(custom_voice_dir: Path, base_dir: Path, voices_dir: Path) -> di
 
 @contextmanager
 def live_server(
-    send_buffer: int | None = None, uvicorn_overrides: dict[str, Any] | None = None, **overrides: Any
+    send_buffer: int | None = None,
+    uvicorn_overrides: dict[str, Any] | None = None,
+    ready_timeout: float = 30.0,
+    **overrides: Any,
 ) -> Iterator[LiveServer]:
     """Start a server with these settings (on top of the environment's), stop it after;
-    `uvicorn_overrides` stands for a server in front that is configured otherwise."""
+    `uvicorn_overrides` stands for a server in front that is configured otherwise;
+    `ready_timeout` bounds its startup (a preloaded full-size model captures its graphs first)."""
     overrides.setdefault("warmup", False)
     # One torch thread: on two shared cores the tiny checkpoint runs several times faster.
     overrides.setdefault("torch_threads", 1)
-    server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start()
+    server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start(ready_timeout)
     try:
         yield server
     finally:
