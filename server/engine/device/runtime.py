@@ -154,7 +154,10 @@ class _CudaEvent:
         self._event.synchronize()
 
 
-class CudaRuntime:
+class CudaRuntime(CpuRuntime):
+    """CUDA: binding a thread, the load map and placement are the CPU runtime's (the
+    `device_map` puts the model on the GPU); the rest is the CUDA runtime's own."""
+
     name = "cuda"
     asynchronous = True
 
@@ -171,15 +174,6 @@ class CudaRuntime:
         # grows every frame (about 30% of a decode step on an H200, improvements.md). The flash
         # and memory-efficient kernels need no plan.
         torch.backends.cuda.enable_cudnn_sdp(False)
-
-    def bound(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def load_map(self, device: str) -> str:
-        return device
-
-    def place(self, module: torch.nn.Module) -> None:
-        return None
 
     def pinned(self, *shape: int, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(*shape, dtype=dtype, pin_memory=True)
