@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from server.engine.codec.chunks import AudioCopy, ChunkDecoder
-from server.engine.codec.stream import StreamingDecoder
+from server.engine.codec.chunks import AudioCopy, RowChunks, StreamChunks
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import InvalidSynthesisInput
 from server.engine.frame.counter_rng import frame_keys
@@ -65,7 +64,13 @@ class ActiveBatch:
         self.runner = runner or self.run_eager
         self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
         self.runtime = runtime_for(frames.device)
-        self.chunks = ChunkDecoder(frames.device, self.runtime)
+        # Where the device runs asynchronously (a GPU), the due streams of a frame decode
+        # together from per-row state, in captured graphs; on the CPU each decodes alone.
+        self.codec: StreamChunks | RowChunks = (
+            RowChunks(codec_decoder, capacity, frames.device, self.runtime)
+            if self.runtime.asynchronous
+            else StreamChunks(codec_decoder, frames.device, self.runtime)
+        )
         # Chunks decoded, their audio on its way to the host: (copy, [(sequence, index in the
         # copy, frames, trim samples)], what to call when a segment's last chunk is delivered).
         self._in_flight: deque[tuple[AudioCopy, list[tuple[Sequence, int, int, int]], Callable[[Sequence], None]]] = (
@@ -103,9 +108,6 @@ class ActiveBatch:
                 f"the text's {prompt.trailing.shape[1]} trailing tokens do not fit in MAX_SEQUENCE_LENGTH "
                 f"({self.model.max_length}); shorten the text"
             )
-        decoder = StreamingDecoder(self.codec_decoder)
-        if prompt.ref_code is not None:
-            decoder.skip(prompt.ref_code)  # its audio is the reference's, not wanted
         sequence = Sequence(
             stream=stream,
             segment=index,
@@ -116,7 +118,6 @@ class ActiveBatch:
             # reproduces alone; its draws are keyed by (that seed, frame, codebook).
             seed=segment_seed(stream.seed, index),
             budget=min(max_new_tokens_for(text, job.token_cap), room),
-            decoder=decoder,
             queued_ms=(started - stream.segment_ready_at) * 1000 - load_ms,
             load_ms=load_ms,
             started=started,
@@ -131,6 +132,7 @@ class ActiveBatch:
             0,
         )
         sequence.slot = len(self.rows)
+        sequence.decoder = self.codec.open(sequence.slot, prompt.ref_code)
         self.model.cache.store_prefill(sequence.slot, prefilled.cache)
         self.model.state.start_row(
             sequence.slot,
@@ -221,7 +223,7 @@ class ActiveBatch:
         if due:
             self.flush()  # the staging buffers are free once the previous copy has landed
             trims = [self._trim_pending(s) if s.finished else 0 for s in due]
-            copy = self.chunks.decode([(s.decoder, s.pending) for s in due])
+            copy = self.codec.decode([(s.slot, s.decoder, s.pending) for s in due])
             deliveries = []
             for index, (sequence, trim_samples) in enumerate(zip(due, trims, strict=True)):
                 deliveries.append((sequence, index, len(sequence.pending), trim_samples))
@@ -305,6 +307,7 @@ class ActiveBatch:
         if last is not sequence:
             self.model.cache.move(last.slot, row, last.position)
             self.model.state.move_row(last.slot, row)
+            self.codec.move(last.slot, row)
             if self.model.guards is not None:
                 self.model.guards.move(last.slot, row)
             last.slot = row

@@ -15,10 +15,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from server.engine.codec.stream import StreamingDecoder
 from server.engine.frame.sampling import RowSampling
 from server.engine.jobs import AudioChunk, ChunkPlan, FinishReason, SynthesisJob
 from server.engine.prompt import Prompt
@@ -114,7 +114,7 @@ class Sequence:
     sampling: RowSampling
     seed: int  # the segment's seed (segment_seed): its draws are keyed by (seed, frame, codebook)
     budget: int  # max_new_tokens: codebook-0 tokens it may sample (frames = tokens - 1)
-    decoder: StreamingDecoder
+    decoder: Any = None  # its own StreamingDecoder where each stream decodes alone (the CPU)
     slot: int = -1  # its row in the KV cache and the device batch
     position: int = 0  # where its next token is written (the device holds the same)
     sampled: int = 0  # codebook-0 tokens sampled

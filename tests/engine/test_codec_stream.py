@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from server.engine.codec.batched import PIECE_FRAMES, BatchedCodec, pieces
 from server.engine.codec.stream import StreamingDecoder
 from server.engine.slots.qwen import LoopLimits, QwenBackend
 
@@ -77,3 +78,47 @@ def test_skipped_reference_frames_leave_the_rest_exact(decoder: Any) -> None:
         stream.skip(codes[:reference])
         rest = torch.cat([stream.decode(codes[i : i + 4]) for i in range(reference, FRAMES, 4)])
     assert float((rest - whole[reference * 1920 :]).abs().max()) <= TOLERANCE
+
+
+def whole_decode(decoder: Any, codes: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return decoder(codes.T.unsqueeze(0))[0, 0]
+
+
+def test_batched_rows_decode_each_stream_as_its_whole_file(decoder: Any) -> None:
+    """Streams decoded together from per-row state (server/engine/codec/batched.py), each on
+    its own chunk schedule, rows padded with the scratch row and a row moved midway: every
+    stream's audio equals the decode of its whole code sequence. Batched kernels may round
+    differently from a lone decode, hence a tolerance (the CPU serves with StreamingDecoder)."""
+    schedules = {0: [2, 4, 8, 16, 24, 24, 24, 24, 13], 1: [3, 5, 16, 24, 24, 24, 24, 19], 2: [1, 7, 24, 24, 24, 24, 23]}
+    codes = {row: random_codes(sum(plan), seed=row) for row, plan in schedules.items()}
+    codec = BatchedCodec(decoder, rows=4)
+    audio: dict[int, list[torch.Tensor]] = {row: [] for row in schedules}
+    done = dict.fromkeys(schedules, 0)
+    where = {row: row for row in schedules}  # stream -> its row now
+    with torch.inference_mode():
+        for step in range(max(len(plan) for plan in schedules.values())):
+            if step == 4:  # stream 0 leaves its row for row 3, as a row moves when another leaves
+                codec.move(0, 3)
+                where[0] = 3
+            for stream, plan in schedules.items():
+                if step >= len(plan):
+                    continue
+                for size in pieces(plan[step]):
+                    index = torch.tensor([where[stream], codec.scratch])
+                    chunk = codes[stream][done[stream] : done[stream] + size]
+                    batch = torch.stack([chunk, torch.zeros_like(chunk)])
+                    audio[stream].append(codec.decode(index, batch)[0])
+                    done[stream] += size
+    for stream in schedules:
+        streamed = torch.cat(audio[stream])
+        whole = whole_decode(decoder, codes[stream])
+        assert streamed.shape == whole.shape
+        assert (streamed - whole).abs().max() < TOLERANCE
+
+
+def test_pieces_cover_every_chunk_size() -> None:
+    for frames in range(1, 200):
+        found = pieces(frames)
+        assert sum(found) == frames and found == sorted(found, reverse=True)
+        assert set(found) <= set(PIECE_FRAMES)

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from server.devmodel import build_dev_checkpoint
+from server.engine.codec.batched import PIECE_FRAMES
 from server.engine.device.simulated import Ledger, SimulatedCuda
 from server.engine.frame.graphs import capture_plan
 from server.engine.jobs import CloneVoice, FinishReason, SamplingParams, SlotName, SynthesisJob
@@ -47,6 +48,7 @@ class Report:
     frames: list[Ledger] = field(default_factory=list)  # one per frame, chunks due or not
     joins: list[Ledger] = field(default_factory=list)
     frames_with_chunks: int = 0
+    stream_vs_whole: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     words: list[Any] = field(default_factory=list)
     bytes_loaded: int = 0
     bytes_after_unload: int = -1
@@ -82,24 +84,38 @@ async def collect(engine: Engine, job: SynthesisJob) -> tuple[np.ndarray, list[F
 
 
 def measure_frames(backend: QwenBackend, sim: SimulatedCuda, report: Report) -> None:
-    """Four streams join and run (inference thread): each join's and each frame's cost."""
+    """Four streams join and run (inference thread): each join's and each frame's cost, and
+    each stream's codes and delivered audio, against the decode of its whole code sequence."""
     loop = asyncio.new_event_loop()
     batch = backend.batch
     sampling = backend.row_sampling(SamplingParams())
+    codes: dict[int, list[list[int]]] = {}
     try:
+        streams = []
         for seed in range(4):
-            job = SynthesisJob("custom_voice", (TEXT,), "English", FRAMES, speaker="Vivian", seed=seed)
+            job = SynthesisJob("custom_voice", (TEXT,), "English", FRAMES + 4 * seed, speaker="Vivian", seed=seed)
             before = sim.ledger.snapshot()
-            batch.start(JobStream(job, 600, loop, max_ahead=10**9), 0.0, sampling)
+            streams.append(JobStream(job, 600, loop, max_ahead=10**9))
+            batch.start(streams[-1], 0.0, sampling)
             report.joins.append(sim.ledger.since(before))
         while batch.rows:
             before = sim.ledger.snapshot()
             batch.step()
-            due = sum(1 for s in batch.rows if s.finished or s.chunk_due(s.stream.job.chunks))
+            due = [s for s in batch.rows if s.finished or s.chunk_due(s.stream.job.chunks)]
+            for sequence in due:
+                codes.setdefault(id(sequence.stream), []).extend(sequence.pending)
             batch.emit(lambda _sequence: None)
             report.frames.append(sim.ledger.since(before))
             report.frames_with_chunks += bool(due)
         batch.flush()
+        loop.run_until_complete(asyncio.sleep(0))  # the deliveries, queued on this loop
+        for stream in streams:
+            pieces = []
+            while not stream._items.empty():
+                item = stream._items.get_nowait()
+                pieces.append(item.pcm)
+            whole = backend.codec_decoder(torch.tensor(codes[id(stream)], device="cuda").T.unsqueeze(0))[0, 0]
+            report.stream_vs_whole.append((np.concatenate(pieces), whole.float().cpu().numpy()))
     finally:
         loop.close()
 
@@ -134,6 +150,10 @@ async def scenario(sim: SimulatedCuda, checkpoints: dict[str, Path], aligner_dir
             report.expected_captures += [
                 f"{stage} {bucket}" + (f"x{length}" if length else "")
                 for stage, bucket, length in capture_plan(slot.backend.frames)
+            ]
+            # The codec's decode per piece size (any chunk is a sum of them) and batch bucket.
+            report.expected_captures += [
+                f"codec {size}x{bucket}" for size in PIECE_FRAMES for bucket in slot.backend.frames.batch_buckets
             ]
         report.captures = list(sim.ledger.captures)
         report.bytes_loaded = sim.live_bytes()
@@ -211,7 +231,7 @@ def test_every_parameter_and_buffer_is_on_the_device(report: Report) -> None:
     assert all(names == [] for names in report.placed.values()), report.placed
 
 
-def test_every_bucket_is_captured_at_load(report: Report) -> None:
+def test_every_bucket_and_chunk_size_is_captured_at_load(report: Report) -> None:
     assert report.expected_captures
     assert sorted(report.captures) == sorted(report.expected_captures)
 
@@ -253,6 +273,24 @@ def test_no_pageable_copy_inside_a_frame(report: Report) -> None:
 def test_frames_replay_their_graphs(report: Report) -> None:
     assert all(frame.ops_inside > 0 for frame in report.frames)
     assert sum(report.ledger.replays.values()) >= 2 * len(report.frames)
+    assert any(name.startswith("codec ") for name in report.ledger.replays)
+
+
+def test_few_operations_outside_graphs_per_frame(report: Report) -> None:
+    """Frames with chunks due included: the codec's decode is replayed too, so what the host
+    launches per frame is a handful of copies, not hundreds of kernels."""
+    assert max(frame.ops_outside for frame in report.frames) <= 60
+
+
+def test_streamed_audio_equals_the_whole_decode(report: Report) -> None:
+    """Streams decoded together, chunk by chunk, from per-row state in captured graphs: each
+    one's audio equals the package's decode of its whole code sequence. The device runs the
+    codec in bf16, where a batched kernel may round differently from the whole decode: within
+    2e-2 of full scale (a bf16 step at 1.0 is 7.8e-3)."""
+    assert len(report.stream_vs_whole) == 4
+    for streamed, whole in report.stream_vs_whole:
+        assert streamed.shape == whole.shape
+        assert np.abs(streamed - whole).max() < 2e-2
 
 
 def test_the_aligner_returns_words(report: Report) -> None:

@@ -156,6 +156,29 @@ class StreamingConvStack:
         self._stack = _Sequence(layers)
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
-        """Audio [1, 1, N * 1920] (not clamped) for the next N latent frames [1, latent_dim, N]."""
+        """Audio [B, 1, N * 1920] (not clamped) for the next N latent frames [B, latent_dim, N]."""
         out: torch.Tensor = self._stack(latent)
         return out
+
+    def stateful(self) -> list[tuple[Any, int, int]]:
+        """Every layer that keeps state between calls, with its state's channels and frames:
+        (layer, channels, frames). A batched decoder keeps these states per row and sets
+        `layer.state` before each call."""
+        found: list[tuple[Any, int, int]] = []
+
+        def walk(layer: Any) -> None:
+            if isinstance(layer, _Sequence):
+                for inner in layer.layers:
+                    walk(inner)
+            elif isinstance(layer, _ConvNeXt):
+                walk(layer.dwconv)
+            elif isinstance(layer, _ResidualUnit):
+                walk(layer.conv1)
+                walk(layer.conv2)
+            elif isinstance(layer, _CausalConv) and layer.context:
+                found.append((layer, int(layer.conv.in_channels), layer.context))
+            elif isinstance(layer, _CausalTransposedConv) and layer.overlap:
+                found.append((layer, int(layer.conv.in_channels), 1))
+
+        walk(self._stack)
+        return found

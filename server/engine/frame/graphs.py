@@ -42,6 +42,7 @@ class GraphStatus:
     failed: dict[str, str] = field(default_factory=dict)  # "talker 8x1024": reason
     capture_seconds: float = 0.0
     pool_mib: float = 0.0
+    codec_captured: int = 0  # the codec's decode per (chunk frames, batch bucket)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class GraphStatus:
             "failed": dict(self.failed),
             "capture_seconds": round(self.capture_seconds, 2),
             "pool_mib": round(self.pool_mib, 1),
+            "codec_captured": self.codec_captured,
         }
 
 

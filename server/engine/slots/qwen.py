@@ -198,6 +198,7 @@ class QwenBackend:
         self.graph_status = self.graphs.status
         self.graphs.capture()
         self.batch.runner = self.graphs.run
+        self.graph_status.codec_captured = self.batch.codec.capture(runtime_for(self.device).capturer())
 
     def clone_prompt(self, clone: CloneVoice) -> Any:
         """Compute the reusable clone prompt from a decoded reference (never a path or URL)."""
@@ -262,6 +263,7 @@ class QwenBackend:
         if self.graphs is not None:
             self.graphs.release()
             self.graphs = None
+        self.batch.codec.release()
         del self.prompts, self.frames, self.codec_decoder, self.batch
         gc.collect()
         runtime_for(self.device).empty_cache()
