@@ -111,12 +111,13 @@ def frame_ms(backend: QwenBackend, rows: int, frames: int) -> float:
 
 
 def frame_table(backend: QwenBackend, buckets: list[int], frames: int) -> FrameGraphs:
+    """Eager, then captured (the backend keeps its graphs, as a served model does)."""
     print("\n1. ms per frame per batch bucket (the frame's two functions; greedy rows)")
     eager = {rows: frame_ms(backend, rows, frames) for rows in buckets}
-    graphs = FrameGraphs(backend.frames)
     with torch.inference_mode():
-        graphs.capture()
-    backend.graphs, backend.graph_status = graphs, graphs.status
+        backend.capture_graphs()  # the frame's and the codec's, as a model loaded to serve
+    graphs = backend.graphs
+    assert graphs is not None
 
     def replay_strictly(shape: FrameShape) -> None:
         # A host sync inside the captured frame raises; the batch's own reads around it (the
@@ -142,13 +143,31 @@ def frame_table(backend: QwenBackend, buckets: list[int], frames: int) -> FrameG
     print(f"package generate, batch 1: {package_s * 1000 / max(package_frames, 1):.2f} ms per frame (incl. decode)")
     status = graphs.status.describe()
     print(f"capture: {status['captured']} graphs in {status['capture_seconds']} s, pool {status['pool_mib']} MiB")
+    print(f"codec: {status['codec_captured']} graphs (chunk frames x batch bucket)")
     if status["failed"]:
         print(f"failed captures: {status['failed']}")
+    backend.batch.runner = graphs.run
     return graphs
 
 
-async def engine_tables(model: str, max_batch: int, levels: list[int]) -> None:
+def seeded_identity(backend: QwenBackend, seeds: int = 32) -> None:
+    """The fraction of seeded requests whose codes are the same alone as in batches of 8 and
+    of 32 (a GPU's kernels may differ by batch size, so near ties can flip)."""
+    jobs = [speech_job(seed=seed, text=TEXT, token_cap=48) for seed in range(seeds)]
+    alone = [run_batch(backend, [Entry(job)])[0] for job in jobs]
+    for size in (8, 32):
+        together: list[torch.Tensor] = []
+        for start in range(0, seeds, size):
+            together += run_batch(backend, [Entry(job) for job in jobs[start : start + size]])
+        same = sum(torch.equal(a, b) for a, b in zip(alone, together, strict=True))
+        print(f"seeded codes identical alone and in batches of {size}: {same}/{seeds} ({same / seeds:.0%})")
+
+
+async def engine_tables(backend: QwenBackend, model: str, max_batch: int, levels: list[int]) -> None:
+    """Through the engine, on the backend the frame table loaded and captured (one load)."""
     engine = build_engine(model, "cuda", max_batch, 2048, 0)
+    for slot in engine.slots.values():
+        slot._loader = lambda _model_id: (backend, 0.0)
     await engine.start(preload=("custom_voice",))
     try:
         backend = engine.slots["custom_voice"].backend
@@ -274,10 +293,10 @@ def main() -> int:
         backend = QwenBackend.load(str(model), args.device, 0, LoopLimits(max_batch=max(levels), max_length=2048))
         with torch.inference_mode():
             backend.warmup()
-        graphs = frame_table(backend, [b for b in backend.frames.batch_buckets if b in (1, 8, 32, 64)], args.frames)
-        graphs.release()
-        backend.release()
-        asyncio.run(engine_tables(str(model), max(levels), levels))
+        frame_table(backend, [b for b in backend.frames.batch_buckets if b in (1, 8, 32, 64)], args.frames)
+        with torch.inference_mode():
+            seeded_identity(backend)
+        asyncio.run(engine_tables(backend, str(model), max(levels), levels))  # unloads it at the end
         http_table(str(model), 8)
     return 0
 

@@ -17,17 +17,9 @@ from server.engine.codec.chunks import AudioCopy, RowChunks, StreamChunks
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import InvalidSynthesisInput
 from server.engine.frame.counter_rng import frame_keys
+from server.engine.frame.reasons import EndReason
 from server.engine.frame.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
-from server.engine.frame.step import (
-    END_OF_SPEECH,
-    REPETITION_GUARD,
-    SILENCE_GUARD,
-    TAIL_GUARD,
-    TOKEN_BUDGET,
-    FrameModel,
-    FrameShape,
-    bucket_for,
-)
+from server.engine.frame.step import FrameModel, FrameShape, bucket_for
 from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, CloneVoice, FinishReason, SegmentStats
 from server.engine.prompt import PieceText, PromptBuilder
 from server.engine.sequence import JobStream, Sequence, segment_seed
@@ -37,11 +29,11 @@ log = logging.getLogger("qwen3-tts.engine")
 
 # The frame's end reasons (server/engine/frame/step.py) as the request reports them.
 FINISH_REASONS = {
-    END_OF_SPEECH: FinishReason.STOP,
-    TOKEN_BUDGET: FinishReason.LENGTH,
-    SILENCE_GUARD: FinishReason.SILENCE,
-    REPETITION_GUARD: FinishReason.REPETITION,
-    TAIL_GUARD: FinishReason.LENGTH,
+    EndReason.END_OF_SPEECH: FinishReason.STOP,
+    EndReason.TOKEN_BUDGET: FinishReason.LENGTH,
+    EndReason.SILENCE_GUARD: FinishReason.SILENCE,
+    EndReason.REPETITION_GUARD: FinishReason.REPETITION,
+    EndReason.TAIL_GUARD: FinishReason.LENGTH,
 }
 
 
@@ -196,7 +188,7 @@ class ActiveBatch:
             sequence.frames += 1
             sequence.stream.frames_generated += 1
             if row[groups]:
-                sequence.finish(FINISH_REASONS[row[groups]], trim=row[groups + 1])
+                sequence.finish(FINISH_REASONS[EndReason(row[groups])], trim=row[groups + 1])
             else:
                 sequence.position += 1
                 sequence.sampled += 1

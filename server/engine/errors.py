@@ -7,8 +7,15 @@ EngineError
 ├── JobCancelledError     a job was cancelled (client gone, timeout, shutdown)
 ├── EngineStoppedError    the engine is shutting down and takes no new work
 ├── EngineStalledError    the inference thread is stuck (ENGINE_STALL_TIMEOUT)
-└── SynthesisError        the model raised while generating
-    └── InvalidSynthesisInput  the model refused the input (unknown speaker or language)
+├── SynthesisError        the model raised while generating
+│   └── InvalidSynthesisInput  the model refused the input (unknown speaker or language)
+├── QuantizeUnsupported   QUANTIZE asks for what the device cannot run (slots/quantize.py)
+├── AlignerUnavailable    ALIGNER_MODEL_ID is set without the aligner package (slots/aligner.py)
+├── AlignmentError        a segment could not be aligned (slots/aligner.py)
+├── CrossDeviceError      the simulated CUDA device saw an operation mix devices (device/simulated.py)
+└── CaptureViolation      the simulated device saw a host sync while capturing (device/simulated.py)
+
+The last five also derive from RuntimeError, as they did before they joined the tree.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
+from server.engine.errors import EngineError
+
 SIMULATED = torch.device("cuda", 0)
 
 # Operations whose result decides a shape or a Python value: the host waits for the device.
@@ -71,11 +73,11 @@ _NOT_SPECIAL = object()
 _CPU_INDICES_ALLOWED = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})
 
 
-class CrossDeviceError(RuntimeError):
+class CrossDeviceError(EngineError, RuntimeError):
     """An operation mixed the simulated device with the CPU, as CUDA would refuse it."""
 
 
-class CaptureViolation(RuntimeError):
+class CaptureViolation(EngineError, RuntimeError):
     """A host synchronisation or pageable copy while a graph was being captured."""
 
 

@@ -57,11 +57,16 @@ class DeviceBatch:
         # Staged per frame: column 0 whether the row runs (the others, backlogged, finished or
         # padding, stay as they are), columns 1..16 the keys of its draws (counter_rng.frame_keys).
         self.inputs = longs(rows, groups + 1)
+        self.runs = self.inputs[:, 0]  # named views of its columns
+        self.draw_keys = self.inputs[:, 1:]
         # Between (B) and (A): the frame's summed code embedding, the talker's next input.
         self.frame_embeds = torch.zeros(rows, 1, embed_size, dtype=dtype, device=device)
         # The frame's output, in one tensor for one copy: 16 codes, the end reason
         # (server/engine/frame/step.py) and the frames a runaway guard trims, per row.
         self.out = longs(rows, groups + 2)
+        self.codes_out = self.out[:, :groups]  # named views of its columns
+        self.reason_out = self.out[:, groups]
+        self.trim_out = self.out[:, groups + 1]
         self._runtime = runtime_for(device)
         self.host_inputs = self._runtime.pinned(rows, groups + 1, dtype=torch.long)
         self.host_out = self._runtime.pinned(rows, groups + 2, dtype=torch.long)

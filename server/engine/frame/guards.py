@@ -50,8 +50,15 @@ from dataclasses import dataclass
 
 import torch
 
-# Verdicts, as the tensor holds them.
-NONE, SILENCE, REPETITION, TAIL = 0, 1, 2, 3
+from server.engine.frame.reasons import EndReason
+
+# Verdicts, as the tensor holds them: the frame's end reasons.
+NONE, SILENCE, REPETITION, TAIL = (
+    EndReason.GOES_ON,
+    EndReason.SILENCE_GUARD,
+    EndReason.REPETITION_GUARD,
+    EndReason.TAIL_GUARD,
+)
 
 # The longest loop period looked for: 32 frames = 2.56 s (a repeated phrase, not a sentence).
 MAX_PERIOD = 32

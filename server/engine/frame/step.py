@@ -29,20 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from server.engine.device.runtime import runtime_for
+from server.engine.frame.attention import use_grouped_decode
 from server.engine.frame.counter_rng import keys as counter_keys
 from server.engine.frame.device_batch import DeviceBatch
-from server.engine.frame.guards import REPETITION, SILENCE, TAIL, GuardBank
+from server.engine.frame.guards import GuardBank
 from server.engine.frame.kv import PredictorKVCache, SlotKVCache
+from server.engine.frame.reasons import GUARD_REASONS, EndReason
 from server.engine.frame.sampling import StageTensors, kth_index, process_first_codebook, sample, token_mask
-
-# Why a row's segment ended, in the frame's output (0: it goes on).
-END_OF_SPEECH = 1
-TOKEN_BUDGET = 2
-# The runaway guards (server/engine/frame/guards.py): a quiet tail, a codebook-0 loop, a tail too long.
-SILENCE_GUARD = 3
-REPETITION_GUARD = 4
-TAIL_GUARD = 5
-_GUARD_CODES = {SILENCE: SILENCE_GUARD, REPETITION: REPETITION_GUARD, TAIL: TAIL_GUARD}
 
 # Batch sizes a frame runs at: a batch of n rows runs at the smallest bucket >= n.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
@@ -70,8 +64,8 @@ def end_reason(
     package stops before it samples past it), then end of speech, then each further
     condition in `extra` ((reason code, bool [B]) pairs, pure tensor functions of the batch
     state) for rows nothing else has ended."""
-    reason = torch.where(spoke_eos, END_OF_SPEECH, 0)
-    reason = torch.where(budget_hit, TOKEN_BUDGET, reason)
+    reason = torch.where(spoke_eos, EndReason.END_OF_SPEECH, EndReason.GOES_ON)
+    reason = torch.where(budget_hit, EndReason.TOKEN_BUDGET, reason)
     for code, condition in extra:
         reason = torch.where(condition & (reason == 0), code, reason)
     return reason
@@ -112,6 +106,10 @@ class FrameModel:
         self.talker = talker
         self.predictor = talker.code_predictor
         self.device = talker.device
+        if runtime_for(self.device).asynchronous:
+            # On a GPU the masked decode step would repeat K/V to every head in every layer
+            # (server/engine/frame/attention.py); the CPU keeps transformers' path as it is.
+            use_grouped_decode(talker)
         self.groups = int(config.num_code_groups)
         self.eos = int(config.codec_eos_token_id)
         self.vocab = int(config.vocab_size)
@@ -210,7 +208,7 @@ class FrameModel:
         state = self.state
         bucket, candidates = shape.bucket, shape.predictor_candidates
         token = state.token[:bucket]
-        keys = state.inputs[:bucket, 1:]
+        keys = state.draw_keys[:bucket]
         stage = state.predictor.rows(bucket)
         kth = kth_index(stage, candidates)
         first = self._codec_embedding(token.unsqueeze(1))
@@ -226,7 +224,7 @@ class FrameModel:
             inputs = self._predictor_embeddings[step](drawn.unsqueeze(1))
             embeddings.append(inputs)
         state.frame_embeds[:bucket].copy_(torch.cat(embeddings, dim=1).sum(1, keepdim=True))
-        state.out[:bucket, : self.groups].copy_(torch.stack(codes, dim=1))
+        state.codes_out[:bucket].copy_(torch.stack(codes, dim=1))
 
     def _predictor_layers(self, embeds: torch.Tensor, start: int, bucket: int) -> torch.Tensor:
         """The code predictor's decoder layers and final norm, as its model's forward runs them
@@ -291,16 +289,16 @@ class FrameModel:
         processed = process_first_codebook(
             logits, state.seen[:bucket], state.penalty[:bucket], generated, self.eos_mask, self.suppressed_mask
         )
-        key = state.inputs[:bucket, 1]
+        key = state.draw_keys[:bucket, 0]
         token = sample(processed, state.talker.rows(bucket), key, shape.talker_candidates, shape.talker_top_p)
-        active = state.inputs[:bucket, 0] != 0
+        active = state.runs[:bucket] != 0
         # The package stops after sampling `budget` tokens; the last one never gets a frame.
         budget_hit = generated + 1 >= state.budget[:bucket]
         extra, trim = self.extra_stops(bucket, token, fed + 1 >= text_length, active)
         reason = end_reason(budget_hit, token == self.eos, extra)
         advance = active & ~budget_hit
-        state.out[:bucket, self.groups].copy_(torch.where(active, reason, 0))
-        state.out[:bucket, self.groups + 1].copy_(torch.where(active & (reason >= SILENCE_GUARD), trim, 0))
+        state.reason_out[:bucket].copy_(torch.where(active, reason, EndReason.GOES_ON))
+        state.trim_out[:bucket].copy_(torch.where(active & (reason >= EndReason.SILENCE_GUARD), trim, 0))
         state.hidden[:bucket].copy_(torch.where(advance.view(bucket, 1, 1), hidden, state.hidden[:bucket]))
         state.token[:bucket].copy_(torch.where(advance, token, state.token[:bucket]))
         step = advance.long()
@@ -329,4 +327,4 @@ class FrameModel:
         verdict, trim = guards.frame(bucket, token, text_done, active)
         # The token that tripped a guard never becomes a frame: the frames before it are trimmed.
         trim = (trim - 1).clamp(min=0)
-        return [(code, verdict == value) for value, code in _GUARD_CODES.items()], trim
+        return [(reason, verdict == reason) for reason in GUARD_REASONS], trim

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from server.engine.device.runtime import runtime_for
+from server.engine.errors import EngineError
 from server.engine.slots.models import SlotState, SlotStats
 
 log = logging.getLogger("qwen3-tts.aligner")
@@ -52,7 +53,7 @@ class AlignedSpan:
     end: float
 
 
-class AlignerUnavailable(RuntimeError):
+class AlignerUnavailable(EngineError, RuntimeError):
     """ALIGNER_MODEL_ID is set but the package that runs it is not installed."""
 
 
@@ -65,7 +66,7 @@ def check_aligner_support(model_id: str) -> None:
         )
 
 
-class AlignmentError(RuntimeError):
+class AlignmentError(EngineError, RuntimeError):
     """An alignment could not be made; the message says why (it goes to the client)."""
 
 

@@ -19,13 +19,15 @@ from typing import Any, Literal
 
 import torch
 
+from server.engine.errors import EngineError
+
 log = logging.getLogger("qwen3-tts.engine")
 
 QuantizeMode = Literal["none", "int8", "fp8"]
 FP8_MIN_CAPABILITY = (8, 9)
 
 
-class QuantizeUnsupported(RuntimeError):
+class QuantizeUnsupported(EngineError, RuntimeError):
     """QUANTIZE asks for what this machine or installation cannot do; the message says why."""
 
 
