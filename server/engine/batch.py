@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from server.engine.codec.chunks import AudioCopy, RowChunks, StreamChunks
+from server.engine.codec.chunks import AudioCopy, StreamChunks
+from server.engine.codec.rows import RowChunks
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import InvalidSynthesisInput
 from server.engine.frame.counter_rng import frame_keys

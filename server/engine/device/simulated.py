@@ -6,12 +6,12 @@ cannot decide end of speech, fill chunks or run a generation to its end; a wrapp
 keeps real CPU data under a tensor that reports `cuda:0`, so everything runs for real while
 the device is checked and counted (LEARNING_LOG.md).
 
-- `SimulatedTensor` wraps a CPU tensor. Its `__torch_dispatch__` runs every aten operation
-  on the CPU data, raises as CUDA would when an operation mixes it with a CPU tensor (a
-  0-dim CPU tensor is a scalar, as on CUDA; CPU indices are allowed and cost a copy), and
-  counts what the operation costs the host: a host synchronisation (`.item()`, `.tolist()`,
-  a blocking copy to the host, a pageable copy to the device, a data-dependent shape), an
-  asynchronous copy, or a kernel launch.
+- `SimulatedTensor` (server/engine/device/simulated_ops.py) wraps a CPU tensor. Every
+  operation on it runs on the CPU data, raises as CUDA would when it mixes it with a CPU
+  tensor (a 0-dim CPU tensor is a scalar, as on CUDA; CPU indices are allowed and cost a
+  copy), and is counted by what it costs the host: a host synchronisation (`.item()`,
+  `.tolist()`, a blocking copy to the host, a pageable copy to the device, a data-dependent
+  shape), an asynchronous copy, or a kernel launch.
 - On each thread bound to the device (`bound()`: the engine's threads, a test's), a dispatch
   mode turns factory calls given `device="cuda"` into simulated tensors, and a function mode
   does the same for `torch.tensor(..., device="cuda")` and `.to("cuda")` of a CPU tensor.
@@ -21,209 +21,28 @@ the device is checked and counted (LEARNING_LOG.md).
   synchronisation forbidden (as stream capture forbids it) and replays it eagerly, counting
   its operations as inside a graph.
 
-Everything it counts is in `ledger`; `Ledger.since(snapshot)` gives the cost of a stretch.
+Everything it counts is in `ledger` (server/engine/device/ledger.py); `Ledger.since(snapshot)`
+gives the cost of a stretch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
-import threading
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map_only
 
-from server.engine.errors import EngineError
-
-SIMULATED = torch.device("cuda", 0)
-
-# Operations whose result decides a shape or a Python value: the host waits for the device.
-_SYNCING = frozenset({"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "equal", "is_nonzero"})
-# The same, as torch functions.
-_SYNCING_CALLS = frozenset({"nonzero", "masked_select", "unique", "unique_consecutive", "equal", "argwhere"})
-# Functions that only read a tensor's metadata: no kernel, nothing to check.
-_METADATA = frozenset(
-    {
-        torch.Tensor.size,
-        torch.Tensor.dim,
-        torch.Tensor.numel,
-        torch.Tensor.stride,
-        torch.Tensor.is_contiguous,
-        torch.Tensor.storage_offset,
-        torch.Tensor.element_size,
-        torch.Tensor.__len__,
-        torch.Tensor.data_ptr,
-        torch.Tensor.untyped_storage,
-        torch.Tensor.is_floating_point,
-        torch.Tensor.is_complex,
-        torch.Tensor.get_device,
-        torch.Tensor.__hash__,
-    }
+from server.engine.device.ledger import CaptureViolation, CrossDeviceError, Ledger
+from server.engine.device.simulated_ops import (
+    FactoriesOnDevice,
+    HostToDevice,
+    SimulatedDevice,
+    SimulatedTensor,
 )
-_METADATA_NAMES = frozenset({"__get__"})  # properties: shape, device, dtype, ndim, is_cuda, ...
-_NOT_SPECIAL = object()
-# Operations that accept CPU index tensors with CUDA data (copying the indices first).
-_CPU_INDICES_ALLOWED = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})
 
-
-class CrossDeviceError(EngineError, RuntimeError):
-    """An operation mixed the simulated device with the CPU, as CUDA would refuse it."""
-
-
-class CaptureViolation(EngineError, RuntimeError):
-    """A host synchronisation or pageable copy while a graph was being captured."""
-
-
-@dataclass
-class Ledger:
-    """What the simulated device was asked to do. Counts only grow; `since` subtracts."""
-
-    ops_outside: int = 0  # aten operations outside replays: kernel launches the host pays for
-    ops_inside: int = 0  # aten operations inside replays of captured graphs
-    host_syncs: Counter[str] = field(default_factory=Counter)  # why the host waited
-    pageable_copies: int = 0  # host-to-device copies from pageable memory
-    async_copies: int = 0  # copies through pinned memory, to or from the device
-    cross_device: list[str] = field(default_factory=list)  # operations that mixed devices
-    captures: list[str] = field(default_factory=list)  # graphs captured, by name
-    replays: Counter[str] = field(default_factory=Counter)
-
-    def snapshot(self) -> Ledger:
-        return Ledger(
-            self.ops_outside,
-            self.ops_inside,
-            Counter(self.host_syncs),
-            self.pageable_copies,
-            self.async_copies,
-            list(self.cross_device),
-            list(self.captures),
-            Counter(self.replays),
-        )
-
-    def since(self, earlier: Ledger) -> Ledger:
-        return Ledger(
-            self.ops_outside - earlier.ops_outside,
-            self.ops_inside - earlier.ops_inside,
-            self.host_syncs - earlier.host_syncs,
-            self.pageable_copies - earlier.pageable_copies,
-            self.async_copies - earlier.async_copies,
-            self.cross_device[len(earlier.cross_device) :],
-            self.captures[len(earlier.captures) :],
-            self.replays - earlier.replays,
-        )
-
-    @property
-    def syncs(self) -> int:
-        return sum(self.host_syncs.values())
-
-
-class SimulatedTensor(torch.Tensor):
-    """CPU data under a tensor whose device is `cuda:0`."""
-
-    elem: torch.Tensor
-    sim: SimulatedCuda
-
-    @staticmethod
-    def __new__(cls, elem: torch.Tensor, sim: SimulatedCuda) -> SimulatedTensor:
-        tensor = torch.Tensor._make_wrapper_subclass(
-            cls,
-            elem.shape,
-            strides=elem.stride(),
-            storage_offset=elem.storage_offset(),
-            dtype=elem.dtype,
-            device=SIMULATED,
-            requires_grad=False,
-        )
-        tensor.elem = elem
-        tensor.sim = sim
-        sim.live.add(tensor)
-        return tensor
-
-    def __repr__(self) -> str:  # type: ignore[override]
-        return f"SimulatedTensor({self.elem!r}, device='{SIMULATED}')"
-
-    @classmethod
-    def __torch_function__(
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        # Handled here, above C++: the bindings of a CUDA build would look for a driver
-        # (device guards, kernel selection) before an aten operation reached the dispatcher.
-        leaves, _ = tree_flatten((args, kwargs or {}))
-        sim = next(leaf.sim for leaf in leaves if isinstance(leaf, SimulatedTensor))
-        return sim.call(func, args, kwargs or {})
-
-    @classmethod
-    def __torch_dispatch__(  # type: ignore[override]
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        leaves, _ = tree_flatten((args, kwargs or {}))
-        sim = next(leaf.sim for leaf in leaves if isinstance(leaf, SimulatedTensor))
-        return sim.dispatch(func, args, kwargs or {})
-
-
-class _Factories(TorchDispatchMode):
-    """Factory operations given `device="cuda"` make simulated tensors (thread-bound)."""
-
-    def __init__(self, sim: SimulatedCuda) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.sim = sim
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        device = kwargs.get("device")
-        if device is not None and torch.device(device).type == "cuda":
-            self.sim.launch()
-            on_host = {**kwargs, "device": torch.device("cpu")}
-            if "pin_memory" in on_host:
-                on_host["pin_memory"] = None
-            out = func(*args, **on_host)
-            return tree_map_only(torch.Tensor, self.sim.wrap, out)
-        return func(*args, **kwargs)
-
-
-class _HostToDevice(TorchFunctionMode):
-    """`torch.tensor(..., device="cuda")` and `.to("cuda")` of a CPU tensor (thread-bound):
-    copies to the simulated device, pageable unless from a pinned buffer."""
-
-    def __init__(self, sim: SimulatedCuda) -> None:
-        super().__init__()
-        self.sim = sim
-
-    def __torch_function__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        if func in (torch.tensor, torch.as_tensor) and _is_cuda(kwargs.get("device")):
-            if func is torch.as_tensor and isinstance(args[0], SimulatedTensor):
-                dtype = kwargs.get("dtype")
-                return args[0] if dtype is None else args[0].to(dtype)
-            host = func(*args, **{**kwargs, "device": "cpu"})
-            if host.numel():  # CUDA skips the copy of an empty tensor
-                self.sim.host_to_device(pinned=False, blocking=True)
-            return self.sim.wrap(host)
-        if func in (torch.Tensor.to, torch.Tensor.cuda) and args and not isinstance(args[0], SimulatedTensor):
-            source: torch.Tensor = args[0]
-            if func is torch.Tensor.cuda:
-                device, dtype, non_blocking = SIMULATED, None, bool(kwargs.get("non_blocking", False))
-            else:
-                device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args[1:], **kwargs)
-            if _is_cuda(device):
-                self.sim.host_to_device(pinned=self.sim.is_pinned(source), blocking=not non_blocking)
-                copied = source.to(dtype=dtype, copy=True) if dtype is not None else source.clone()
-                return self.sim.wrap(copied)
-        return func(*args, **kwargs)
-
-
-def _is_cuda(device: Any) -> bool:
-    return device is not None and torch.device(device).type == "cuda"
+__all__ = ["CaptureViolation", "CrossDeviceError", "Ledger", "SimulatedCuda", "SimulatedTensor"]
 
 
 class _SimulatedEvent:
@@ -255,225 +74,11 @@ class _SimulatedCapturer:
         return None
 
 
-class SimulatedCuda:
+class SimulatedCuda(SimulatedDevice):
     """The simulated device and its runtime (server/engine/device/runtime.py's seam)."""
 
     name = "simulated cuda"
     asynchronous = True
-
-    def __init__(self) -> None:
-        self.ledger = Ledger()
-        self.live: weakref.WeakSet[SimulatedTensor] = weakref.WeakSet()
-        self._pinned: dict[int, weakref.ref[torch.Tensor]] = {}
-        self._local = threading.local()  # per thread: inside a replay, capturing
-        self._patched: Any = None
-
-    # ---- the device --------------------------------------------------------------------
-
-    def wrap(self, tensor: torch.Tensor) -> torch.Tensor:
-        if isinstance(tensor, SimulatedTensor):
-            return tensor
-        return SimulatedTensor(tensor, self)
-
-    def launch(self) -> None:
-        if getattr(self._local, "replaying", False):
-            self.ledger.ops_inside += 1
-        else:
-            self.ledger.ops_outside += 1
-
-    def sync(self, reason: str) -> None:
-        if getattr(self._local, "capturing", False):
-            raise CaptureViolation(f"{reason}: operation not permitted when stream is capturing")
-        self.ledger.host_syncs[reason] += 1
-
-    def host_to_device(self, pinned: bool, blocking: bool) -> None:
-        """A copy to the device: asynchronous from pinned memory, else pageable (the host
-        waits for the stream first, as CUDA does for pageable memory)."""
-        if pinned and not blocking:
-            self.ledger.async_copies += 1
-            return
-        if getattr(self._local, "capturing", False):
-            raise CaptureViolation("pageable host-to-device copy: operation not permitted when stream is capturing")
-        self.ledger.pageable_copies += 1
-        self.sync("pageable copy to the device")
-
-    def is_pinned(self, tensor: torch.Tensor) -> bool:
-        if isinstance(tensor, SimulatedTensor) or tensor.device.type != "cpu":
-            return False
-        ref = self._pinned.get(tensor.untyped_storage().data_ptr())
-        return ref is not None and ref() is not None
-
-    def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A torch function with simulated tensors among its arguments: checked, counted, then
-        run on their CPU data, its tensor results wrapped again."""
-        if func in _METADATA or getattr(func, "__name__", "") in _METADATA_NAMES:
-            with torch._C.DisableTorchFunctionSubclass():
-                return func(*args, **kwargs)
-        name = getattr(func, "__name__", str(func))
-        self_arg = args[0] if args and isinstance(args[0], SimulatedTensor) else None
-        if self_arg is not None:
-            special = self._tensor_method(func, self_arg, args, kwargs)
-            if special is not _NOT_SPECIAL:
-                return special
-        if name in ("copy_",) and len(args) >= 2:
-            return self._copy(args[0], args[1], bool(kwargs.get("non_blocking", args[2] if len(args) > 2 else False)))
-        if name in _SYNCING_CALLS:
-            self.sync(name)
-        self._check_devices(name, args, kwargs)
-        inputs = {id(t.elem): t for t in tree_flatten((args, kwargs))[0] if isinstance(t, SimulatedTensor)}
-        storages = {_storage(t.elem) for t in inputs.values()}
-        host_args, host_kwargs = tree_map_only((SimulatedTensor, torch.device, str), _on_host, (args, kwargs))
-        with torch._C.DisableTorchFunctionSubclass():
-            out = func(*host_args, **host_kwargs)
-        launched = name.endswith("_") and name != "requires_grad_"
-
-        def back(tensor: torch.Tensor) -> torch.Tensor:
-            nonlocal launched
-            original = inputs.get(id(tensor))
-            if original is not None:
-                return original
-            if _storage(tensor) not in storages:
-                launched = True
-            return self.wrap(tensor)
-
-        wrapped = tree_map_only(torch.Tensor, back, out)
-        if launched:
-            self.launch()
-        return wrapped
-
-    def _tensor_method(self, func: Any, tensor: SimulatedTensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Tensor methods that leave the device or read it back."""
-        if func is torch.Tensor.tolist:
-            self.sync("tolist")
-            return tensor.elem.tolist()
-        if func in (
-            torch.Tensor.item,
-            torch.Tensor.__bool__,
-            torch.Tensor.__int__,
-            torch.Tensor.__float__,
-            torch.Tensor.__index__,
-        ):
-            self.sync("item")
-            return func(tensor.elem)
-        if func is torch.Tensor.numpy or func is torch.Tensor.__array__:
-            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first.")
-        if func in (torch.Tensor.__repr__, torch.Tensor.__str__, torch.Tensor.__format__):
-            return repr(tensor)
-        if func is torch.Tensor.cpu or (func is torch.Tensor.to and _leaves_device(args[1:], kwargs)):
-            self.sync("copy to the host")
-            with torch._C.DisableTorchFunctionSubclass():
-                host_args, host_kwargs = tree_map_only((SimulatedTensor, torch.device, str), _on_host, (args, kwargs))
-                return func(*host_args, **host_kwargs)
-        if func is torch.Tensor.__setitem__:
-            value = args[2]
-            if not isinstance(value, torch.Tensor):
-                # As CUDA does: a Python value becomes a CPU scalar; one element is copied in
-                # (a blocking copy), more are filled (a kernel).
-                value = torch.tensor(value, dtype=tensor.dtype)
-            index = args[1]
-            host_indices = [
-                i for i in tree_flatten(index)[0] if isinstance(i, torch.Tensor) and not isinstance(i, SimulatedTensor)
-            ]
-            if (
-                host_indices
-                or (not isinstance(value, SimulatedTensor) and value.dim() > 0)
-                or (
-                    not isinstance(value, SimulatedTensor)
-                    and _elem(tensor)[tree_map_only(SimulatedTensor, _elem, index)].numel() == 1
-                )
-            ):
-                self.host_to_device(pinned=False, blocking=True)
-            else:
-                self.launch()
-            _elem(tensor)[tree_map_only(SimulatedTensor, _elem, index)] = _elem(value)
-            return None
-        if func is torch.Tensor.__getitem__:
-            index = args[1]
-            if any(
-                isinstance(i, torch.Tensor) and not isinstance(i, SimulatedTensor) and i.dim() > 0
-                for i in tree_flatten(index)[0]
-            ):
-                self.host_to_device(pinned=False, blocking=True)
-            out = tensor.elem[tree_map_only(SimulatedTensor, _elem, index)]
-            if _storage(out) != _storage(tensor.elem):
-                self.launch()
-            return self.wrap(out)
-        return _NOT_SPECIAL
-
-    def dispatch(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        name = func.overloadpacket.__name__
-        self._check_devices(name, args, kwargs)
-        if name == "copy_":
-            return self._copy(args[0], args[1], bool(kwargs.get("non_blocking", args[2] if len(args) > 2 else False)))
-        if name in _SYNCING:
-            self.sync(f"aten.{name}")
-        self.launch()
-        unwrapped_args, unwrapped_kwargs = tree_map_only(SimulatedTensor, _elem, (args, kwargs))
-        to_host = name == "_to_copy" and kwargs.get("device") is not None and not _is_cuda(kwargs["device"])
-        if to_host:
-            self.sync("copy to the host")
-            unwrapped_kwargs = {**unwrapped_kwargs, "pin_memory": None}
-        elif _is_cuda(unwrapped_kwargs.get("device")):
-            unwrapped_kwargs = {**unwrapped_kwargs, "device": torch.device("cpu")}
-        out = func(*unwrapped_args, **unwrapped_kwargs)
-        if to_host:
-            return out
-        originals = {id(t.elem): t for t in tree_flatten((args, kwargs))[0] if isinstance(t, SimulatedTensor)}
-        return tree_map_only(torch.Tensor, lambda t: originals.get(id(t)) or self.wrap(t), out)
-
-    def _copy(self, target: torch.Tensor, source: torch.Tensor, non_blocking: bool) -> torch.Tensor:
-        target_on, source_on = isinstance(target, SimulatedTensor), isinstance(source, SimulatedTensor)
-        if target_on and not source_on:
-            self.host_to_device(pinned=self.is_pinned(source), blocking=not non_blocking)
-        elif source_on and not target_on:
-            if non_blocking and self.is_pinned(target):
-                self.ledger.async_copies += 1
-            else:
-                self.sync("copy to the host")
-        else:
-            self.launch()
-        _elem(target).copy_(_elem(source))
-        return target
-
-    def _check_devices(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if name in ("copy_", "_to_copy"):
-            return
-        host = [
-            leaf
-            for leaf in tree_flatten((args, kwargs))[0]
-            if isinstance(leaf, torch.Tensor) and not isinstance(leaf, SimulatedTensor) and leaf.dim() > 0
-        ]
-        if not host:
-            return
-        if name in _CPU_INDICES_ALLOWED:
-            self.host_to_device(pinned=False, blocking=True)
-            return
-        self.ledger.cross_device.append(name)
-        raise CrossDeviceError(
-            f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({name})"
-        )
-
-    @contextlib.contextmanager
-    def capturing(self) -> Iterator[None]:
-        self._local.capturing = True
-        try:
-            yield
-        finally:
-            self._local.capturing = False
-
-    @contextlib.contextmanager
-    def replaying(self) -> Iterator[None]:
-        self._local.replaying = True
-        try:
-            yield
-        finally:
-            self._local.replaying = False
-
-    def live_bytes(self) -> int:
-        """Bytes of CPU storage behind live simulated tensors (each storage counted once)."""
-        gc.collect()
-        storages = {t.elem.untyped_storage().data_ptr(): t.elem.untyped_storage().nbytes() for t in list(self.live)}
-        return sum(storages.values())
 
     # ---- the runtime seam --------------------------------------------------------------
 
@@ -482,7 +87,7 @@ class SimulatedCuda:
 
     @contextlib.contextmanager
     def bound(self) -> Iterator[None]:
-        with _HostToDevice(self), _Factories(self):
+        with HostToDevice(self), FactoriesOnDevice(self):
             yield
 
     def load_map(self, device: str) -> str:
@@ -581,36 +186,3 @@ def _masks_without_vmap() -> Iterator[None]:
         yield
     finally:
         masking_utils._vmap_for_bhqkv = original
-
-
-def _on_host(value: Any) -> Any:
-    """An argument as the CPU computation takes it: a simulated tensor's data, the simulated
-    device as the CPU."""
-    if isinstance(value, SimulatedTensor):
-        return value.elem
-    if isinstance(value, torch.device):
-        return torch.device("cpu") if value.type == "cuda" else value
-    if isinstance(value, str) and (value == "cuda" or value.startswith("cuda:")):
-        return "cpu"
-    return value
-
-
-def _leaves_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether `.to(*args, **kwargs)` names a device other than CUDA."""
-    device = kwargs.get("device")
-    for value in args:
-        if isinstance(value, (str, torch.device)):
-            device = value
-    return device is not None and torch.device(device).type != "cuda"
-
-
-def _storage(tensor: torch.Tensor) -> int | None:
-    """Where a tensor's data lives (None for tensors without storage, as vmap's batched ones)."""
-    try:
-        return int(tensor.untyped_storage().data_ptr())
-    except (NotImplementedError, RuntimeError):
-        return None
-
-
-def _elem(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.elem if isinstance(tensor, SimulatedTensor) else tensor
