@@ -278,8 +278,8 @@ def test_frames_replay_their_graphs(report: Report) -> None:
 
 def test_few_operations_outside_graphs_per_frame(report: Report) -> None:
     """Frames with chunks due included: the codec's decode is replayed too, so what the host
-    launches per frame is a handful of copies, not hundreds of kernels."""
-    assert max(frame.ops_outside for frame in report.frames) <= 60
+    launches per frame (kernels and copies outside the replays) is a handful, not hundreds."""
+    assert max(frame.ops_outside + frame.async_copies for frame in report.frames) <= 60
 
 
 def test_streamed_audio_equals_the_whole_decode(report: Report) -> None:
