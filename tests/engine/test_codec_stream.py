@@ -13,6 +13,7 @@ import torch
 from server.engine.codec.batched import PIECE_FRAMES, BatchedCodec, pieces
 from server.engine.codec.stream import StreamingDecoder
 from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.frame_audit import forbidden_operations
 
 FRAMES = 160  # over twice the codec transformer's window of 72 frames
 TOLERANCE = 1e-4
@@ -122,3 +123,20 @@ def test_pieces_cover_every_chunk_size() -> None:
         found = pieces(frames)
         assert sum(found) == frames and found == sorted(found, reverse=True)
         assert set(found) <= set(PIECE_FRAMES)
+
+
+def test_the_batched_decode_is_capturable(decoder: Any) -> None:
+    """The same proofs as the frame's: nothing forbidden inside (no host sync, no
+    data-dependent shape, no tensor from Python data, no cross-device copy) and no graph
+    break when torch._dynamo traces it."""
+    import torch._dynamo
+
+    codec = BatchedCodec(decoder, rows=4)
+    index = torch.tensor([0, 2, codec.scratch])
+    codes = random_codes(3 * 8, seed=7).view(3, 8, 16)
+    with torch.inference_mode():
+        assert forbidden_operations(lambda: codec.decode(index, codes)) == {}
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(codec.decode)(index, codes)
+        torch._dynamo.reset()
+    assert explained.graph_break_count == 0, [str(reason.reason) for reason in explained.break_reasons]

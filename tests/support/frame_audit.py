@@ -118,6 +118,17 @@ def counting(model: FrameModel) -> Iterator[FrameCounts]:
         model.predictor_frame, model.talker_step = originals  # type: ignore[method-assign]
 
 
+def forbidden_operations(function: Callable[[], Any]) -> dict[str, int]:
+    """Operations that must never run inside a captured function, counted over one call of
+    `function` (the codec's decode, for one)."""
+    counts = FrameCounts()
+    mode = _Counting(counts)
+    mode.inside = True
+    with mode:
+        function()
+    return dict(counts.forbidden)
+
+
 def graph_breaks(model: FrameModel, shape: FrameShape) -> dict[str, Any]:
     """torch._dynamo.explain (tracing only, backend "eager") over (B) and (A) at one shape:
     graphs, graph breaks and their reasons."""
