@@ -20,7 +20,7 @@ from server.engine.errors import InvalidSynthesisInput
 from server.engine.frame.counter_rng import frame_keys
 from server.engine.frame.reasons import EndReason
 from server.engine.frame.sampling import RowSampling, StageTensors, candidates_for, uses_top_p
-from server.engine.frame.step import FrameModel, FrameShape, bucket_for
+from server.engine.frame.step import FrameModel, FrameShape, Prefilled, bucket_for
 from server.engine.jobs import SAMPLES_PER_FRAME, AudioChunk, CloneVoice, FinishReason, SegmentStats
 from server.engine.prompt import PieceText, PromptBuilder
 from server.engine.sequence import JobStream, Sequence, segment_seed
@@ -56,6 +56,7 @@ class ActiveBatch:
         # Runs one frame: eagerly, or by replaying captured graphs (server/engine/frame/graphs.py).
         self.runner = runner or self.run_eager
         self.rows: list[Sequence] = []  # row i lives in KV slot i and device row i
+        self.joining: list[Sequence] = []  # prompts built, waiting for the tick's prefill
         self.runtime = runtime_for(frames.device)
         # Where the device runs asynchronously (a GPU), the due streams of a frame decode
         # together from per-row state, in captured graphs; on the CPU each decodes alone.
@@ -72,13 +73,21 @@ class ActiveBatch:
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.rows)
+        return self.capacity - len(self.rows) - len(self.joining)
 
     # ---- joining -----------------------------------------------------------------------
 
     def start(self, stream: JobStream, load_ms: float, sampling: RowSampling) -> Sequence:
-        """Prefill the stream's next segment and give it a row. Raises InvalidSynthesisInput
-        when the model refuses its input."""
+        """Prefill the stream's next segment and give it a row (with any other joining
+        sequence). Raises InvalidSynthesisInput when the model refuses its input."""
+        sequence = self.join(stream, load_ms, sampling)
+        self.admit()
+        return sequence
+
+    def join(self, stream: JobStream, load_ms: float, sampling: RowSampling) -> Sequence:
+        """Build the prompt of the stream's next segment; it is prefilled and takes a row at
+        the next `admit`, with the tick's other newcomers. Raises InvalidSynthesisInput when
+        the model refuses its input."""
         job = stream.job
         index = stream.next_segment
         text = job.segments[index]
@@ -115,7 +124,29 @@ class ActiveBatch:
             load_ms=load_ms,
             started=started,
         )
-        prefilled = self.model.prefill(prompt.embeds)
+        stream.next_segment = index + 1
+        self.joining.append(sequence)
+        return sequence
+
+    def admit(self) -> list[Sequence]:
+        """Prefill the joining sequences and give each a row. Where the device runs
+        asynchronously (a GPU) a tick's newcomers are prefilled together, one forward for all
+        (right-padded: causal attention never looks at the padding); on the CPU each alone,
+        as the package prefills it, to the last bit. A failure leaves none of them joining."""
+        joining, self.joining = self.joining, []
+        if not joining:
+            return []
+        prompts = [sequence.prompt.embeds for sequence in joining]
+        if self.runtime.asynchronous and len(joining) > 1:
+            prefilled = self.model.prefill_many(prompts)
+        else:
+            prefilled = [self.model.prefill(embeds) for embeds in prompts]
+        for sequence, prefill in zip(joining, prefilled, strict=True):
+            self._take_row(sequence, prefill)
+        return joining
+
+    def _take_row(self, sequence: Sequence, prefilled: Prefilled) -> None:
+        prompt, sampling = sequence.prompt, sequence.sampling
         # End of speech is banned for the first tokens, so the first one never ends the segment.
         token = self.model.first_token(
             prefilled.logits,
@@ -126,7 +157,7 @@ class ActiveBatch:
         )
         sequence.slot = len(self.rows)
         sequence.decoder = self.codec.open(sequence.slot, prompt.ref_code)
-        self.model.cache.store_prefill(sequence.slot, prefilled.cache)
+        self.model.cache.store_prefill(sequence.slot, prefilled.cache, prefilled.row, prompt.length)
         self.model.state.start_row(
             sequence.slot,
             token=token,
@@ -142,8 +173,6 @@ class ActiveBatch:
         sequence.position = prompt.length
         sequence.sampled = 1
         self.rows.append(sequence)
-        stream.next_segment = index + 1
-        return sequence
 
     # ---- one frame ---------------------------------------------------------------------
 

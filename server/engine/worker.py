@@ -233,6 +233,37 @@ class InferenceLoop:
             self.longest_stall_ms = max(self.longest_stall_ms, (time.perf_counter() - started) * 1000)
 
     def _admit_waiting(self, name: SlotName, slot: ModelSlot) -> None:
+        """Join waiting segments while rows are free and the tick's prompt budget lasts, then
+        prefill them (together, on a GPU) into their rows."""
+        self._join_waiting(name, slot)
+        backend = slot.backend
+        if backend is None or not backend.batch.joining:
+            return
+        batch = backend.batch
+        joining = list(batch.joining)
+        try:
+            started = batch.admit()
+        except Exception as exc:  # the prefill failed: none of them got a row
+            log.exception("prefill failed", extra={"slot": name})
+            error = exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
+            for sequence in joining:
+                sequence.stream.deliver(error)
+            return
+        slot.touch()
+        for sequence in started:
+            log.debug(
+                "segment started",
+                extra={
+                    "request_id": sequence.stream.request_id,
+                    "slot": name,
+                    "segment": sequence.segment,
+                    "prompt_tokens": sequence.prompt.length,
+                    "max_new_tokens": sequence.budget,
+                    "batch_size": len(batch.rows),
+                },
+            )
+
+    def _join_waiting(self, name: SlotName, slot: ModelSlot) -> None:
         waiting = self._waiting[name]
         budget = PREFILL_TOKENS_PER_STEP
         while True:
@@ -254,26 +285,15 @@ class InferenceLoop:
                 continue
             load_ms = (time.perf_counter() - started) * 1000
             batch = backend.batch
-            running = bool(batch.rows)
+            running = bool(batch.rows) or bool(batch.joining)
             try:
-                sequence = batch.start(stream, load_ms, backend.row_sampling(stream.job.sampling))
+                sequence = batch.join(stream, load_ms, backend.row_sampling(stream.job.sampling))
             except Exception as exc:
                 stream.deliver(
                     exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
                 )
                 continue
             slot.touch()
-            log.debug(
-                "segment started",
-                extra={
-                    "request_id": stream.request_id,
-                    "slot": name,
-                    "segment": sequence.segment,
-                    "prompt_tokens": sequence.prompt.length,
-                    "max_new_tokens": sequence.budget,
-                    "batch_size": len(batch.rows),
-                },
-            )
             budget -= sequence.prompt.length
             if running and budget <= 0:
                 return

@@ -18,6 +18,7 @@ equals its whole-file decode up to the rounding a batched kernel may differ in.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -80,36 +81,42 @@ class BatchedCodec:
         transformer = decoder.pre_transformer
         heads = int(config.num_key_value_heads)
         head_dim = int(getattr(config, "head_dim", config.hidden_size // config.num_attention_heads))
-        shape = (total, heads, self.window - 1, head_dim)
-        layers = int(config.num_hidden_layers)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.frames = torch.zeros(total, dtype=torch.long, device=device)
-        in_channels = int(decoder.pre_conv.conv.in_channels)
-        self.code_context = torch.zeros(total, in_channels, CODE_CONTEXT_FRAMES, dtype=dtype, device=device)
         self.convs = StreamingConvStack(decoder)
+        # Every float state of a row in one buffer (each state a view of its columns), so a
+        # new stream resets, and a moving one moves, in one operation.
+        layers = int(config.num_hidden_layers)
+        shapes: list[tuple[int, ...]] = [(heads, self.window - 1, head_dim)] * (2 * layers)
+        shapes.append((int(decoder.pre_conv.conv.in_channels), CODE_CONTEXT_FRAMES))
+        stateful = self.convs.stateful()
+        shapes += [(channels, frames) for _, channels, frames in stateful]
+        widths = [math.prod(shape) for shape in shapes]
+        self.state = torch.zeros(total, sum(widths), dtype=dtype, device=device)
+        views, offset = [], 0
+        for shape, width in zip(shapes, widths, strict=True):
+            views.append(self.state[:, offset : offset + width].view(total, *shape))
+            offset += width
+        self.keys = views[:layers]
+        self.values = views[layers : 2 * layers]
+        self.code_context = views[2 * layers]
         self.conv_states = [
-            (layer, torch.zeros(total, channels, frames, dtype=dtype, device=device))
-            for layer, channels, frames in self.convs.stateful()
+            (layer, view) for (layer, _, _), view in zip(stateful, views[2 * layers + 1 :], strict=True)
         ]
+        self.frames = torch.zeros(total, dtype=torch.long, device=device)  # each row's next position
         self._transformer = transformer
         self._cached_positions = torch.arange(-(self.window - 1), 0, device=device)
         self._new_positions = torch.arange(max(PIECE_FRAMES), device=device)
         self.device = device
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [*self.keys, *self.values, self.frames, self.code_context, *(state for _, state in self.conv_states)]
-
     # ---- between calls (host) ----------------------------------------------------------
 
     def reset(self, row: int) -> None:
         """A new stream in `row`: nothing decoded yet (fill_: no blocking copies)."""
-        for tensor in self.state_tensors():
-            tensor[row].fill_(0)
+        self.state[row].fill_(0)
+        self.frames[row].fill_(0)
 
     def move(self, source: int, target: int) -> None:
-        for tensor in self.state_tensors():
-            tensor[target] = tensor[source]
+        self.state[target] = self.state[source]
+        self.frames[target] = self.frames[source]
 
     # ---- the call --------------------------------------------------------------------
 

@@ -26,8 +26,11 @@ class RowChunks:
         self._device = device
         self._buckets = buckets_up_to(rows, BATCH_BUCKETS)
         largest = self._buckets[-1]
-        self._index = {n: torch.full((largest,), rows, dtype=torch.long, device=device) for n in PIECE_FRAMES}
-        self._codes = {n: torch.zeros(largest, n, CODEBOOKS, dtype=torch.long, device=device) for n in PIECE_FRAMES}
+        # Per piece size, one static input per row: its row index, then its codes (one copy
+        # fills both).
+        self._inputs = {
+            n: torch.zeros(largest, 1 + n * CODEBOOKS, dtype=torch.long, device=device) for n in PIECE_FRAMES
+        }
         self._out = {
             n: torch.zeros(largest, n * SAMPLES_PER_FRAME, dtype=torch.float32, device=device) for n in PIECE_FRAMES
         }
@@ -43,8 +46,8 @@ class RowChunks:
             return
         done = 0
         for size in pieces(int(ref_code.shape[0])):
-            self._index[size][:1].fill_(row)
-            self._codes[size][:1].copy_(ref_code[done : done + size].unsqueeze(0))
+            self._inputs[size][:1, 0].fill_(row)
+            self._inputs[size][:1, 1:].copy_(ref_code[done : done + size].reshape(1, -1))
             self._run(size, 1)
             done += size
 
@@ -52,8 +55,11 @@ class RowChunks:
         self.codec.move(source, target)
 
     def _call(self, size: int, bucket: int) -> Callable[[], None]:
+        inputs = self._inputs[size][:bucket]
+        index, codes = inputs[:, 0], inputs[:, 1:].view(bucket, size, CODEBOOKS)
+
         def run() -> None:
-            self._out[size][:bucket].copy_(self.codec.decode(self._index[size][:bucket], self._codes[size][:bucket]))
+            self._out[size][:bucket].copy_(self.codec.decode(index, codes))
 
         return run
 
@@ -66,7 +72,7 @@ class RowChunks:
         the captures run over the scratch row)."""
         self._capturer = capturer
         for size in PIECE_FRAMES:
-            self._index[size].fill_(self.codec.scratch)
+            self._inputs[size][:, 0].fill_(self.codec.scratch)
             for bucket in self._buckets:
                 self._replays[(size, bucket)] = capturer(f"codec {size}x{bucket}", self._call(size, bucket))
         return len(self._replays)
@@ -81,37 +87,37 @@ class RowChunks:
         """Start decoding each row's frames; the audio of row i of `work` will be
         `AudioCopy.pcm(i)` once the copy has landed."""
         self._buffers.reserve(sum(len(frames) for _, _, frames in work))
-        # Rounds of pieces: a chunk of 13 frames is decoded as 8, then 4, then 1.
-        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (round, size) -> (row, first, audio frame)
+        # A chunk is decoded as its pieces, largest first (13 frames: 8, then 4, then 1), so
+        # one call per piece size serves every row in order; only 24 can repeat in a chunk.
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (size, repeat) -> (row, first, frame)
         first_frame = 0
         for row, _, frames in work:
             done = 0
-            for round_index, size in enumerate(pieces(len(frames))):
-                groups.setdefault((round_index, size), []).append((row, done, first_frame + done))
+            seen: dict[int, int] = {}
+            for size in pieces(len(frames)):
+                repeat = seen[size] = seen.get(size, -1) + 1
+                groups.setdefault((size, repeat), []).append((row, done, first_frame + done))
                 done += size
             first_frame += len(frames)
         by_row = {row: frames for row, _, frames in work}
         staged: list[int] = []
         layout = []
-        for (_, size), members in sorted(groups.items()):
+        for (size, _), members in sorted(groups.items(), key=lambda item: (-item[0][0], item[0][1])):
             bucket = bucket_for(len(members), self._buckets)
-            index = [row for row, _, _ in members] + [self.codec.scratch] * (bucket - len(members))
-            codes: list[list[int]] = []
             for row, first, _ in members:
-                codes.extend(by_row[row][first : first + size])
-            codes.extend([[0] * CODEBOOKS] * ((bucket - len(members)) * size))
-            targets = [target + k for _, _, target in members for k in range(size)]
+                staged.append(row)
+                staged.extend(code for frame in by_row[row][first : first + size] for code in frame)
+            staged.extend(([self.codec.scratch] + [0] * (size * CODEBOOKS)) * (bucket - len(members)))
             layout.append((size, bucket, len(members), len(staged)))
-            staged += index + [code for frame in codes for code in frame] + targets
+            staged.extend(target + k for _, _, target in members for k in range(size))
         if staged:
             uploaded = self._runtime.upload(torch.tensor(staged, dtype=torch.long), self._device)
         audio_frames = self._buffers.audio.view(-1, SAMPLES_PER_FRAME)
-        for size, bucket, count, offset in layout:
-            codes_at = offset + bucket
-            targets_at = codes_at + bucket * size * CODEBOOKS
-            self._index[size][:bucket].copy_(uploaded[offset:codes_at])
-            self._codes[size][:bucket].copy_(uploaded[codes_at:targets_at].view(bucket, size, CODEBOOKS))
+        start = 0
+        for size, bucket, count, targets_at in layout:
+            self._inputs[size][:bucket].copy_(uploaded[start:targets_at].view(bucket, 1 + size * CODEBOOKS))
             self._run(size, bucket)
             made = self._out[size][:count].reshape(count * size, SAMPLES_PER_FRAME)
             audio_frames.index_copy_(0, uploaded[targets_at : targets_at + count * size], made)
+            start = targets_at + count * size
         return self._buffers.send(work)

@@ -69,13 +69,14 @@ class SlotKVCache:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self._length
 
-    def store_prefill(self, slot: int, prefill: Any) -> None:
-        """Copy a single-row DynamicCache (the newcomer's prefill) into `slot` at positions 0..L-1."""
+    def store_prefill(self, slot: int, prefill: Any, row: int = 0, length: int | None = None) -> None:
+        """Copy row `row` of a DynamicCache (a newcomer's prefill) into `slot` at positions
+        0..length-1 (the whole cache's length by default)."""
         for layer, (keys, values) in enumerate(zip(self.keys, self.values, strict=True)):
             cached = prefill.layers[layer]
-            length = cached.keys.shape[-2]
-            keys[slot, :, :length].copy_(cached.keys[0])
-            values[slot, :, :length].copy_(cached.values[0])
+            size = cached.keys.shape[-2] if length is None else length
+            keys[slot, :, :size].copy_(cached.keys[row, :, :size])
+            values[slot, :, :size].copy_(cached.values[row, :, :size])
 
     def move(self, source: int, target: int, length: int) -> None:
         """Move a sequence's first `length` positions from one slot to another."""

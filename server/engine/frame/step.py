@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from server.engine.device.runtime import runtime_for
 from server.engine.frame.attention import use_grouped_decode
@@ -89,7 +90,8 @@ class FrameShape:
 class Prefilled:
     hidden: torch.Tensor  # [1, 1, H]: the talker's last hidden state
     logits: torch.Tensor  # [1, V] fp32: codebook-0 logits of the first frame
-    cache: Any  # the single-row DynamicCache, to copy into a slot
+    cache: Any  # the DynamicCache of the prefill, to copy into a slot
+    row: int = 0  # this prompt's row of `cache` (several prompts prefilled together)
 
 
 class FrameModel:
@@ -186,6 +188,29 @@ class FrameModel:
         hidden = out.last_hidden_state
         logits = self.talker.codec_head(hidden)[:, -1, :].float()
         return Prefilled(hidden=hidden[:, -1:, :], logits=logits, cache=out.past_key_values)
+
+    def prefill_many(self, prompts: list[torch.Tensor]) -> list[Prefilled]:
+        """Several prompts through the talker in one forward, right-padded to the longest:
+        attention is causal, so no real position sees the padding after it, and each prompt's
+        last hidden state, logits and first positions of the cache are its own."""
+        lengths = [int(embeds.shape[1]) for embeds in prompts]
+        longest = max(lengths)
+        padded = torch.cat([F.pad(embeds, (0, 0, 0, longest - embeds.shape[1])) for embeds in prompts])
+        positions = torch.arange(longest, device=self.device).view(1, 1, -1).expand(3, len(prompts), -1)
+        out = self.talker.model(
+            inputs_embeds=padded,
+            attention_mask=None,
+            position_ids=positions,
+            past_key_values=self._new_cache(),
+            use_cache=True,
+            cache_position=torch.arange(longest, device=self.device),
+        )
+        found = []
+        for row, length in enumerate(lengths):
+            hidden = out.last_hidden_state[row : row + 1, length - 1 : length, :]
+            logits = self.talker.codec_head(hidden)[:, -1, :].float()
+            found.append(Prefilled(hidden=hidden, logits=logits, cache=out.past_key_values, row=row))
+        return found
 
     def first_token(
         self, logits: torch.Tensor, stage: StageTensors, penalty: float, seed: int, segment: int
