@@ -238,9 +238,9 @@ class ActiveBatch:
         each chunk is delivered (and a finished sequence handed to `on_segment_end`, after its
         last chunk) once that copy has landed: at once where the device is synchronous (the
         CPU), otherwise after the next frame's output read, which waits for it anyway, or
-        now when no frame will run. Each stream decodes alone: decoding several at once
-        would change their audio in the last bits, and a seeded request's audio must not
-        depend on its company."""
+        now when no frame will run. On the CPU each stream decodes alone (its audio
+        independent of its company to the last bit); on a GPU the due streams decode
+        together (server/engine/codec/rows.py)."""
         due = [s for s in self.rows if s.finished or s.chunk_due(s.stream.job.chunks)]
         if due:
             self.flush()  # the staging buffers are free once the previous copy has landed
