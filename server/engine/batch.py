@@ -72,6 +72,11 @@ class ActiveBatch:
         )
 
     @property
+    def audio_in_flight(self) -> int:
+        """Copies of decoded chunks' audio not delivered yet (one per emit that had chunks due)."""
+        return len(self._in_flight)
+
+    @property
     def free(self) -> int:
         return self.capacity - len(self.rows) - len(self.joining)
 

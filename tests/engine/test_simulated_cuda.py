@@ -337,3 +337,38 @@ def test_the_guards_fire_on_the_device(sim: SimulatedCuda, report: Report, tmp_p
     assert sequence.finish_reason is FinishReason.SILENCE
     assert sequence.trim > 0
     assert sim.ledger.cross_device == []
+
+
+def test_a_failure_delivers_the_audio_in_flight_then_the_error(
+    sim: SimulatedCuda, report: Report, custom_voice_dir: Path
+) -> None:
+    """On the device a chunk's audio is read after the next frame's wait. When the batch
+    fails before that frame (a model error, an unload), the chunks already decoded still
+    reach their listeners, then the error: nothing is lost and no consumer waits forever."""
+    from server.engine.errors import EngineStoppedError
+    from server.engine.jobs import AudioChunk
+
+    backend = QwenBackend.load(str(custom_voice_dir), "cuda", limits=LoopLimits(max_batch=2, max_length=512))
+    loop = asyncio.new_event_loop()
+    streams = [
+        JobStream(
+            SynthesisJob("custom_voice", (TEXT,), "English", FRAMES, speaker="Vivian", seed=seed), 600, loop, 10**9
+        )
+        for seed in range(2)
+    ]
+    for stream in streams:
+        backend.batch.start(stream, 0.0, backend.row_sampling(stream.job.sampling))
+    while not backend.batch.audio_in_flight:  # the first chunks decoded, their audio not yet read
+        backend.batch.step()
+        backend.batch.emit(lambda _sequence: None)
+    backend.batch.fail(EngineStoppedError())
+    loop.run_until_complete(asyncio.sleep(0))
+    for stream in streams:
+        items = []
+        while not stream._items.empty():
+            items.append(stream._items.get_nowait())
+        assert [type(item) for item in items] == [AudioChunk, EngineStoppedError]
+        assert items[0].pcm.size == 2 * 1920  # the first chunk: two frames
+    assert backend.batch.rows == []
+    loop.close()
+    backend.release()
