@@ -8,22 +8,39 @@ from pathlib import Path
 import pytest
 
 from server.devmodel import build_dev_checkpoint
+from tests.support.checkpoints import DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 
 
 @pytest.fixture(scope="session")
-def custom_voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "custom_voice", "custom_voice", seed=0)
+def dev_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> DevCheckpoint:
+    """Dev checkpoints built once per session, by (kind, size, behaviour, seed): a test that
+    needs a steered or another checkpoint asks here instead of building its own copy."""
+    built: dict[tuple[str, str, str, int], Path] = {}
+
+    def checkpoint(kind: str = "custom_voice", *, size: str = "tiny", behaviour: str = "stop", seed: int = 0) -> Path:
+        key = (kind, size, behaviour, seed)
+        if key not in built:
+            directory = tmp_path_factory.mktemp("ckpt") / "-".join(map(str, key))
+            built[key] = build_dev_checkpoint(directory, kind, size=size, behaviour=behaviour, seed=seed)
+        return built[key]
+
+    return checkpoint
 
 
 @pytest.fixture(scope="session")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "base", "base", seed=0)
+def custom_voice_dir(dev_checkpoint: DevCheckpoint) -> Path:
+    return dev_checkpoint("custom_voice")
 
 
 @pytest.fixture(scope="session")
-def voice_design_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dev_checkpoint(tmp_path_factory.mktemp("ckpt") / "voice_design", "voice_design", seed=0)
+def base_dir(dev_checkpoint: DevCheckpoint) -> Path:
+    return dev_checkpoint("base")
+
+
+@pytest.fixture(scope="session")
+def voice_design_dir(dev_checkpoint: DevCheckpoint) -> Path:
+    return dev_checkpoint("voice_design")
 
 
 @pytest.fixture(scope="session")

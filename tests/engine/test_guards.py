@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from server.devmodel import build_dev_checkpoint
 from server.engine.frame.guards import MAX_PERIOD, NONE, REPETITION, SILENCE, TAIL, GuardBank, GuardLimits
 from server.engine.jobs import CloneVoice, FinishReason, SynthesisJob
 from server.engine.sequence import JobStream, Sequence
 from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.checkpoints import DevCheckpoint
 from tests.support.reference import tone
 
 TEXT = "Hello there, this is a test of the guards."
@@ -103,11 +103,10 @@ def load(directory: Path, guards: GuardLimits = LIMITS) -> QwenBackend:
 
 
 @pytest.fixture(scope="module")
-def steered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, QwenBackend]]:
+def steered(dev_checkpoint: DevCheckpoint) -> Iterator[dict[str, QwenBackend]]:
     backends = {}
     for behaviour in ("endless", "silent", "loop"):
-        directory = tmp_path_factory.mktemp("steered") / behaviour
-        backends[behaviour] = load(build_dev_checkpoint(directory, "custom_voice", behaviour=behaviour))
+        backends[behaviour] = load(dev_checkpoint(behaviour=behaviour))
     yield backends
     for backend in backends.values():
         backend.release()
@@ -172,10 +171,10 @@ def test_a_loop_ends_with_repetition(steered: dict[str, QwenBackend]) -> None:
     assert sequence.trim == LIMITS.loop_frames - 3  # the window less the first period and the unmade frame
 
 
-def test_no_guard_ends_a_segment_whose_text_is_still_fed(tmp_path: Path) -> None:
+def test_no_guard_ends_a_segment_whose_text_is_still_fed(dev_checkpoint: DevCheckpoint) -> None:
     """A cloned voice is fed its text one token per frame; with guards that would fire on the
     first quiet or repeated frame, the silent checkpoint still ends only after it was all fed."""
-    directory = build_dev_checkpoint(tmp_path / "silent-base", "base", behaviour="silent")
+    directory = dev_checkpoint("base", behaviour="silent")
     backend = load(directory, GuardLimits(silence_frames=1, loop_frames=2, tail_ratio=0.01))
     long_text = " ".join(["a fairly long sentence for the text to take its time"] * 3)
     job = SynthesisJob(

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 
-from server.devmodel import build_dev_checkpoint
 from server.engine.codec.batched import PIECE_FRAMES
 from server.engine.device.simulated import Ledger, SimulatedCuda
 from server.engine.frame.graphs import capture_plan
@@ -30,6 +29,7 @@ from server.engine.scheduler import Engine, EngineLimits
 from server.engine.sequence import JobStream
 from server.engine.slots.models import ModelSlot
 from server.engine.slots.qwen import LoopLimits, QwenBackend, timed_load
+from tests.support.checkpoints import DevCheckpoint
 
 pytestmark = pytest.mark.simulated_cuda
 
@@ -321,10 +321,10 @@ def test_unloading_frees_every_device_tensor(report: Report) -> None:
     assert report.bytes_after_unload == 0, report.leftovers
 
 
-def test_the_guards_fire_on_the_device(sim: SimulatedCuda, report: Report, tmp_path: Path) -> None:
+def test_the_guards_fire_on_the_device(sim: SimulatedCuda, report: Report, dev_checkpoint: DevCheckpoint) -> None:
     """A checkpoint steered to fall silent after its text ends with the silence guard, its
     tail trimmed, on the simulated device."""
-    directory = build_dev_checkpoint(tmp_path / "silent", "custom_voice", behaviour="silent")
+    directory = dev_checkpoint(behaviour="silent")
     backend = QwenBackend.load(str(directory), "cuda", limits=LoopLimits(max_batch=1, max_length=1024))
     loop = asyncio.new_event_loop()
     job = SynthesisJob("custom_voice", (TEXT,), "english", 400, speaker="vivian", seed=3)

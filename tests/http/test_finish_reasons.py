@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from httpx_sse import connect_sse
 
-from server.devmodel import build_dev_checkpoint
 from server.engine.jobs import FinishReason
 from server.speech.synthesis import finish_reason_for
 from tests.support.audio import decode_soundfile
+from tests.support.checkpoints import DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 from tests.support.ws import receive_until_end, send, ws_connect
 
@@ -28,10 +28,13 @@ STEERED = [("endless", "length"), ("silent", "silence"), ("loop", "repetition")]
 
 @pytest.fixture(scope="module", params=STEERED, ids=[reason for _, reason in STEERED])
 def steered(
-    request: pytest.FixtureRequest, base_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    base_dir: Path,
+    dev_checkpoint: DevCheckpoint,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LiveServer, str]]:
     behaviour, reason = request.param
-    directory = build_dev_checkpoint(tmp_path_factory.mktemp("steered") / behaviour, behaviour=behaviour)
+    directory = dev_checkpoint(behaviour=behaviour)
     settings = dev_settings(directory, base_dir, tmp_path_factory.mktemp("voices"))
     settings.update(max_new_tokens=150, guard_silence_frames=12, guard_loop_frames=16)
     with live_server(**settings) as running:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+
+# The session's checkpoint factory (the `dev_checkpoint` fixture, tests/conftest.py):
+# dev_checkpoint(kind="custom_voice", *, size="tiny", behaviour="stop", seed=0) -> its directory.
+DevCheckpoint = Callable[..., Path]
 
 
 def relabelled_as_small(checkpoint: Path, destination: Path) -> Path:
