@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tests.playground.test_voices import saved_item
 from tests.support.browser import by_id, data, full_page_screenshot, wait_for
 from tests.support.live_server import LiveServer
+
+pytestmark = pytest.mark.browser  # a headless Chromium drives the page
 
 DESCRIPTION = "A warm, low voice, speaking slowly and close to the microphone."
 

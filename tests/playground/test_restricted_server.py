@@ -15,6 +15,8 @@ from tests.support.browser import by_id, data, open_page, script_errors, wait_fo
 from tests.support.checkpoints import relabelled_as_small
 from tests.support.live_server import LiveServer, live_server
 
+pytestmark = pytest.mark.browser  # a headless Chromium drives the page
+
 KEY = "playground-test-key"
 
 

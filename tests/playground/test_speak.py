@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -16,6 +17,8 @@ from tests.support.audio import decode_av, decode_pcm16, decode_soundfile
 from tests.support.browser import by_id, data, full_page_screenshot, wait_for, wait_for_file
 from tests.support.engine_control import inference_held
 from tests.support.live_server import LiveServer
+
+pytestmark = pytest.mark.browser  # a headless Chromium drives the page
 
 TEXT = "The playground speaks. It streams each sentence."
 SEED = 1234

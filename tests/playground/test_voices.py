@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -12,6 +13,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from tests.support.browser import by_id, data, full_page_screenshot, wait_for
 from tests.support.live_server import LiveServer
 from tests.support.reference import wav
+
+pytestmark = pytest.mark.browser  # a headless Chromium drives the page
 
 
 def saved_item(driver: webdriver.Chrome, name: str) -> WebElement:

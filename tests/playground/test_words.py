@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from httpx_sse import connect_sse
 from selenium import webdriver
 
@@ -16,6 +17,8 @@ from tests.playground.test_speak import SEED, TEXT, download, fill
 from tests.support.audio import decode_av, decode_pcm16
 from tests.support.browser import by_id, data, wait_for
 from tests.support.live_server import LiveServer
+
+pytestmark = pytest.mark.browser  # a headless Chromium drives the page
 
 RECORD_CURRENT = """
 const words = document.getElementById("words");
