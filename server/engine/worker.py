@@ -47,6 +47,11 @@ IDLE_WAIT_SECONDS = 0.25
 INTERACTIVE, CONTINUATION, BULK = 0, 1, 2
 
 
+def as_synthesis_error(exc: Exception) -> SynthesisError:
+    """What a stream is told when its segment could not start."""
+    return exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
+
+
 @dataclass
 class _Call:
     fn: Callable[[], Any]
@@ -245,7 +250,7 @@ class InferenceLoop:
             started = batch.admit()
         except Exception as exc:  # the prefill failed: none of them got a row
             log.exception("prefill failed", extra={"slot": name})
-            error = exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
+            error = as_synthesis_error(exc)
             for sequence in joining:
                 sequence.stream.deliver(error)
             return
@@ -289,9 +294,7 @@ class InferenceLoop:
             try:
                 sequence = batch.join(stream, load_ms, backend.row_sampling(stream.job.sampling))
             except Exception as exc:
-                stream.deliver(
-                    exc if isinstance(exc, SynthesisError) else SynthesisError(f"{type(exc).__name__}: {exc}")
-                )
+                stream.deliver(as_synthesis_error(exc))
                 continue
             slot.touch()
             budget -= sequence.prompt.length

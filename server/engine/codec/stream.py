@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from server.engine.codec.convs import StreamingConvStack
@@ -88,8 +87,3 @@ class StreamingDecoder:
         query = positions.unsqueeze(1)
         mask = (keys.unsqueeze(0) <= query) & (keys.unsqueeze(0) > query - self._window)
         return mask[None, None]
-
-
-def to_numpy(audio: torch.Tensor) -> np.ndarray:
-    """An owned float32 copy on the CPU (never a view of model memory)."""
-    return np.array(audio.detach().to("cpu", torch.float32).numpy(), dtype=np.float32, copy=True)

@@ -354,21 +354,20 @@ class SimulatedDevice:
             f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({name})"
         )
 
-    @contextlib.contextmanager
-    def capturing(self) -> Iterator[None]:
-        self._local.capturing = True
-        try:
-            yield
-        finally:
-            self._local.capturing = False
+    def capturing(self) -> contextlib.AbstractContextManager[None]:
+        return self._while("capturing")
+
+    def replaying(self) -> contextlib.AbstractContextManager[None]:
+        return self._while("replaying")
 
     @contextlib.contextmanager
-    def replaying(self) -> Iterator[None]:
-        self._local.replaying = True
+    def _while(self, flag: str) -> Iterator[None]:
+        """Set a per-thread flag for the block (capturing a graph, replaying one)."""
+        setattr(self._local, flag, True)
         try:
             yield
         finally:
-            self._local.replaying = False
+            setattr(self._local, flag, False)
 
     def live_bytes(self) -> int:
         """Bytes of CPU storage behind live simulated tensors (each storage counted once)."""

@@ -172,27 +172,15 @@ class FrameModel:
     # ---- joining (outside the frame) -------------------------------------------------
 
     def prefill(self, embeds: torch.Tensor) -> Prefilled:
-        """The prompt through the talker on its own, as the package's first forward runs it.
-        No attention mask: a single unpadded row is plain causal attention, which the
-        package's all-ones mask also comes to, but only after reading it back to the host."""
-        length = embeds.shape[1]
-        positions = torch.arange(length, device=self.device).view(1, 1, -1).expand(3, 1, -1)
-        out = self.talker.model(
-            inputs_embeds=embeds,
-            attention_mask=None,
-            position_ids=positions,
-            past_key_values=self._new_cache(),
-            use_cache=True,
-            cache_position=torch.arange(length, device=self.device),
-        )
-        hidden = out.last_hidden_state
-        logits = self.talker.codec_head(hidden)[:, -1, :].float()
-        return Prefilled(hidden=hidden[:, -1:, :], logits=logits, cache=out.past_key_values)
+        """The prompt through the talker on its own, as the package's first forward runs it."""
+        return self.prefill_many([embeds])[0]
 
     def prefill_many(self, prompts: list[torch.Tensor]) -> list[Prefilled]:
-        """Several prompts through the talker in one forward, right-padded to the longest:
-        attention is causal, so no real position sees the padding after it, and each prompt's
-        last hidden state, logits and first positions of the cache are its own."""
+        """Prompts through the talker in one forward, right-padded to the longest (a single
+        prompt is not padded at all): attention is causal, so no real position sees the
+        padding after it, and each prompt's last hidden state, logits and first positions of
+        the cache are its own. No attention mask: unpadded causal attention is what the
+        package's all-ones mask also comes to, but only after reading it back to the host."""
         lengths = [int(embeds.shape[1]) for embeds in prompts]
         longest = max(lengths)
         padded = torch.cat([F.pad(embeds, (0, 0, 0, longest - embeds.shape[1])) for embeds in prompts])
@@ -205,12 +193,17 @@ class FrameModel:
             use_cache=True,
             cache_position=torch.arange(longest, device=self.device),
         )
-        found = []
-        for row, length in enumerate(lengths):
-            hidden = out.last_hidden_state[row : row + 1, length - 1 : length, :]
-            logits = self.talker.codec_head(hidden)[:, -1, :].float()
-            found.append(Prefilled(hidden=hidden, logits=logits, cache=out.past_key_values, row=row))
-        return found
+        hidden = out.last_hidden_state
+        logits = self.talker.codec_head(hidden).float()
+        return [
+            Prefilled(
+                hidden=hidden[row : row + 1, length - 1 : length, :],
+                logits=logits[row : row + 1, length - 1, :],
+                cache=out.past_key_values,
+                row=row,
+            )
+            for row, length in enumerate(lengths)
+        ]
 
     def first_token(
         self, logits: torch.Tensor, stage: StageTensors, penalty: float, seed: int, segment: int
