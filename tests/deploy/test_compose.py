@@ -22,11 +22,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+SETTINGS_DOC = ROOT / "docs" / "settings.md"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
 SERVICE = "qwen3-tts"
 
 # The single expected table: every server setting (environment variable) and the default
-# an operator gets from the image / compose.yaml, as documented in the README.
+# an operator gets from the image / compose.yaml, as documented in docs/settings.md.
 # VOICES_DIR is the image's value (the voices volume); the server's own fallback differs.
 SETTINGS: dict[str, str] = {
     "HOST": "0.0.0.0",
@@ -254,3 +255,31 @@ def test_settings_table_matches_the_server_defaults(monkeypatch: pytest.MonkeyPa
     for name in SETTINGS.keys() - IMAGE_DEFAULTS - COMPOSE_DEFAULTS:
         field = name.lower()
         assert deployed[field] == server_defaults[field], f"{name}: table default differs"
+
+
+def _documented_settings() -> dict[str, str]:
+    """The settings table of docs/settings.md: each variable and its documented default
+    ("" for "empty"). A row may name several (`HOST` / `PORT` | `0.0.0.0` / `8000`)."""
+    documented: dict[str, str] = {}
+    for line in SETTINGS_DOC.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        names = [name.strip().strip("`") for name in cells[0].split(" / ")]
+        defaults = [value.strip() for value in cells[1].split(" / ")]
+        if len(defaults) != len(names):
+            defaults = [cells[1]] * len(names)
+        for name, value in zip(names, defaults, strict=True):
+            shown = re.match(r"`([^`]*)`", value)
+            documented[name] = "" if value.startswith("empty") else shown[1] if shown else value
+    return documented
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    """docs/settings.md lists every setting, with the server's default (the image and compose
+    defaults are the exceptions the table explains in words)."""
+    documented = _documented_settings()
+    assert set(SETTINGS) <= set(documented), f"missing from docs/settings.md: {sorted(set(SETTINGS) - set(documented))}"
+    assert set(documented) <= set(SETTINGS), f"not a server setting: {sorted(set(documented) - set(SETTINGS))}"
+    for name in SETTINGS.keys() - IMAGE_DEFAULTS - COMPOSE_DEFAULTS:
+        assert documented[name] == SETTINGS[name], f"{name}: docs/settings.md says {documented[name]!r}"
