@@ -1,4 +1,5 @@
-"""Session fixtures: dev checkpoints built once, and a shared live server on them."""
+"""Session fixtures: dev checkpoints built once, and a shared live server on them; and how
+the suite is shared out among pytest-xdist's workers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,23 @@ import pytest
 from server.devmodel import build_dev_checkpoint
 from tests.support.checkpoints import DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
+
+
+# Tests that must share one worker: the Ray tests start one local cluster per process (two
+# would each claim the machine's cores), so they all run where the first one started it.
+SHARED_WORKER_FOLDERS = {"cluster": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, each test module goes to one worker whole, so its module-scoped
+    servers and backends start once, not once per worker; a folder in SHARED_WORKER_FOLDERS goes
+    whole to one worker. (Runs before xdist reads the groups; a plain run ignores them.)"""
+    tests_root = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_root)
+        group = SHARED_WORKER_FOLDERS.get(relative.parts[0], relative.as_posix())
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

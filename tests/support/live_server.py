@@ -114,6 +114,9 @@ def live_server(
     overrides.setdefault("warmup", False)
     # One torch thread: on two shared cores the tiny checkpoint runs several times faster.
     overrides.setdefault("torch_threads", 1)
+    # A test that leaves a job behind (a stalled or vanished client) should not hold the next
+    # test for the production drain of 30 s; 2 s still lets a finishing job end on its own.
+    overrides.setdefault("shutdown_grace", 2.0)
     server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start(ready_timeout)
     try:
         yield server
