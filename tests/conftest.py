@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from server.devmodel import build_dev_checkpoint
-from tests.support.checkpoints import DevCheckpoint
+from tests.support.checkpoints import DevBackend, DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
-
 
 # Tests that must share one worker: the Ray tests start one local cluster per process (two
 # would each claim the machine's cores), so they all run where the first one started it.
@@ -44,6 +43,27 @@ def dev_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> DevCheckpoint:
         return built[key]
 
     return checkpoint
+
+
+@pytest.fixture(scope="session")
+def dev_backend(dev_checkpoint: DevCheckpoint) -> Iterator[DevBackend]:
+    """CPU backends loaded once per session, by (kind, max_batch, max_length), for the engine
+    tests that only run jobs through one: a test that changes a backend's settings, wraps its
+    model or counts its loads loads its own, and says why."""
+    from server.engine.slots.qwen import LoopLimits, QwenBackend  # the model package: only when asked for
+
+    loaded: dict[tuple[str, int, int], QwenBackend] = {}
+
+    def backend(kind: str = "custom_voice", *, max_batch: int = 8, max_length: int = 512) -> QwenBackend:
+        key = (kind, max_batch, max_length)
+        if key not in loaded:
+            limits = LoopLimits(max_batch=max_batch, max_length=max_length)
+            loaded[key] = QwenBackend.load(str(dev_checkpoint(kind)), "cpu", limits=limits)
+        return loaded[key]
+
+    yield backend
+    for each in loaded.values():
+        each.release()
 
 
 @pytest.fixture(scope="session")

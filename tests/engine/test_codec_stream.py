@@ -3,8 +3,6 @@ decode of the whole code sequence, for every chunk size, past the transformer's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from server.engine.codec.batched import PIECE_FRAMES, BatchedCodec, pieces
 from server.engine.codec.stream import StreamingDecoder
-from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.checkpoints import DevBackend
 from tests.support.frame_audit import forbidden_operations
 
 FRAMES = 160  # over twice the codec transformer's window of 72 frames
@@ -20,10 +18,9 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def decoder(custom_voice_dir: Path) -> Iterator[Any]:
-    backend = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LoopLimits(max_batch=1, max_length=256))
-    yield backend.codec_decoder
-    backend.release()
+def decoder(dev_backend: DevBackend) -> Any:
+    """The codec of the session's shared backend (the loop's limits do not reach the codec)."""
+    return dev_backend("custom_voice", max_batch=8, max_length=512).codec_decoder
 
 
 def random_codes(frames: int, seed: int) -> torch.Tensor:

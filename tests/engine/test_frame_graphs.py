@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ from server.engine.frame.graphs import FrameGraphs, capture_plan
 from server.engine.frame.step import FrameShape, bucket_for
 from server.engine.jobs import ChunkPlan, SamplingParams
 from server.engine.sequence import JobStream
-from server.engine.slots.qwen import LoopLimits, QwenBackend
+from server.engine.slots.qwen import QwenBackend
+from tests.support.checkpoints import DevBackend
 from tests.support.frame_audit import counting, graph_breaks
 from tests.support.frame_runs import Entry, run_batch, speech_job
 
@@ -27,10 +27,10 @@ SETTINGS = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(top_
 
 
 @pytest.fixture(scope="module")
-def backend(custom_voice_dir: Path) -> Iterator[QwenBackend]:
-    loaded = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LoopLimits(max_batch=8, max_length=512))
-    yield loaded
-    loaded.release()
+def backend(dev_backend: DevBackend) -> QwenBackend:
+    """The session's shared backend: the tests that swap its frame runner put it back."""
+    loaded: QwenBackend = dev_backend("custom_voice", max_batch=8, max_length=512)
+    return loaded
 
 
 def mixed(rows: int, token_cap: int = 24) -> list[Entry]:

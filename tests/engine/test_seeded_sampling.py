@@ -5,15 +5,13 @@ reader is behind. Every job gets a seed, and that seed reproduces it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import torch
 
 from server.engine.jobs import SamplingParams
 from server.engine.sequence import MAX_SEED, JobStream
-from server.engine.slots.qwen import LoopLimits, QwenBackend
+from server.engine.slots.qwen import QwenBackend
+from tests.support.checkpoints import DevBackend
 from tests.support.frame_runs import Entry, codes_alone, run_batch, speech_job
 
 OTHERS = [
@@ -25,10 +23,9 @@ OTHERS = [
 
 
 @pytest.fixture(scope="module")
-def backend(custom_voice_dir: Path) -> Iterator[QwenBackend]:
-    loaded = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LoopLimits(max_batch=8, max_length=512))
-    yield loaded
-    loaded.release()
+def backend(dev_backend: DevBackend) -> QwenBackend:
+    loaded: QwenBackend = dev_backend("custom_voice", max_batch=8, max_length=512)
+    return loaded
 
 
 def test_a_seeded_job_has_the_same_codes_in_any_company(backend: QwenBackend) -> None:
