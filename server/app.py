@@ -36,7 +36,8 @@ from server.http.responses import OrjsonResponse
 from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
-from server.speech.design import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, VoiceDesigner, design_model_names
+from server.speech.described_voices import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, design_model_names
+from server.speech.design import VoiceDesigner
 from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
@@ -126,17 +127,21 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.recent_requests = RecentRequests()
     if app.state.metrics is not None:
         app.state.metrics.bind_caches({"output": output_cache.stats, "prompt": clones.cache.stats})
-    voices = LibraryVoices(library, catalog)
-    app.state.omni_voices = OmniVoices(voices, clones, settings.max_upload_bytes, app.state.models.design_ids)
+    # The chain of voice resolvers, composed once: vLLM-Omni's fields (task_type, an inline
+    # ref_audio) around the library's resolver, which asks the presets first (so a preset name
+    # always means the preset), then saved voices. A described voice never reaches the chain:
+    # the planner applies its rules first (server/speech/described_voices.py).
+    app.state.omni_voices = OmniVoices(
+        LibraryVoices(library, catalog), clones, settings.max_upload_bytes, app.state.models.design_ids
+    )
     app.state.speech = SpeechService(
         engine,
         app.state.models,
         settings.max_new_tokens,
-        voices,
+        app.state.omni_voices,
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
-        request_voices=app.state.omni_voices,
     )
     app.state.designer = VoiceDesigner(
         app.state.speech, library, settings.min_reference_seconds, settings.max_reference_seconds

@@ -50,7 +50,9 @@ from typing import Any, Literal
 
 from transformers import WhisperFeatureExtractor
 
-from server.devmodel import tokenizer as text
+# By module path: the package re-exports the builder, which imports this module: naming the
+# package would close an import circle.
+import server.devmodel.tokenizer as text
 from server.devmodel.seeding import checkpoint_dtype, seeded_weights
 from server.engine.slots.asr_package import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 

@@ -64,8 +64,9 @@ from typing import Any, Literal
 import torch
 from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
 
-from server.devmodel import codec
-from server.devmodel import tokenizer as text
+# By module path: the package re-exports the builder, so naming it would close an import circle.
+import server.devmodel.codec as codec
+import server.devmodel.tokenizer as text
 from server.devmodel.runaway import BEHAVIOURS, DevBehaviour, install_behaviour, quiet_and_loud_codes
 from server.devmodel.seeding import checkpoint_dtype, seeded_weights
 from server.devmodel.stop import DEFAULT_EOS_BIAS, PROMPT_WEIGHT, install_stop_circuit

@@ -16,15 +16,12 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.engine.jobs import FinishReason
-from server.http.streaming import SEED_HEADER, STREAM_HEADERS, seed_header
+from server.http.headers import FINISH_REASON_HEADER, INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
+from server.http.streaming import STREAM_HEADERS, seed_header
 from server.speech.output_cache import CachedAudio, OutputCache, cache_key
-from server.speech.synthesis import (
-    FINISH_REASON_HEADER,
-    INSTRUCTIONS_IGNORED_HEADER,
-    SpeechPlan,
-    SpeechService,
-    SpeechStats,
-)
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
+from server.speech.synthesis import SpeechService
 
 # A streamed hit is sent in pieces of this size, like a fresh stream, not as one write.
 HIT_CHUNK_BYTES = 32 * 1024

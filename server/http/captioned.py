@@ -32,9 +32,11 @@ from server.http.cached_speech import attachment_headers
 from server.http.responses import OrjsonResponse
 from server.http.speech import logged_once_sent, synthesize_file, timing_of
 from server.http.streaming import SegmentStream, audio_pieces
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
 from server.speech.requests import CaptionedSpeechRequest
 from server.speech.subtitles import render_subtitles
-from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SpeechService
 from server.speech.timestamps import SegmentWords, WordTimer
 
 router = APIRouter()

@@ -21,14 +21,9 @@ from server.http.uploads import (
 )
 from server.logs import request_id_var
 from server.speech.cloning import CloneService
-from server.speech.synthesis import (
-    ResolvedVoice,
-    SpeechOptions,
-    SpeechService,
-    resolve_format,
-    resolve_language,
-    sampling_of,
-)
+from server.speech.planning import SpeechOptions, resolve_format, resolve_language, sampling_of
+from server.speech.synthesis import SpeechService
+from server.speech.voice_resolution import ResolvedVoice
 
 router = APIRouter()
 log = logging.getLogger("qwen3-tts")

@@ -21,8 +21,10 @@ from server.http.streaming import (
     sentence_events,
     sse_response,
 )
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
 from server.speech.requests import SpeechRequest
-from server.speech.synthesis import SegmentListener, SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SegmentListener, SpeechService
 from server.speech.timestamps import WordTiming
 
 router = APIRouter()

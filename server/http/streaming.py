@@ -27,8 +27,11 @@ from server.audio.dsp import SAMPLE_RATE, to_pcm16_bytes
 from server.audio.encoders import AudioEncoder, create_encoder
 from server.audio.resample import StreamResampler, resample_whole
 from server.errors import to_api_error
+from server.http.headers import INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
 from server.http.sending import Outcome, TrackedResponse
-from server.speech.synthesis import INSTRUCTIONS_IGNORED_HEADER, SpeechPlan, SpeechService, SpeechStats
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
+from server.speech.synthesis import SpeechService
 from server.speech.timestamps import SegmentWords, WordTimer, with_words
 
 log = logging.getLogger("qwen3-tts")
@@ -156,9 +159,6 @@ def audio_response(stream: SegmentStream) -> TrackedResponse:
     return stream.response(
         StreamingResponse(audio_bytes(stream), media_type=stream.plan.format.media_type, headers=headers)
     )
-
-
-SEED_HEADER = "X-Seed"
 
 
 def seed_header(plan: SpeechPlan) -> dict[str, str]:

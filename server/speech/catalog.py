@@ -167,7 +167,7 @@ class ModelCatalog:
                 )
             )
         )
-        # The names of the VoiceDesign model (empty when its slot is off): server/speech/design.py.
+        # The names of the VoiceDesign model (empty when its slot is off): server/speech/described_voices.py.
         self.design_ids = design_ids
         self.public_ids = tuple(name for name in self.served_ids if not _is_local_path(name))
 

@@ -1,47 +1,40 @@
 """Voices described in words (the VoiceDesign model slot, DESIGN_MODEL_ID), on two paths:
 
 - direct: a speech request that names the design model speaks in the voice its
-  `instructions` describe. `voice` must then read `design` (the official SDK requires a voice,
-  and a preset or saved voice's name would be one more thing the model cannot follow), and
-  `instructions` are required. Every front door (HTTP, SSE, the WebSocket) goes through
-  `resolve_design`, called by the speech service before any other voice is looked at.
+  `instructions` describe; its rules live in described_voices.py, which the planner applies
+  before any other voice is looked at.
 - persistent: `VoiceDesigner.create` has the design model speak a short script (the caller's
   hint, or a calibration line in the language) and saves that audio and its text as the
   reference of a voice in the library, which the Base model then speaks like any saved voice
   (the same timbre every time, through the clone prompt cache), as Qwen's "Voice Design then
   Clone" recipe does.
 
-A request that needs the slot while it is off is a 400 saying how to turn it on.
+The designer sits at the top of the speech services: it plans and runs through the speech
+service and saves through the library, and nothing below imports it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from server.engine.jobs import SAMPLE_RATE, SlotName
-from server.errors import APIError, invalid_request, to_api_error, user_string
-from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
-from server.speech.synthesis import ResolvedVoice, SpeechOptions, SpeechService, SpeechStats, resolve_format
+from server.engine.jobs import SAMPLE_RATE
+from server.errors import invalid_request, to_api_error
+from server.speech.described_voices import DESIGN_SLOT, DESIGN_VOICE, design_off
+from server.speech.library import VoiceLibrary
+from server.speech.planning import SpeechOptions, resolve_format
+from server.speech.request_log import SpeechStats
+from server.speech.requests import MAX_INPUT_CHARS
+from server.speech.synthesis import SpeechService
 from server.speech.voice_files import SavedVoice
+from server.speech.voice_resolution import ResolvedVoice
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
-
-if TYPE_CHECKING:
-    from server.speech.library import VoiceLibrary
 
 log = logging.getLogger("qwen3-tts")
 
-# The `voice` a direct design request sends: "the voice described in instructions".
-DESIGN_VOICE = "design"
-# A name for the design model that does not depend on where it was loaded from.
-DESIGN_MODEL_ALIAS = "qwen3-tts-voice-design"
-DESIGN_SLOT: SlotName = "voice_design"
 ENDPOINT = "/v1/audio/voices"
-HOW_TO_ENABLE = (
-    "set DESIGN_MODEL_ID to a VoiceDesign model (for example Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign) and restart"
-)
 # A designed voice's script: one segment of the frame loop, well inside MAX_REFERENCE_SECONDS.
 MAX_SCRIPT_CHARS = 400
 
@@ -59,76 +52,6 @@ CALIBRATION_LINES: dict[str, str] = {
     "Spanish": "Hola, encantado de conocerte. Voy a leer unas palabras para que escuches bien mi voz.",
     "Italian": "Ciao, piacere di conoscerti. Leggerò qualche parola perché tu possa sentire bene la mia voce.",
 }
-
-
-def design_model_names(design_model_id: str) -> tuple[str, ...]:
-    """The names a request may give the design model: the alias, its id, the id's last part."""
-    if not design_model_id:
-        return ()
-    return tuple(dict.fromkeys((DESIGN_MODEL_ALIAS, design_model_id, design_model_id.rstrip("/").rsplit("/", 1)[-1])))
-
-
-def design_off(param: str) -> APIError:
-    return invalid_request(
-        f"voices described in words need the VoiceDesign model, which this server does not serve: {HOW_TO_ENABLE}",
-        param=param,
-        code="design_model_off",
-    )
-
-
-def resolve_design(request: VoiceFields, design_names: tuple[str, ...]) -> ResolvedVoice | None:
-    """The described voice of a request that names the design model (or says `voice: design`);
-    None for every other request. 400 when the slot is off, when only one of the two is said,
-    or when there is no description."""
-    if getattr(request, "task_type", None) == "VoiceDesign":  # vLLM-Omni's way of saying it
-        return task_design_voice(request, design_names)
-    names_model = request.model is not None and (
-        request.model in design_names or request.model.strip().lower() == DESIGN_MODEL_ALIAS
-    )
-    voice_is_design = request.voice_name.strip().lower() == DESIGN_VOICE
-    if not names_model and not voice_is_design:
-        return None
-    if not design_names:
-        raise design_off("model" if names_model else "voice")
-    if not names_model:
-        raise invalid_request(
-            f"voice {DESIGN_VOICE!r} is the voice described in `instructions`, spoken by the design model: "
-            f"set model to {DESIGN_MODEL_ALIAS!r}",
-            param="model",
-        )
-    if not voice_is_design:
-        raise invalid_request(
-            f"the design model speaks the voice described in `instructions`, not a named one: set voice to "
-            f"{DESIGN_VOICE!r} (got {user_string(request.voice_name)}); saved designed voices are spoken by "
-            "naming them with another model",
-            param="voice",
-        )
-    return described_voice(request.instructions, design_names, "model")
-
-
-def task_design_voice(fields: object, design_names: tuple[str, ...]) -> ResolvedVoice:
-    """vLLM-Omni's `task_type: VoiceDesign`: the voice its `instructions` describe, whatever
-    `model` and `voice` say (its clients send their own); a reference does not go with it."""
-    if getattr(fields, "ref_audio", None) is not None:
-        raise invalid_request(
-            "ref_audio clones a voice: it goes with task_type Base, not VoiceDesign", param="ref_audio"
-        )
-    return described_voice(getattr(fields, "instructions", None), design_names, "task_type")
-
-
-def described_voice(instructions: str | None, design_names: tuple[str, ...], param: str) -> ResolvedVoice:
-    """The voice `instructions` describe, spoken by the design model: 400 when its slot is off
-    (naming `param`, the field that asked for it) or when there is no description."""
-    if not design_names:
-        raise design_off(param)
-    if not (instructions or "").strip():
-        raise invalid_request(
-            "the design model needs `instructions`: describe the voice (for example "
-            "'a warm, low voice, speaking slowly')",
-            param="instructions",
-            code="missing_voice_description",
-        )
-    return ResolvedVoice(slot=DESIGN_SLOT, label=DESIGN_VOICE)
 
 
 class DesignedVoiceRequest(BaseModel):

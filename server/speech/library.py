@@ -34,9 +34,8 @@ from server.engine.jobs import CloneVoice
 from server.errors import APIError, conflict, invalid_request, not_found, user_string
 from server.speech.catalog import VoiceCatalog
 from server.speech.cloning import CloneService, clone_mode
-from server.speech.design import DESIGN_VOICE
+from server.speech.described_voices import DESIGN_VOICE
 from server.speech.library_lock import LibraryLock
-from server.speech.synthesis import PresetVoices, ResolvedVoice
 from server.speech.voice_files import (
     PRESET_NAMES,
     VOICE_NAME,
@@ -50,6 +49,7 @@ from server.speech.voice_files import (
     scan_library,
     valid_voice_id,
 )
+from server.speech.voice_resolution import PresetVoices, ResolvedVoice
 
 log = logging.getLogger("qwen3-tts")
 

@@ -2,9 +2,9 @@
 
 `task_type` says which Qwen3-TTS task speaks: CustomVoice is the preset speakers, Base is
 cloning (a saved voice, or `ref_audio` given inline), VoiceDesign a voice described in
-words by `instructions` (the design slot, server/speech/design.py). An inline `ref_audio` is audio itself, as
-a data URL or bare base64; a URL or a file path is never fetched or read: user strings
-never reach the model package or the filesystem as locations.
+words by `instructions` (the design slot, server/speech/described_voices.py). An inline
+`ref_audio` is audio itself, as a data URL or bare base64; a URL or a file path is never
+fetched or read: user strings never reach the model package or the filesystem as locations.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from server.engine.jobs import CloneVoice
 from server.errors import invalid_request
 from server.logs import request_id_var
 from server.speech.cloning import CloneService, PromptCache, clone_mode
-from server.speech.design import task_design_voice
+from server.speech.described_voices import task_design_voice
 from server.speech.requests import INLINE_VOICE, OmniFields, VoiceFields
-from server.speech.synthesis import ResolvedVoice, VoiceResolver
+from server.speech.voice_resolution import ResolvedVoice, VoiceResolver
 
 log = logging.getLogger("qwen3-tts")
 

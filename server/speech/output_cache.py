@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from server.speech.synthesis import SpeechPlan
+from server.speech.planning import SpeechPlan
 
 
 @dataclass(frozen=True)

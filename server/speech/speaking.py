@@ -14,8 +14,10 @@ import numpy as np
 
 from server.errors import APIError, to_api_error
 from server.logs import request_id_var
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
 from server.speech.sending import ClientStalled, send_deadline
-from server.speech.synthesis import SegmentListener, SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SegmentListener, SpeechService
 
 Deliver = Callable[[np.ndarray], Awaitable[None]]
 

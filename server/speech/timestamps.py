@@ -26,7 +26,8 @@ from server.engine.jobs import SAMPLE_RATE
 from server.engine.slots.aligner import HOW_TO_ENABLE, AlignedSpan, AlignerSlot, AlignmentError
 from server.errors import invalid_request
 from server.logs import request_id_var
-from server.speech.synthesis import SegmentAudio, SpeechPlan
+from server.speech.planning import SpeechPlan
+from server.speech.synthesis import SegmentAudio
 from server.text import AUTO, detect_language
 
 log = logging.getLogger("qwen3-tts.timestamps")

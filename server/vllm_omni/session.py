@@ -28,18 +28,12 @@ from server.engine.jobs import SAMPLE_RATE
 from server.engine.slots.aligner import HOW_TO_ENABLE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.omni import OmniVoices
+from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language, sampling_of
 from server.speech.speaking import ListenerGone, speak_plan
-from server.speech.synthesis import (
-    ResolvedVoice,
-    SpeechOptions,
-    SpeechPlan,
-    SpeechService,
-    resolve_format,
-    resolve_language,
-    sampling_of,
-)
+from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.timestamps import SegmentWords, WordTimer, WordTiming
+from server.speech.voice_resolution import ResolvedVoice
 from server.vllm_omni.protocol import ClientMessage, InputText, SessionConfig, error_event, parse_message
 from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
 from server.websocket.inbox import Inbox as MessageInbox

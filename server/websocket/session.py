@@ -21,18 +21,12 @@ from starlette.websockets import WebSocket
 from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request, log_refusal
+from server.speech.planning import SpeechPlan, draw_seed, options_of, resolve_language, segment_seed
 from server.speech.sending import ClientStalled
-from server.speech.synthesis import (
-    ResolvedVoice,
-    SpeechPlan,
-    SpeechService,
-    draw_seed,
-    options_of,
-    resolve_language,
-    segment_seed,
-)
+from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.timestamps import WordTiming
+from server.speech.voice_resolution import ResolvedVoice
 from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
 from server.websocket.inbox import Inbox as MessageInbox
 from server.websocket.protocol import (

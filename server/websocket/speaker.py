@@ -15,8 +15,10 @@ from server.audio.resample import StreamResampler
 from server.engine.jobs import FinishReason
 from server.errors import to_api_error
 from server.logs import request_id_var
+from server.speech.planning import SpeechPlan
+from server.speech.request_log import SpeechStats
 from server.speech.sending import ClientStalled, send_deadline
-from server.speech.synthesis import SpeechPlan, SpeechService, SpeechStats
+from server.speech.synthesis import SpeechService
 from server.speech.timestamps import WordTimer
 from server.websocket.protocol import error_event
 

@@ -42,19 +42,13 @@ from server.engine.jobs import SAMPLE_RATE
 from server.errors import APIError, invalid_request, log_refusal, validation_error
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
+from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
 from server.speech.sending import ClientStalled, bounded_send
 from server.speech.speaking import ListenerGone, speak_plan
-from server.speech.synthesis import (
-    ResolvedVoice,
-    SpeechOptions,
-    SpeechPlan,
-    SpeechService,
-    VoiceResolver,
-    resolve_format,
-    resolve_language,
-)
+from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
+from server.speech.voice_resolution import ResolvedVoice, VoiceResolver
 from server.wyoming.framing import FramingError, read_event
 from server.wyoming.info import DEFAULT_VOICE, describe
 

@@ -10,7 +10,8 @@ import uuid
 
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import LibraryVoices, VoiceLibrary
-from server.speech.synthesis import PresetVoices, SpeechService, VoiceResolver
+from server.speech.synthesis import SpeechService
+from server.speech.voice_resolution import PresetVoices, VoiceResolver
 from server.wyoming.connection import ConnectionContext, WyomingConnection
 
 log = logging.getLogger("qwen3-tts")

@@ -21,8 +21,9 @@ import pytest
 
 from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import CloneVoice
+from server.speech.planning import SpeechOptions
 from server.speech.requests import SpeechRequest
-from server.speech.synthesis import ResolvedVoice, SpeechOptions
+from server.speech.voice_resolution import ResolvedVoice
 from tests.http.test_clone import clone
 from tests.support.audio import decode_pcm16
 from tests.support.engine_control import inference_held, on_server_loop, wait_until

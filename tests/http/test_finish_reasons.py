@@ -14,7 +14,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from server.engine.jobs import FinishReason
-from server.speech.synthesis import finish_reason_for
+from server.speech.request_log import finish_reason_for
 from tests.support.audio import decode_soundfile
 from tests.support.checkpoints import DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server

@@ -19,7 +19,8 @@ import openai
 import pytest
 from httpx_sse import connect_sse
 
-from server.speech.design import CALIBRATION_LINES, DESIGN_MODEL_ALIAS, DESIGN_VOICE
+from server.speech.described_voices import DESIGN_MODEL_ALIAS, DESIGN_VOICE
+from server.speech.design import CALIBRATION_LINES
 from tests.support.audio import decode_pcm16, decode_soundfile
 from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server

@@ -14,7 +14,8 @@ the device is checked and counted (LEARNING_LOG.md).
   shape), an asynchronous copy, or a kernel launch.
 - On each thread bound to the device (`bound()`: the engine's threads, a test's), a dispatch
   mode turns factory calls given `device="cuda"` into simulated tensors, and a function mode
-  does the same for `torch.tensor(..., device="cuda")` and `.to("cuda")` of a CPU tensor.
+  does the same for `torch.tensor(..., device="cuda")` and `.to("cuda")` of a CPU tensor
+  (server/engine/device/simulated_modes.py).
 - The runtime seam (server/engine/device/runtime.py) is implemented here too: pinned host
   buffers (tracked, so a copy from one counts as asynchronous), events (their wait is the
   host sync), and capture, which records the graph's name, runs the function once with
@@ -35,12 +36,8 @@ from typing import Any
 import torch
 
 from server.engine.device.ledger import CaptureViolation, CrossDeviceError, Ledger
-from server.engine.device.simulated_ops import (
-    FactoriesOnDevice,
-    HostToDevice,
-    SimulatedDevice,
-    SimulatedTensor,
-)
+from server.engine.device.simulated_modes import FactoriesOnDevice, HostToDevice
+from server.engine.device.simulated_ops import SimulatedDevice, SimulatedTensor
 
 __all__ = ["CaptureViolation", "CrossDeviceError", "Ledger", "SimulatedCuda", "SimulatedTensor"]
 

@@ -4,8 +4,8 @@ CPU tensor raises as CUDA would), counts what it costs the host (a sync, a pagea
 asynchronous copy, a launch) and runs it on the CPU data. Calls are handled in
 `__torch_function__`, above C++: the bindings of a CUDA build look for a driver (device
 guards, kernel selection) before an aten operation reaches the dispatcher;
-`__torch_dispatch__` catches what C++ runs itself. Two thread-bound modes turn factory calls
-and host-to-device moves that name `cuda` into simulated tensors.
+`__torch_dispatch__` catches what C++ runs itself. Two thread-bound modes (simulated_modes.py)
+turn factory calls and host-to-device moves that name `cuda` into simulated tensors.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
 from server.engine.device.ledger import CaptureViolation, CrossDeviceError, Ledger
@@ -99,62 +97,8 @@ class SimulatedTensor(torch.Tensor):
         return sim.dispatch(func, args, kwargs or {})
 
 
-class FactoriesOnDevice(TorchDispatchMode):
-    """Factory operations given `device="cuda"` make simulated tensors (thread-bound)."""
-
-    def __init__(self, sim: SimulatedDevice) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.sim = sim
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        device = kwargs.get("device")
-        if device is not None and torch.device(device).type == "cuda":
-            self.sim.launch()
-            on_host = {**kwargs, "device": torch.device("cpu")}
-            if "pin_memory" in on_host:
-                on_host["pin_memory"] = None
-            out = func(*args, **on_host)
-            return tree_map_only(torch.Tensor, self.sim.wrap, out)
-        return func(*args, **kwargs)
-
-
-class HostToDevice(TorchFunctionMode):
-    """`torch.tensor(..., device="cuda")` and `.to("cuda")` of a CPU tensor (thread-bound):
-    copies to the simulated device, pageable unless from a pinned buffer."""
-
-    def __init__(self, sim: SimulatedDevice) -> None:
-        super().__init__()
-        self.sim = sim
-
-    def __torch_function__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        if func in (torch.tensor, torch.as_tensor) and _is_cuda(kwargs.get("device")):
-            if func is torch.as_tensor and isinstance(args[0], SimulatedTensor):
-                dtype = kwargs.get("dtype")
-                return args[0] if dtype is None else args[0].to(dtype)
-            host = func(*args, **{**kwargs, "device": "cpu"})
-            if host.numel():  # CUDA skips the copy of an empty tensor
-                self.sim.host_to_device(pinned=False, blocking=True)
-            return self.sim.wrap(host)
-        if func in (torch.Tensor.to, torch.Tensor.cuda) and args and not isinstance(args[0], SimulatedTensor):
-            source: torch.Tensor = args[0]
-            if func is torch.Tensor.cuda:
-                device, dtype, non_blocking = SIMULATED, None, bool(kwargs.get("non_blocking", False))
-            else:
-                device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args[1:], **kwargs)
-            if _is_cuda(device):
-                self.sim.host_to_device(pinned=self.sim.is_pinned(source), blocking=not non_blocking)
-                copied = source.to(dtype=dtype, copy=True) if dtype is not None else source.clone()
-                return self.sim.wrap(copied)
-        return func(*args, **kwargs)
-
-
-def _is_cuda(device: Any) -> bool:
+def names_cuda(device: Any) -> bool:
+    """Whether a `device` argument names CUDA (the simulated device answers for it)."""
     return device is not None and torch.device(device).type == "cuda"
 
 
@@ -310,11 +254,11 @@ class SimulatedDevice:
             self.sync(f"aten.{name}")
         self.launch()
         unwrapped_args, unwrapped_kwargs = tree_map_only(SimulatedTensor, _elem, (args, kwargs))
-        to_host = name == "_to_copy" and kwargs.get("device") is not None and not _is_cuda(kwargs["device"])
+        to_host = name == "_to_copy" and kwargs.get("device") is not None and not names_cuda(kwargs["device"])
         if to_host:
             self.sync("copy to the host")
             unwrapped_kwargs = {**unwrapped_kwargs, "pin_memory": None}
-        elif _is_cuda(unwrapped_kwargs.get("device")):
+        elif names_cuda(unwrapped_kwargs.get("device")):
             unwrapped_kwargs = {**unwrapped_kwargs, "device": torch.device("cpu")}
         out = func(*unwrapped_args, **unwrapped_kwargs)
         if to_host:

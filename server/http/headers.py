@@ -1,0 +1,8 @@
+"""The response headers this server adds to speech responses beyond HTTP's own."""
+
+# The seed the audio was generated with (the client's, or one drawn for it).
+SEED_HEADER = "X-Seed"
+# Set when the loaded model does not follow `instructions`, so a client knows they were not heard.
+INSTRUCTIONS_IGNORED_HEADER = "X-Instructions-Ignored"
+# How a whole response ended (stop, length, ...), as the log line's finish_reason.
+FINISH_REASON_HEADER = "X-Finish-Reason"
