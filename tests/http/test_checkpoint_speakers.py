@@ -14,8 +14,8 @@ import pytest
 
 from server.devmodel import build_dev_checkpoint
 from server.devmodel import main as devmodel_main
-from server.speech.catalog import QWEN_SPEAKERS, VoiceMapError
-from server.speech.speakers import CheckpointConfigError, check_loaded_speakers
+from server.speech.catalog import QWEN_SPEAKERS
+from server.speech.speakers import check_loaded_speakers
 from server.speech.voice_map import build_voice_catalog
 from server.wyoming.info import describe
 from tests.http.test_voice_library import create
@@ -120,33 +120,9 @@ def test_pipecat_style_openai_names_reach_a_saved_voice_through_the_map(
         assert taken.status_code == 409
 
 
-def test_a_map_target_that_does_not_exist_stops_startup(custom_voice_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(VoiceMapError, match=r"'Nobody'.*speakers: Vivian"):
-        live_server(model_id=str(custom_voice_dir), voices_dir=tmp_path, voice_map='{"alloy": "Nobody"}').__enter__()
-    with pytest.raises(VoiceMapError, match="a speaker's own name"):
-        live_server(model_id=str(custom_voice_dir), voices_dir=tmp_path, voice_map='{"Ryan": "Vivian"}').__enter__()
-    with pytest.raises(VoiceMapError, match="not valid JSON"):
-        live_server(model_id=str(custom_voice_dir), voices_dir=tmp_path, voice_map="{alloy").__enter__()
-
-
-def test_yaml_and_kokoro_shaped_map_files(custom_voice_dir: Path, tmp_path: Path) -> None:
-    yaml_map = tmp_path / "map.yaml"
-    yaml_map.write_text("alloy: Ryan\nmy_narrator: uncle_fu\n")
-    kokoro = tmp_path / "openai_mappings.json"
-    kokoro.write_text(json.dumps({"models": {"tts-1": "x"}, "voices": {"alloy": "Serena"}}))
-    for path, alloy in ((yaml_map, "Ryan"), (kokoro, "Serena")):
-        with live_server(model_id=str(custom_voice_dir), voices_dir=tmp_path / "voices", voice_map=str(path)) as srv:
-            with srv.client() as client:
-                mapping = client.get("/v1/info").json()["voice_map"]
-            assert mapping["alloy"] == {"speaker": alloy}
-    assert mapping.keys() >= {"nova", "shimmer"}
-    with live_server(model_id=str(custom_voice_dir), voices_dir=tmp_path / "v", voice_map=str(yaml_map)) as srv:
-        assert speak(srv, "my_narrator")[0] == 200
-
-
-def test_a_preset_slot_without_speakers_is_a_startup_error(base_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointConfigError, match=r"no preset speakers.*'base'"):
-        live_server(model_id=str(base_dir), voices_dir=tmp_path).__enter__()
+# The startup errors (a bad VOICE_MAP, a preset slot without speakers) and the map files are
+# tested through create_app, with no server listening: tests/speech/test_voice_map.py and
+# tests/speech/test_speakers.py.
 
 
 def test_devmodel_refuses_bad_speaker_lists(tmp_path: Path) -> None:
