@@ -1,7 +1,11 @@
 """No API key reaches a log line, a metric or /v1/requests/recent: a real server process with
 API_KEYS set serves a browser-style WebSocket session keyed by `?api_key=` (which uvicorn's
 WebSocket line writes with its query string), a refused one with another key in its query, and
-HTTP requests with the key in the query and the header; then its whole log is read."""
+HTTP requests with the key in the query and the header; then its whole log is read.
+
+Its own process, not the SIGTERM run's (tests/support/ops.py): the log format and level are
+set once per process, and this one reads text lines at DEBUG while the logging tests read the
+SIGTERM run's lines as JSON at INFO."""
 
 from __future__ import annotations
 

@@ -84,6 +84,8 @@ def speak(server: LiveServer) -> int:
         return client.post("/v1/audio/speech", json=BODY).status_code
 
 
+# A child of its own: the watchdog ends the process (status 70), so nothing can run after it in
+# that interpreter, and no other check of this file needs a fresh one to run before it.
 STUCK_SERVER = """
 import sys, threading
 from pathlib import Path

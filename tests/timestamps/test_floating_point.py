@@ -2,7 +2,10 @@
 library, loaded by `import qwen_asr`, turns on flush-to-zero in the importing thread.
 
 Each check runs in a fresh interpreter, because a library's load-time setting happens once per
-process: in this one the package is long imported."""
+process: in this one the package is long imported. The three cannot share one child either:
+each is about the package's first import in a process (a second import does nothing), from a
+different thread (the bare import and the guarded one in the main thread, the aligner slot's on
+its own thread), and the bare import leaves flush-to-zero on for everything after it."""
 
 from __future__ import annotations
 
