@@ -180,6 +180,9 @@ async def start_wyoming(app: FastAPI, settings: Settings) -> WyomingServer | Non
         keyed=bool(settings.api_keys),
         catalog=app.state.voice_catalog,
         max_event_bytes=settings.max_json_bytes,
+        event_timeout=settings.wyoming_event_timeout,
+        idle_timeout=settings.wyoming_idle_timeout,
+        max_connections=settings.wyoming_max_connections,
     )
     await server.start()
     app.state.wyoming = server

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     # The Wyoming server (Home Assistant) in the same process; 0 = off. Its host defaults to HOST.
     wyoming_port: int = Field(default=0, ge=0, le=65535)
     wyoming_host: str = ""
+    # An event begun (its first byte read) must be complete (header, data, payload) within
+    # WYOMING_EVENT_TIMEOUT seconds; a connection that sends nothing for WYOMING_IDLE_TIMEOUT
+    # seconds while nothing of it is being answered is closed; at most WYOMING_MAX_CONNECTIONS
+    # connections are served at once. Each is answered with an `error` event, then closed.
+    wyoming_event_timeout: float = Field(default=10.0, gt=0)
+    wyoming_idle_timeout: float = Field(default=60.0, gt=0)
+    wyoming_max_connections: int = Field(default=64, ge=1)
 
     @field_validator("device")
     @classmethod

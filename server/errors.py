@@ -7,6 +7,7 @@ that decides which status an exception becomes.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +30,37 @@ USER_STRING_CHARS = 64
 
 def user_string(value: str, limit: int = USER_STRING_CHARS) -> str:
     """A client's string as an error message may quote it: in quotes, with control and
-    non-printable characters escaped (repr), cut to `limit` characters."""
+    non-printable characters escaped (repr), cut to `limit` characters. Every front door
+    quotes what a client sent through this helper (or `user_value`, `field_path`)."""
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def user_value(value: object, limit: int = USER_STRING_CHARS) -> str:
+    """Any JSON value a client sent, as an error message may quote it: a string as
+    `user_string` quotes it, a number or a literal as JSON writes it (cut), an array or an
+    object by its kind alone."""
+    if isinstance(value, str):
+        return user_string(value, limit)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def field_path(parts: Sequence[object]) -> str:
+    """A field's dotted path, as an error message names it: a part a client chose (an
+    unknown key, a dictionary key) that is not a short plain name is quoted by `user_string`."""
+    return ".".join(
+        str(part) if isinstance(part, int) or _PLAIN_NAME.fullmatch(str(part)) else user_string(str(part))
+        for part in parts
+    )
 
 
 @dataclass
@@ -113,11 +141,12 @@ def validation_error(errors: Sequence[Any]) -> APIError:
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
     if first.get("type") == "json_invalid":
         return invalid_request("We could not parse the JSON body of your request: " + first.get("msg", ""))
-    # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the first part.
-    param = loc[0] if loc else None
+    # Union members show up in loc (e.g. voice.str / voice.VoiceRef); the field name is the
+    # first part. A part may be a key the client chose (an unknown field): quoted, cut.
+    param = field_path(loc[:1]) if loc else None
     message = first.get("msg", "invalid request").removeprefix("Value error, ")
     if param is not None:
-        message = f"{'.'.join(loc)}: {message}"
+        message = f"{field_path(loc)}: {message}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return invalid_request(message, param=param)

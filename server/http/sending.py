@@ -5,7 +5,9 @@ SEND_TIMEOUT, and by the request's deadline when one is in effect (the protocol-
 of server/speech/sending.py); past either, `ClientStalled` unwinds the response or the
 WebSocket session. An HTTP connection is then closed without the body's end, so the client
 can tell the audio is incomplete; a WebSocket is dropped without a close frame (its client
-sees 1006), since a close frame could not be delivered to a reader that does not read.
+sees 1006), since a close frame could not be delivered to a reader that does not read. In
+both cases the connection is aborted at once (ABORT_EXTENSION): closing it politely would
+leave it open behind its unsent bytes until the client closes it.
 
 `TrackedResponse` wraps a speech response so that how it really ended (sent whole, client
 gone, client stalled, failed after the first byte) reaches one callback exactly once,
@@ -14,6 +16,7 @@ after the last send: the request's log line then carries its true final status.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +29,9 @@ from server.speech.sending import CLIENT_GONE, ClientStalled, bounded_send, send
 
 __all__ = ["CLIENT_GONE", "ClientStalled", "Outcome", "SendGuard", "TrackedResponse"]
 
+# The ASGI extension by which the server (server/http/serving.py) offers the abort of a
+# connection: {"abort": <callable>}.
+ABORT_EXTENSION = "qwen3_tts.connection.abort"
 # Messages that wait for the client: uvicorn's sends of these block while its buffer is full.
 _GUARDED = frozenset({"http.response.body", "websocket.send", "websocket.close"})
 
@@ -55,7 +61,16 @@ class SendGuard:
             if message["type"] not in _GUARDED:
                 await send(message)
                 return
-            await bounded_send(send(message), self.send_timeout)
+            try:
+                await bounded_send(send(message), self.send_timeout)
+            except ClientStalled:
+                abort = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
+                if abort is not None:
+                    abort()
+                    # One turn of the loop: the server hears of the lost connection before the
+                    # app returns, so it does not report an unfinished response.
+                    await asyncio.sleep(0)
+                raise
 
         try:
             await self.app(scope, receive, guarded)

@@ -8,11 +8,19 @@ one is in effect; past either, `ClientStalled` unwinds the request so its work s
 its slot is freed. The HTTP and WebSocket doors apply it to every ASGI send (one
 middleware, server/http/sending.py); a door on a raw socket awaits its writes through
 `bounded_send` the same way.
+
+Giving up on such a client also means dropping its connection: closing it politely would
+wait for the unsent bytes to drain, which never happens, and leave the socket open with
+megabytes queued until the client closes it. Every front door aborts it instead
+(`abort_connection`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,3 +68,14 @@ async def bounded_send(send: Awaitable[None], send_timeout: float) -> None:
             await send
     except TimeoutError:
         raise ClientStalled(status, reason) from None
+
+
+def abort_connection(transport: asyncio.WriteTransport) -> None:
+    """Drop a connection at once, its unsent bytes with it: the kernel answers with a reset
+    (SO_LINGER 0) instead of keeping the socket to deliver them to a reader that never reads."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # (A pseudo-socket of another event loop may refuse the option; the abort still holds.)
+        with contextlib.suppress(OSError, AttributeError, NotImplementedError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

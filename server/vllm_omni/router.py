@@ -54,7 +54,6 @@ async def omni_speech_websocket(websocket: WebSocket) -> None:
         state.speech,
         state.omni_voices,
         connection_id,
-        settings.send_timeout,
         settings.max_json_bytes,
         state.word_timing,
     ).run()

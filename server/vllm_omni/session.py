@@ -13,7 +13,6 @@ the client goes, the server task is cancelled and the sentence being spoken stop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from server.engine.slots.aligner import HOW_TO_ENABLE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.omni import OmniVoices
 from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language, sampling_of
+from server.speech.sending import ClientStalled
 from server.speech.speaking import ListenerGone, speak_plan
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
@@ -64,7 +64,6 @@ class OmniConnection:
         service: SpeechService,
         voices: OmniVoices,
         connection_id: str,
-        send_timeout: float,
         max_message_bytes: int,
         timing: WordTiming | None = None,
     ) -> None:
@@ -73,7 +72,6 @@ class OmniConnection:
         self.service = service
         self.voices = voices
         self.connection_id = connection_id
-        self.send_timeout = send_timeout
         self.max_message_bytes = max_message_bytes  # MAX_JSON_BYTES, as for HTTP bodies
 
     async def run(self) -> None:
@@ -85,8 +83,17 @@ class OmniConnection:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ListenerGone):
+                try:
                     await task
+                except (asyncio.CancelledError, ListenerGone):
+                    pass
+                except ClientStalled as stalled:
+                    # The send guard gave up on a client that stopped reading and aborted
+                    # its connection: the session ends here.
+                    log.info(
+                        "websocket client stalled",
+                        extra={"request_id": self.connection_id, "endpoint": LOG_ENDPOINT, "error": stalled.reason},
+                    )
 
     async def _read(self, inbox: Inbox) -> None:
         """Every message as it arrives, never waiting for the session, so the keepalive's
@@ -101,9 +108,12 @@ class OmniConnection:
             await self._send(self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES]))
 
     async def _send(self, sending: Any) -> None:
+        """One send; ListenerGone when the client has gone. Each is bounded by the app's send
+        guard (SEND_TIMEOUT, and the deadline of the sentence being spoken), which raises
+        ClientStalled and aborts the connection of a client that stopped reading."""
         try:
-            await asyncio.wait_for(sending, self.send_timeout)
-        except (WebSocketDisconnect, RuntimeError, TimeoutError) as exc:
+            await sending
+        except (WebSocketDisconnect, RuntimeError) as exc:
             raise ListenerGone() from exc
 
     async def _serve(self, inbox: Inbox) -> None:

@@ -8,6 +8,11 @@ engine job, one `audio-start`/`audio-chunk`/`audio-stop` each) as soon as they a
 streaming client sends inside its stream (for servers that do not stream) is ignored. A
 request that cannot be served answers `error` and the connection stays usable; when the
 client goes, the reader ends, the server task is cancelled and the running job stops.
+
+A connection is answered `error` and closed when an event it began is not complete within
+WYOMING_EVENT_TIMEOUT, and when it sends nothing for WYOMING_IDLE_TIMEOUT while nothing of
+it is being answered (an event waiting in the queue or being spoken is not idleness). A
+client that stops reading loses its job after SEND_TIMEOUT and its connection is aborted.
 """
 
 from __future__ import annotations
@@ -16,41 +21,31 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
-from pydantic import ValidationError
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event, async_write_event
+from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
-from wyoming.tts import (
-    Synthesize,
-    SynthesizeChunk,
-    SynthesizeStart,
-    SynthesizeStop,
-    SynthesizeStopped,
-    SynthesizeTextFormat,
-    SynthesizeVoice,
-)
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import SAMPLE_RATE
-from server.errors import APIError, invalid_request, log_refusal, validation_error
+from server.errors import APIError, invalid_request, log_refusal
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import VoiceLibrary
 from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language
-from server.speech.requests import MAX_INPUT_CHARS, VoiceFields
-from server.speech.sending import ClientStalled, bounded_send
+from server.speech.sending import ClientStalled, abort_connection, bounded_send
 from server.speech.speaking import ListenerGone, speak_plan
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.voice_resolution import ResolvedVoice, VoiceResolver
-from server.wyoming.framing import FramingError, read_event
+from server.wyoming import requests
+from server.wyoming.framing import FramingError, UnencodableEvent, encode_event, read_event
 from server.wyoming.info import DEFAULT_VOICE, describe
+from server.wyoming.requests import VoiceRequest
 
 log = logging.getLogger("qwen3-tts")
 
@@ -67,19 +62,13 @@ def error_event(error: APIError) -> Event:
     return Error(text=error.message, code=error.code or error.type).event()
 
 
-E = TypeVar("E", Synthesize, SynthesizeStart, SynthesizeChunk)
+def unencodable_answer(error: UnencodableEvent) -> APIError:
+    """The `error` that stands for an answer that could not be encoded."""
+    return APIError(500, f"the answer could not be sent: {error}", "server_error", None, "internal_error")
 
 
-def _parsed(from_event: Callable[[Event], E], event: Event) -> E:
-    """The event's fields, or a 400 saying what is missing or of the wrong type."""
-    try:
-        parsed = from_event(event)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise invalid_request(f"malformed {event.type} event: {exc!r}") from exc
-    text = getattr(parsed, "text", "")
-    if not isinstance(text, str):
-        raise invalid_request(f"{event.type} text must be a string", param="text")
-    return parsed
+class IdleConnection(Exception):
+    """The client sent nothing for WYOMING_IDLE_TIMEOUT while nothing was being answered."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +97,8 @@ class ConnectionContext:
     version: str
     catalog: VoiceCatalog = field(default_factory=VoiceCatalog)  # the speakers and mapped names
     max_event_bytes: int = 256 * 1024  # MAX_JSON_BYTES, as for HTTP bodies and WebSocket messages
+    event_timeout: float = 10.0  # WYOMING_EVENT_TIMEOUT: an event begun must be complete by then
+    idle_timeout: float = 60.0  # WYOMING_IDLE_TIMEOUT: silence allowed while nothing is answered
 
 
 class WyomingConnection:
@@ -125,6 +116,11 @@ class WyomingConnection:
         self.connection_id = connection_id
         self._ids = (f"{connection_id}-{n}" for n in itertools.count(1))
         self._write_lock = asyncio.Lock()
+        # Idleness: events read and not yet answered, sentences of a stream being spoken, and
+        # when the connection last read or wrote anything (event-loop time).
+        self._unanswered = 0
+        self._speaking = 0
+        self._last_activity = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         inbox: asyncio.Queue[Event | APIError] = asyncio.Queue(INBOX_LIMIT)
@@ -139,29 +135,77 @@ class WyomingConnection:
                     await task
 
     async def _read(self, inbox: asyncio.Queue[Event | APIError]) -> None:
+        context = self.context
         try:
-            while (event := await read_event(self.reader, self.context.max_event_bytes)) is not None:
+            while (first := await self._first_byte()) is not None:
+                event = await read_event(self.reader, first, context.max_event_bytes, context.event_timeout)
+                self._unanswered += 1
+                self._last_activity = asyncio.get_running_loop().time()
                 await inbox.put(event)  # an APIError is answered in its turn, the connection going on
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             return
         except FramingError as exc:
-            # Not Wyoming's framing, or an event over the bound (refused from its header, its
-            # body unread): nothing after it can be trusted, so `error`, and the connection ends.
-            log.info(
-                "wyoming connection closed",
-                extra={"request_id": self.connection_id, "status": exc.error.status, "error": exc.error.message},
+            # Not Wyoming's framing, an event over the bound (refused from its header, its body
+            # unread) or one not finished in time: nothing after it can be trusted, so `error`,
+            # and the connection ends.
+            await self.close_with(exc.error)
+        except IdleConnection:
+            message = (
+                f"nothing was sent for {context.idle_timeout:g} s (WYOMING_IDLE_TIMEOUT): the connection is closed"
             )
-            with contextlib.suppress(ListenerGone, ClientStalled):
-                await self.send(error_event(exc.error))
+            await self.close_with(APIError(408, message, "invalid_request_error", None, "idle_timeout"))
+
+    async def _first_byte(self) -> bytes | None:
+        """The first byte of the next event, None when the client has gone; IdleConnection
+        once the connection has been idle for WYOMING_IDLE_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        while True:
+            busy = self._unanswered or self._speaking
+            wait = self.context.idle_timeout if busy else self._last_activity + self.context.idle_timeout - loop.time()
+            try:
+                async with asyncio.timeout(max(wait, 0.0)):
+                    return await self.reader.readexactly(1)
+            except asyncio.IncompleteReadError:
+                return None
+            except TimeoutError:
+                idle_for = loop.time() - self._last_activity
+                if not (self._unanswered or self._speaking) and idle_for >= self.context.idle_timeout:
+                    raise IdleConnection() from None
+
+    async def close_with(self, error: APIError) -> None:
+        """Answer `error` (logged) as the connection's last event."""
+        log.info(
+            "wyoming connection closed",
+            extra={
+                "request_id": self.connection_id,
+                "status": error.status,
+                "code": error.code,
+                "error": error.message,
+            },
+        )
+        with contextlib.suppress(ListenerGone, ClientStalled):
+            await self.send(error_event(error))
 
     async def send(self, event: Event) -> None:
         """Write one event; ListenerGone when the client has left, ClientStalled when it
-        stopped reading (past SEND_TIMEOUT, or the deadline of the request being spoken)."""
+        stopped reading (past SEND_TIMEOUT, or the deadline of the request being spoken),
+        the connection then aborted. An event that cannot be encoded is answered by an
+        `error` instead (nothing of it was written)."""
+        try:
+            data = encode_event(event)
+        except UnencodableEvent as exc:
+            log.error("wyoming answer not encodable", extra={"request_id": self.connection_id, "error": str(exc)})
+            data = encode_event(error_event(unencodable_answer(exc)))
         async with self._write_lock:
             try:
-                await bounded_send(async_write_event(event, self.writer), self.context.send_timeout)
+                self.writer.write(data)
+                await bounded_send(self.writer.drain(), self.context.send_timeout)
             except ConnectionError as exc:
                 raise ListenerGone() from exc
+            except ClientStalled:
+                abort_connection(self.writer.transport)  # its unsent bytes would hold the socket open
+                raise
+            self._last_activity = asyncio.get_running_loop().time()
 
     async def _serve(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         stream: _Stream | None = None
@@ -174,6 +218,9 @@ class WyomingConnection:
                     stream = await self._answer(event, stream)
                 except APIError as exc:
                     await self._refuse(exc)
+                finally:
+                    self._unanswered -= 1
+                    self._last_activity = asyncio.get_running_loop().time()
         finally:
             if stream is not None and stream.text is not None:
                 await stream.text.cancel()  # the client left mid-stream: stop the sentence being spoken
@@ -189,15 +236,15 @@ class WyomingConnection:
             info = await describe(self.context.library, self.context.version, self.context.catalog)
             await self.send(info.event())
         elif Ping.is_type(event.type):
-            await self.send(Pong(text=Ping.from_event(event).text).event())
+            await self.send(Pong(text=requests.ping_text(event)).event())
         elif SynthesizeStart.is_type(event.type):
             if stream is not None:
                 raise invalid_request("a streaming synthesis is already open: send synthesize-stop first")
-            return await self._start(_parsed(SynthesizeStart.from_event, event))
+            return await self._start(event)
         elif SynthesizeChunk.is_type(event.type):
             if stream is None:
                 raise invalid_request("no streaming synthesis is open: send synthesize-start first")
-            text = _parsed(SynthesizeChunk.from_event, event).text
+            text = requests.chunk_text(event)
             if stream.text is not None and not stream.text.failed:
                 await stream.text.feed(text)
         elif SynthesizeStop.is_type(event.type):
@@ -209,23 +256,15 @@ class WyomingConnection:
             return None
         elif Synthesize.is_type(event.type) and stream is None:
             # (Inside a stream it is the whole text again, for servers that do not stream.)
-            await self._synthesize(_parsed(Synthesize.from_event, event))
+            text, voice = requests.synthesize(event)
+            await self._speak(await self._voice(voice), text, ENDPOINT, next(self._ids))
         # Anything else (select-program, events of other domains) is dropped, as Wyoming
         # servers are expected to do.
         return stream
 
-    async def _voice(self, requested: SynthesizeVoice | None, text_format: str | None) -> _Voice:
-        if text_format not in (None, SynthesizeTextFormat.TEXT, SynthesizeTextFormat.TEXT.value):
-            raise invalid_request(f"text_format {text_format!s} is not supported; send plain text", param="text_format")
-        if requested is not None and requested.speaker is not None:
-            raise invalid_request("these voices have no speakers: name the voice alone", param="voice.speaker")
+    async def _voice(self, requested: VoiceRequest) -> _Voice:
         default = self.context.catalog.speakers[0] if self.context.catalog.speakers else DEFAULT_VOICE
-        name = requested.name if requested is not None and requested.name else default
-        language = requested.language if requested is not None else None
-        try:
-            fields = VoiceFields.model_validate({"voice": name, "language": language})
-        except ValidationError as exc:
-            raise validation_error(exc.errors()) from exc
+        fields = requested.fields(default)
         resolve_language(fields.language, "")  # a bad language is refused before any text
         return _Voice(await self.context.voices.resolve(fields.voice_name), fields.language)
 
@@ -262,29 +301,25 @@ class WyomingConnection:
             sent = 0
         await self.send(AudioStop(timestamp=sent * 1000 // SAMPLE_RATE).event())
 
-    async def _synthesize(self, request: Synthesize) -> None:
-        if not request.text.strip():
-            raise invalid_request("text must contain something to speak", param="text")
-        if len(request.text) > MAX_INPUT_CHARS:
-            raise invalid_request(f"text must be at most {MAX_INPUT_CHARS} characters", param="text")
-        voice = await self._voice(request.voice, request.text_format)
-        await self._speak(voice, request.text, ENDPOINT, next(self._ids))
-
-    async def _start(self, request: SynthesizeStart) -> _Stream:
+    async def _start(self, event: Event) -> _Stream:
         request_id = next(self._ids)
         try:
-            voice = await self._voice(request.voice, request.text_format)
+            voice = await self._voice(requests.synthesize_start(event))
         except APIError as exc:
             # Refused, but still open: its chunks are dropped and its stop answered.
             await self._refuse(exc)
             return _Stream(request_id, None)
 
         async def speak_sentence(sentence: str, index: int) -> bool:
+            self._speaking += 1  # the connection is not idle while its stream speaks
             try:
                 await self._speak(voice, sentence, STREAM_ENDPOINT, f"{request_id}.{index}")
             except APIError as exc:
                 await self.send(error_event(exc))
                 return False
+            finally:
+                self._speaking -= 1
+                self._last_activity = asyncio.get_running_loop().time()
             return True
 
         return _Stream(request_id, TextStream(speak_sentence))

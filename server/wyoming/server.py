@@ -1,4 +1,9 @@
-"""The Wyoming TCP listener, started and stopped with the app's lifespan."""
+"""The Wyoming TCP listener, started and stopped with the app's lifespan.
+
+It serves at most WYOMING_MAX_CONNECTIONS connections at once: one more is answered with an
+`error` (503, too_many_connections) and closed. A connection that ends is closed politely
+(its last bytes delivered) within SEND_TIMEOUT, or aborted.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import logging
 import socket
 import uuid
 
+from server.errors import APIError
 from server.speech.catalog import VoiceCatalog
 from server.speech.library import LibraryVoices, VoiceLibrary
+from server.speech.sending import abort_connection
 from server.speech.synthesis import SpeechService
 from server.speech.voice_resolution import PresetVoices, VoiceResolver
 from server.wyoming.connection import ConnectionContext, WyomingConnection
@@ -19,13 +26,28 @@ log = logging.getLogger("qwen3-tts")
 SERVER_VERSION = "0.1.0"
 
 
+async def close_writer(writer: asyncio.StreamWriter, send_timeout: float) -> None:
+    """Close a connection, its bytes already written delivered first for at most
+    `send_timeout` seconds (SEND_TIMEOUT); a client that does not take them by then is aborted."""
+    writer.close()
+    try:
+        async with asyncio.timeout(send_timeout):
+            await writer.wait_closed()
+    except TimeoutError:
+        abort_connection(writer.transport)
+    except OSError:  # reset by the client: closed already
+        pass
+
+
 class WyomingServer:
-    def __init__(self, context: ConnectionContext, host: str, port: int) -> None:
+    def __init__(self, context: ConnectionContext, host: str, port: int, max_connections: int = 64) -> None:
         self.context = context
         self.host = host
         self.port = port
+        self.max_connections = max_connections  # WYOMING_MAX_CONNECTIONS
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[None]] = set()  # served
+        self._refusing: set[asyncio.Task[None]] = set()  # over the cap, being answered
 
     async def start(self) -> None:
         # The stream's limit bounds a header line (read up to its newline) by MAX_JSON_BYTES.
@@ -36,14 +58,29 @@ class WyomingServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        connection = WyomingConnection(reader, writer, self.context, f"wy-{uuid.uuid4().hex[:12]}")
+        over_cap = len(self._connections) >= self.max_connections
+        tasks = self._refusing if over_cap else self._connections
+        tasks.add(task)
         try:
-            await WyomingConnection(reader, writer, self.context, f"wy-{uuid.uuid4().hex[:12]}").run()
+            if over_cap:
+                await connection.close_with(self._too_many())
+            else:
+                await connection.run()
+        except asyncio.CancelledError:
+            # stop() ends connections so. The task ends quietly: asyncio's stream server
+            # would report a cancelled connection task as an error.
+            pass
         finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            tasks.discard(task)
+            await close_writer(writer, self.context.send_timeout)
+
+    def _too_many(self) -> APIError:
+        message = (
+            f"this Wyoming port serves at most {self.max_connections} connections at once "
+            "(WYOMING_MAX_CONNECTIONS); try again later"
+        )
+        return APIError(503, message, "server_error", None, "too_many_connections")
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -59,7 +96,7 @@ class WyomingServer:
         """Stop listening, then close every connection (a synthesis in progress stops)."""
         if self._server is not None:
             self._server.close()
-        connections = list(self._connections)
+        connections = [*self._connections, *self._refusing]
         for task in connections:
             task.cancel()
         for task in connections:
@@ -80,14 +117,27 @@ def build_wyoming_server(
     keyed: bool,
     catalog: VoiceCatalog | None = None,
     max_event_bytes: int = 256 * 1024,
+    event_timeout: float = 10.0,
+    idle_timeout: float = 60.0,
+    max_connections: int = 64,
 ) -> WyomingServer:
     """The server for WYOMING_HOST:WYOMING_PORT. Wyoming carries no credentials, so with
     API_KEYS set (`keyed`) it offers the presets alone: saved voices (people's voices) stay
     behind the key, as in the HTTP voice list. An event may hold `max_event_bytes`
-    (MAX_JSON_BYTES) in all; a larger one is refused from its header (see framing.py)."""
+    (MAX_JSON_BYTES) in all; a larger one is refused from its header (see framing.py). The
+    timeouts and the cap are WYOMING_EVENT_TIMEOUT, WYOMING_IDLE_TIMEOUT and
+    WYOMING_MAX_CONNECTIONS (docs/limits.md)."""
     catalog = catalog or VoiceCatalog()
     voices: VoiceResolver = PresetVoices(catalog) if keyed else LibraryVoices(library, catalog)
     context = ConnectionContext(
-        service, voices, None if keyed else library, send_timeout, SERVER_VERSION, catalog, max_event_bytes
+        service,
+        voices,
+        None if keyed else library,
+        send_timeout,
+        SERVER_VERSION,
+        catalog,
+        max_event_bytes,
+        event_timeout,
+        idle_timeout,
     )
-    return WyomingServer(context, host, port)
+    return WyomingServer(context, host, port, max_connections)

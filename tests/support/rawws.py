@@ -35,8 +35,10 @@ def frame(payload: bytes, opcode: int = TEXT) -> bytes:
     return frame_header(len(payload), opcode, mask) + masked
 
 
-def handshake(port: int, receive_buffer: int | None = None, headers: dict[str, str] | None = None) -> socket.socket:
-    """A connected WebSocket after its 101; nothing after the response head has been read."""
+def handshake(
+    port: int, receive_buffer: int | None = None, headers: dict[str, str] | None = None, path: str = WS_PATH
+) -> socket.socket:
+    """A connected WebSocket (on `path`) after its 101; nothing after the response head has been read."""
     sock = connect(port, receive_buffer=receive_buffer)
     key = base64.b64encode(os.urandom(16)).decode()
     upgrade = {
@@ -46,7 +48,7 @@ def handshake(port: int, receive_buffer: int | None = None, headers: dict[str, s
         "Sec-WebSocket-Version": "13",
         **(headers or {}),
     }
-    sock.sendall(request_head("GET", WS_PATH, upgrade))
+    sock.sendall(request_head("GET", path, upgrade))
     sock.settimeout(60)
     head = b""
     while b"\r\n\r\n" not in head:
