@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from server.text.quoting import user_string
+
 
 class UnknownFormatError(ValueError):
     """Raised for a format name that is not in the registry.
@@ -62,5 +64,6 @@ def get_format(name: str) -> FormatSpec:
     spec = FORMATS.get(name.strip().lower()) if isinstance(name, str) else None
     if spec is None:
         supported = ", ".join(SUPPORTED_FORMATS)
-        raise UnknownFormatError(f"unsupported audio format {name!r}; supported: {supported}")
+        shown = user_string(name) if isinstance(name, str) else type(name).__name__
+        raise UnknownFormatError(f"unsupported audio format {shown}; supported: {supported}")
     return spec

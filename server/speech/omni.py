@@ -15,7 +15,7 @@ import logging
 import re
 
 from server.engine.jobs import CloneVoice
-from server.errors import invalid_request
+from server.errors import invalid_request, user_string
 from server.logs import request_id_var
 from server.speech.cloning import CloneService, PromptCache, clone_mode
 from server.speech.described_voices import task_design_voice
@@ -111,12 +111,13 @@ class OmniVoices:
         voice = await self.voices.resolve(voice_name)
         if task == "CustomVoice" and voice.slot != "custom_voice":
             raise invalid_request(
-                f"task_type CustomVoice speaks the preset voices; {voice_name!r} is a saved voice (task_type Base)",
+                f"task_type CustomVoice speaks the preset voices; {user_string(voice_name)} is a saved voice "
+                "(task_type Base)",
                 param="voice",
             )
         if task == "Base" and voice.slot != "base":
             raise invalid_request(
-                f"task_type Base speaks saved voices or ref_audio; {voice_name!r} is a preset voice "
+                f"task_type Base speaks saved voices or ref_audio; {user_string(voice_name)} is a preset voice "
                 "(task_type CustomVoice)",
                 param="voice",
             )

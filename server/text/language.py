@@ -6,6 +6,7 @@ import re
 from typing import Final
 
 from server.text._scripts import is_cjk, is_cyrillic, is_han, is_hangul, is_kana
+from server.text.quoting import user_string
 
 AUTO: Final = "Auto"
 
@@ -55,7 +56,7 @@ class UnsupportedLanguageError(ValueError):
 
     def __init__(self, value: str) -> None:
         self.value = value
-        super().__init__(f"Unsupported language {value!r}. Supported: {', '.join(ACCEPTED_LANGUAGES)}")
+        super().__init__(f"Unsupported language {user_string(value)}. Supported: {', '.join(ACCEPTED_LANGUAGES)}")
 
 
 def normalize_language(value: str | None) -> str:

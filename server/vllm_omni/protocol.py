@@ -22,7 +22,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server.errors import APIError, invalid_request, validation_error
+from server.errors import APIError, invalid_request, user_value, validation_error
 from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, OmniFields, SamplingFields
 
 
@@ -115,7 +115,8 @@ def parse_message(raw: str) -> ClientMessage:
         model = InputText
     else:
         raise invalid_request(
-            f"unknown message type {kind!r}; expected session.config, input.text, input.done or session.close",
+            f"unknown message type {user_value(kind)}; "
+            "expected session.config, input.text, input.done or session.close",
             param="type",
         )
     try:
