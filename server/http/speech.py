@@ -1,9 +1,12 @@
 """POST /v1/audio/speech (OpenAI's endpoint), POST /v1/audio/speech/stream (sentence SSE) and
-POST /v1/audio/speech/stream/pcm (raw PCM chunks, as the earlier server answered)."""
+POST /v1/audio/speech/stream/pcm (raw PCM chunks, as the earlier server answered). The last
+two take the earlier server's `stream_mode`: `sentence` sends one chunk per sentence, `token`
+frame-level chunks (a few codec frames each)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -18,12 +21,13 @@ from server.http.streaming import (
     SegmentStream,
     audio_response,
     openai_events,
+    pcm16_pieces,
     sentence_events,
     sse_response,
 )
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats
-from server.speech.requests import SpeechRequest
+from server.speech.requests import SpeechRequest, StreamedSpeechRequest
 from server.speech.synthesis import SegmentListener, SpeechService
 from server.speech.timestamps import WordTiming
 
@@ -132,19 +136,37 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
 
 
 @router.post("/v1/audio/speech/stream")
-async def stream_sentences(body: SpeechRequest, request: Request) -> Response:
+async def stream_sentences(body: StreamedSpeechRequest, request: Request) -> Response:
+    """One SSE event per sentence, or per few codec frames with `stream_mode: token`."""
     service: SpeechService = request.app.state.speech
     if body.timestamps:
         timing_of(request).require()
-    plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream", per_sentence=True)
+    per_sentence = body.stream_mode != "token"
+    plan = await service.plan_request(body, endpoint="/v1/audio/speech/stream", per_sentence=per_sentence)
     timer = timing_of(request).timer(plan) if body.timestamps else None
-    stream = await SegmentStream(service, plan, per_sentence=True, timer=timer).open()
+    stream = await SegmentStream(service, plan, per_sentence=per_sentence, timer=timer).open()
     return sse_response(sentence_events(stream), stream)
 
 
+async def pcm_bytes(stream: SegmentStream) -> AsyncIterator[bytes]:
+    """The stream's pieces as raw PCM, one write each (the sentence stream's payloads, raw)."""
+    async for piece in pcm16_pieces(stream):
+        if isinstance(piece, bytes):
+            yield piece
+
+
+async def stream_pcm_sentences(service: SpeechService, plan: SpeechPlan) -> Response:
+    """`stream_mode: sentence`: one raw PCM write per sentence, each resampled whole. Not
+    through the output cache, which keeps the frame-level stream (like the sentence SSE)."""
+    stream = await SegmentStream(service, plan, per_sentence=True).open()
+    headers = stream.headers() | {"Content-Disposition": 'attachment; filename="speech.pcm"'}
+    return stream.response(StreamingResponse(pcm_bytes(stream), media_type=plan.format.media_type, headers=headers))
+
+
 @router.post(PCM_ENDPOINT)
-async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
-    """The speech body answered as raw int16 little-endian mono PCM, streamed in chunks."""
+async def stream_pcm(body: StreamedSpeechRequest, request: Request) -> Response:
+    """The speech body answered as raw int16 little-endian mono PCM, streamed in chunks: a
+    few codec frames each (`stream_mode: token`, the default) or one per sentence."""
     if "response_format" in body.model_fields_set and body.response_format != "pcm":
         raise invalid_request("this endpoint answers raw pcm only", param="response_format")
     if body.stream_format != "audio":
@@ -154,8 +176,17 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> Response:
             "raw pcm has no place for word timestamps; use /v1/audio/speech/captioned or stream_format sse",
             param="timestamps",
         )
+    if body.stream_mode is not None and not body.stream:
+        raise invalid_request(
+            "stream_mode chooses how a stream is cut; stream: false answers one whole file", param="stream_mode"
+        )
     service: SpeechService = request.app.state.speech
-    plan = await service.plan_request(body.model_copy(update={"response_format": "pcm"}), endpoint=PCM_ENDPOINT)
-    response = await speak(request, service, plan, streamed=body.stream)
+    per_sentence = body.stream_mode == "sentence"
+    pcm_body = body.model_copy(update={"response_format": "pcm"})
+    plan = await service.plan_request(pcm_body, endpoint=PCM_ENDPOINT, per_sentence=per_sentence)
+    if per_sentence:
+        response = await stream_pcm_sentences(service, plan)
+    else:
+        response = await speak(request, service, plan, streamed=body.stream)
     response.headers.update(pcm_headers(plan.sample_rate))
     return response

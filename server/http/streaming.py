@@ -50,6 +50,7 @@ class SegmentStream:
         self.service = service
         self.plan = plan
         self.stats = SpeechStats()
+        self.per_sentence = per_sentence
         listener = timer.segment_done if timer is not None else None
         audio = (service.sentences if per_sentence else service.chunks)(plan, self.stats, listener)
         # With a timer, each segment's words come between the chunks, after the segment's audio.
@@ -207,24 +208,43 @@ def finish_event(stream: SegmentStream) -> ServerSentEvent:
     return ServerSentEvent(data=_json(body), event="finish")
 
 
-async def sentence_events(stream: SegmentStream) -> AsyncIterator[str | ServerSentEvent]:
-    """The sentence stream: one event per sentence, `data: <base64 of int16 LE mono PCM at
-    the plan's rate, 24 kHz by default>`, then `data: [DONE]`; on failure `data: [ERROR]
-    <message>` ends it. Each sentence is resampled whole, as the complete phrase it is. After
-    [DONE], a named `finish` event tells how each sentence ended (after it, so that a client
-    of the earlier server, which stops reading at [DONE], never sees an event it does not know)."""
+async def pcm16_pieces(stream: SegmentStream) -> AsyncIterator[bytes | SegmentWords]:
+    """Each piece of the stream as int16 LE mono PCM at the plan's rate (24 kHz by default),
+    with each segment's words where the stream is timed. A sentence (a per-sentence stream) is
+    resampled whole, as the complete phrase it is; frame-level chunks go through one streaming
+    resampler, so their seams cannot click."""
     rate = stream.plan.sample_rate
+    resampler = None if stream.per_sentence else StreamResampler(rate)
+    async for piece in stream:
+        if isinstance(piece, SegmentWords):
+            yield piece
+            continue
+        started = time.perf_counter()
+        if resampler is not None:
+            out = await asyncio.to_thread(resampler.process, piece)
+        else:
+            out = piece if rate == SAMPLE_RATE else await asyncio.to_thread(resample_whole, piece, rate)
+        stream.stats.encode_ms += (time.perf_counter() - started) * 1000
+        stream.stats.mark_sent(int(piece.shape[0]))
+        if out.size:
+            yield to_pcm16_bytes(out)
+    tail = resampler.finish() if resampler is not None else None
+    if tail is not None and tail.size:
+        yield to_pcm16_bytes(tail)
+
+
+async def sentence_events(stream: SegmentStream) -> AsyncIterator[str | ServerSentEvent]:
+    """The sentence stream: one event per piece (a sentence, or a few codec frames with
+    `stream_mode: token`), `data: <base64 of int16 LE mono PCM at the plan's rate>`, then
+    `data: [DONE]`; on failure `data: [ERROR] <message>` ends it. After [DONE], a named
+    `finish` event tells how each sentence ended (after it, so that a client of the earlier
+    server, which stops reading at [DONE], never sees an event it does not know)."""
     try:
-        async for pcm in stream:
-            if isinstance(pcm, SegmentWords):  # `timestamps: true`: a sentence's words, after it
-                yield ServerSentEvent(data=_json(pcm.as_json()), event="words")
+        async for piece in pcm16_pieces(stream):
+            if isinstance(piece, SegmentWords):  # `timestamps: true`: a segment's words, after it
+                yield ServerSentEvent(data=_json(piece.as_json()), event="words")
                 continue
-            started = time.perf_counter()
-            out = pcm if rate == SAMPLE_RATE else await asyncio.to_thread(resample_whole, pcm, rate)
-            payload = base64.b64encode(to_pcm16_bytes(out)).decode()
-            stream.stats.encode_ms += (time.perf_counter() - started) * 1000
-            stream.stats.mark_sent(int(pcm.shape[0]))
-            yield payload
+            yield base64.b64encode(piece).decode()
     except Exception as exc:
         yield f"[ERROR] {to_api_error(exc).message}"
         return

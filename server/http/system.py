@@ -68,8 +68,10 @@ async def health(request: Request) -> dict[str, Any] | JSONResponse:
         # The earlier server listed its voices in lower case and its clients look names up
         # that way (`"vivian" in voices`); names resolve in any case, so nothing is lost.
         "voices": [name.lower() for name in voices],
-        # ...and its cache sizes at the top level (the full figures are under "cache").
+        # ...and its cache sizes at the top level (the full figures are under "cache"), with
+        # the output cache's capacity in clips (AUDIO_CACHE_MAX, as it was there).
         "audio_cache_size": output.stats()["size"],
+        "audio_cache_max": output.max_entries,
         "voice_cache_size": clones.cache.stats()["size"],
         **report,
         **{name: describe() for name, describe in sections.items()},

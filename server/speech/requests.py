@@ -73,7 +73,10 @@ MAX_VOLUME_MULTIPLIER = 10.0
 REFUSED_FIELDS: dict[str, str] = {
     "volume": "its scale differs between servers (0-100, 0-2, 0-1); use gain_db (decibels) or volume_multiplier",
     "normalize": "loudness normalisation is not offered; use gain_db for one gain over the whole response",
-    "stream_mode": "streaming is chosen by stream (true/false) and stream_format (audio/sse)",
+    "stream_mode": (
+        "it is read on POST /v1/audio/speech/stream and /v1/audio/speech/stream/pcm; "
+        "here streaming is chosen by stream (true/false) and stream_format (audio/sse)"
+    ),
     "bitrate": "the encoders use fixed bitrates",
     "channels": "audio is mono",
     "pitch": "pitch shifting is not offered",
@@ -247,6 +250,18 @@ class SpeechRequest(VoiceFields, SpokenText, OmniFields):
     # Word timestamps (ALIGNER_MODEL_ID): a `speech.audio.timestamps` event after each
     # segment with stream_format sse, a `words` event on the sentence stream.
     timestamps: bool = False
+
+
+StreamMode = Literal["sentence", "token"]
+
+
+class StreamedSpeechRequest(SpeechRequest):
+    """The speech body of the routes where the earlier server read a per-request
+    `stream_mode` (the sentence stream and the raw PCM stream): `token` streams frame-level
+    chunks (a few codec frames each), `sentence` one chunk per sentence. Absent, each route
+    keeps its own way. Any other value is a 400 naming the field."""
+
+    stream_mode: StreamMode | None = None
 
 
 TimestampsFormat = Literal["json", "srt", "vtt"]

@@ -70,6 +70,8 @@ def test_health_has_the_earlier_servers_fields_and_keeps_its_own(server: LiveSer
     assert "vivian" in health["voices"] and all(name == name.lower() for name in health["voices"])
     assert health["audio_cache_size"] == health["cache"]["output"]["size"]
     assert health["voice_cache_size"] == health["cache"]["prompt"]["size"]
+    # The output cache's capacity in clips, under the earlier server's name: AUDIO_CACHE_MAX.
+    assert health["audio_cache_max"] == server.settings.audio_cache_max == health["cache"]["output"]["max"]
     output = health["cache"]["output"]
     assert output["max"] == server.settings.audio_cache_max == 256
     assert output["max_bytes"] == server.settings.audio_cache_max_bytes

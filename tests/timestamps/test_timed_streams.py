@@ -72,10 +72,14 @@ def test_timestamps_off_change_nothing_and_call_no_aligner(timed_server: LiveSer
     assert timed_audio == plain_audio == whole.content  # the same seed: the same audio
 
 
-def test_the_sentence_stream_sends_words_after_each_sentence(timed_server: LiveServer) -> None:
+@pytest.mark.parametrize("stream_mode", [None, "token"])
+def test_the_sentence_stream_sends_words_after_each_sentence(timed_server: LiveServer, stream_mode: str | None) -> None:
+    # With stream_mode token its events are frame-level chunks, and the words come after
+    # each piece the text was cut into (sentences joined), as on OpenAI's SSE.
+    mode = {} if stream_mode is None else {"stream_mode": stream_mode}
     with (
         timed_server.client() as client,
-        connect_sse(client, "POST", f"{SPEECH}/stream", json=speech_body(timestamps=True)) as source,
+        connect_sse(client, "POST", f"{SPEECH}/stream", json=speech_body(timestamps=True, **mode)) as source,
     ):
         events = list(source.iter_sse())
     audio = b""
@@ -89,7 +93,8 @@ def test_the_sentence_stream_sends_words_after_each_sentence(timed_server: LiveS
             audio += base64.b64decode(event.data)
     assert [e.data for e in events if e.event == "message"][-1] == "[DONE]"
     assert events[-1].event == "finish"
-    check_segments(segments, sentences_of(TEXT), len(audio) / BYTES_PER_SECOND)
+    pieces = split_pieces(TEXT) if stream_mode == "token" else sentences_of(TEXT)
+    check_segments(segments, pieces, len(audio) / BYTES_PER_SECOND)
 
 
 def receive_timed(socket: ClientConnection) -> tuple[bytes, list[tuple[int, dict[str, Any]]]]:
