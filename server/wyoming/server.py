@@ -2,7 +2,7 @@
 
 It serves at most WYOMING_MAX_CONNECTIONS connections at once: one more is answered with an
 `error` (503, too_many_connections) and closed. A connection that ends is closed politely
-(its last bytes delivered) within SEND_TIMEOUT, or aborted.
+(its last bytes delivered, the client's last bytes read) within SEND_TIMEOUT, or aborted.
 """
 
 from __future__ import annotations
@@ -24,19 +24,27 @@ from server.wyoming.connection import ConnectionContext, WyomingConnection
 log = logging.getLogger("qwen3-tts")
 
 SERVER_VERSION = "0.1.0"
+DISCARD_CHUNK = 64 * 1024
 
 
-async def close_writer(writer: asyncio.StreamWriter, send_timeout: float) -> None:
-    """Close a connection, its bytes already written delivered first for at most
-    `send_timeout` seconds (SEND_TIMEOUT); a client that does not take them by then is aborted."""
-    writer.close()
+async def close_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, send_timeout: float) -> None:
+    """End a connection politely within `send_timeout` seconds (SEND_TIMEOUT), or abort it:
+    the bytes already written go out with the end of the stream after them, and what the
+    client still sends is read and dropped until it closes its side. (Closing with its bytes
+    unread would reset the connection, and the client could lose the last answer, the
+    `error` saying why the connection ends.)"""
     try:
         async with asyncio.timeout(send_timeout):
+            if writer.can_write_eof():
+                writer.write_eof()
+            while await reader.read(DISCARD_CHUNK):
+                pass
+            writer.close()
             await writer.wait_closed()
     except TimeoutError:
         abort_connection(writer.transport)
-    except OSError:  # reset by the client: closed already
-        pass
+    except OSError:  # reset by the client: gone already
+        writer.close()
 
 
 class WyomingServer:
@@ -48,6 +56,7 @@ class WyomingServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()  # served
         self._refusing: set[asyncio.Task[None]] = set()  # over the cap, being answered
+        self._closing: set[asyncio.Task[None]] = set()  # ended, being closed
 
     async def start(self) -> None:
         # The stream's limit bounds a header line (read up to its newline) by MAX_JSON_BYTES.
@@ -63,17 +72,21 @@ class WyomingServer:
         tasks = self._refusing if over_cap else self._connections
         tasks.add(task)
         try:
-            if over_cap:
-                await connection.close_with(self._too_many())
-            else:
-                await connection.run()
+            try:
+                if over_cap:
+                    await connection.close_with(self._too_many())
+                else:
+                    await connection.run()
+            finally:
+                tasks.discard(task)  # being closed, it no longer counts towards the cap
+            self._closing.add(task)
+            await close_connection(reader, writer, self.context.send_timeout)
         except asyncio.CancelledError:
-            # stop() ends connections so. The task ends quietly: asyncio's stream server
-            # would report a cancelled connection task as an error.
-            pass
+            # stop() ends connections so. The task ends quietly (asyncio's stream server would
+            # report a cancelled connection task as an error), without waiting on the client.
+            writer.close()
         finally:
-            tasks.discard(task)
-            await close_writer(writer, self.context.send_timeout)
+            self._closing.discard(task)
 
     def _too_many(self) -> APIError:
         message = (
@@ -96,7 +109,7 @@ class WyomingServer:
         """Stop listening, then close every connection (a synthesis in progress stops)."""
         if self._server is not None:
             self._server.close()
-        connections = [*self._connections, *self._refusing]
+        connections = [*self._connections, *self._refusing, *self._closing]
         for task in connections:
             task.cancel()
         for task in connections:
