@@ -11,41 +11,15 @@ import pytest
 from server.devmodel import build_dev_checkpoint
 from tests.support.checkpoints import DevBackend, DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
-
-# Tests that must share one worker: the Ray tests start one local cluster per process (two
-# would each claim the machine's cores), so they all run where the first one started it.
-SHARED_WORKER_FOLDERS = {"cluster": "ray"}
-WIDER_THAN_A_TEST = {"class", "module", "package"}
-
-
-def shares_fixtures_with_its_module(item: pytest.Item) -> bool:
-    """Whether the test uses a class-, module- or package-scoped fixture (a server, a backend):
-    its module's tests that do must run on one worker, or each worker would build it again."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(
-        definitions[-1].scope in WIDER_THAN_A_TEST
-        for name, definitions in info.name2fixturedefs.items()
-        if definitions and name in info.names_closure
-    )
+from tests.support.worker_groups import assign_worker_groups
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for `--dist loadgroup` (scripts/test): a module's tests that share a fixture wider
-    than a test go to one worker together, so it is built once; a folder in
-    SHARED_WORKER_FOLDERS goes whole to one worker; every other test is scheduled on its own,
-    which spreads a module of independent slow tests over the workers. (Runs before xdist
-    reads the groups; a plain run ignores them.)"""
-    tests_root = Path(__file__).parent
-    for item in items:
-        relative = item.path.relative_to(tests_root)
-        group = SHARED_WORKER_FOLDERS.get(relative.parts[0])
-        if group is None and shares_fixtures_with_its_module(item):
-            group = relative.as_posix()
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (scripts/test), each test's node id names the worker group it
+    belongs to (tests/support/worker_groups.py); a plain run keeps pytest's own ids."""
+    if getattr(config.option, "loadgroup", False):  # what xdist sets on each worker under loadgroup
+        assign_worker_groups(items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")
