@@ -139,7 +139,8 @@ def _form_model(form: FormData, model: type[FormModel]) -> FormModel:
         if raw is not None:
             values[name] = raw.strip()
     try:
-        return model.model_validate(values)
+        # Form fields are text: read as numbers and booleans here (JSON bodies are strict).
+        return model.model_validate(values, strict=False)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = str(first["loc"][0]) if first["loc"] else None

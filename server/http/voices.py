@@ -52,7 +52,7 @@ async def create_voice(request: Request) -> dict[str, Any]:
 
 async def _create_designed_voice(request: Request) -> dict[str, Any]:
     try:  # the gate has already bounded the body by MAX_JSON_BYTES
-        body = DesignedVoiceRequest.model_validate_json(await request.body())
+        body = DesignedVoiceRequest.model_validate_json(await request.body(), strict=True)  # JSON's types
     except ValidationError as exc:
         raise validation_error(exc.errors()) from None
     designer: VoiceDesigner = request.app.state.designer

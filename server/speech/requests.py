@@ -2,7 +2,9 @@
 
 Unknown extra fields are ignored, as OpenAI-compatible servers commonly do; the
 extensions this server understands (`language`, `seed`, `instruct`, the sampling fields)
-are declared here.
+are declared here. JSON's types are held to (strict mode), on every door that takes these
+models: "yes" is not true and "5" is not 5 (a whole number may be given for a decimal one).
+Multipart form fields are text by nature and are read from text (server/http/uploads.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ MAX_REPETITION_PENALTY = 2.0
 class VoiceRef(BaseModel):
     """OpenAI's object form of a voice: `{"id": "..."}`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     id: str = Field(min_length=1, max_length=MAX_VOICE_CHARS)
 
 
@@ -51,7 +53,7 @@ class SamplingFields(BaseModel):
     max_new_tokens caps the codec frames of each generated piece of the input, at most the
     server's MAX_NEW_TOKENS. Shared by the JSON body and the clone endpoint's form fields."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False)
     top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
@@ -115,7 +117,7 @@ class OutputFields(BaseModel):
     """How the audio comes out: its sample rate (resampled from the model's 24 kHz with a
     streaming resampler) and its level (one constant gain for the whole request)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     sample_rate: int = Field(default=SAMPLE_RATE, json_schema_extra={"enum": list(ALLOWED_SAMPLE_RATES)})
     gain_db: float | None = Field(default=None, ge=MIN_GAIN_DB, le=MAX_GAIN_DB, allow_inf_nan=False)
@@ -154,7 +156,7 @@ class OutputFields(BaseModel):
 class VoiceFields(SamplingFields, OutputFields):
     """What every JSON speech request says besides its text, over HTTP and on the WebSocket."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
     # Optional, as with the earlier server, vLLM and Kokoro: absent means the preset-voice model.
     model: str | None = Field(default=None, min_length=1, max_length=256)
@@ -196,6 +198,8 @@ class VoiceFields(SamplingFields, OutputFields):
 class SpokenText(BaseModel):
     """The text to speak, as `input`."""
 
+    model_config = ConfigDict(strict=True)
+
     input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
 
     @field_validator("input")
@@ -218,7 +222,7 @@ class OmniFields(BaseModel):
     which Qwen3-TTS task speaks, an inline reference for cloning, the size of the first
     streamed chunk. How they map onto this server's voices is server.speech.omni's work."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     task_type: Literal["CustomVoice", "Base", "VoiceDesign"] | None = None
     # A data URL (or bare base64) of the reference recording; its decoded size is bounded

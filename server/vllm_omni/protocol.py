@@ -89,7 +89,7 @@ class SessionConfig(OmniFields, SamplingFields):
 
 
 class InputText(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["input.text"]
     text: str = Field(max_length=MAX_INPUT_CHARS)
 

@@ -60,13 +60,13 @@ class TextStart(StreamFields):
 
 
 class TextDelta(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["delta"]
     text: str = Field(max_length=MAX_INPUT_CHARS)
 
 
 class TextFlush(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["flush"]
 
 
