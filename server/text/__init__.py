@@ -1,6 +1,7 @@
 """Text preparation for synthesis: language names, sentence splitting and
 token budgets. Pure Python, so it can be used and tested without torch."""
 
+from server.text._scripts import separate_scripts
 from server.text.budget import (
     CJK_TOKENS_PER_CHAR,
     MAX_NEW_TOKENS,
@@ -35,5 +36,6 @@ __all__ = [
     "is_mostly_cjk",
     "max_new_tokens_for",
     "normalize_language",
+    "separate_scripts",
     "split_sentences",
 ]

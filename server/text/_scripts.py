@@ -7,6 +7,7 @@ Unicode-script database such as the third-party ``regex`` module.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Final
 
 # Ranges are inclusive (first, last) code points.
@@ -64,3 +65,38 @@ def is_cjk(ch: str) -> bool:
 
 # A character class usable inside ``re`` patterns, kept in sync with is_cjk.
 CJK_CLASS: Final = "".join(f"\\U{first:08x}-\\U{last:08x}" for first, last in (*_HAN, *_KANA, *_HANGUL))
+
+
+# Scripts written together within one word: Japanese mixes Han and kana in a word.
+_ONE_SCRIPT: Final = {"CJK": "HAN", "HIRAGANA": "HAN", "KATAKANA": "HAN", "KATAKANA-HIRAGANA": "HAN"}
+
+
+def _script(ch: str) -> str | None:
+    """The script of a letter, from its Unicode name (LATIN, CYRILLIC, ARABIC, HANGUL, ...;
+    Han and kana as one); None for anything that is not a letter (digits, punctuation,
+    marks), which belongs to the letters around it."""
+    if not unicodedata.category(ch).startswith("L"):
+        return None
+    words = unicodedata.name(ch, "").split()
+    if not words:
+        return None
+    first = words[1] if words[0] in ("HALFWIDTH", "FULLWIDTH") and len(words) > 1 else words[0]
+    return _ONE_SCRIPT.get(first, first)
+
+
+def separate_scripts(text: str) -> str:
+    """`text` with a space wherever the script changes between two letters that nothing but
+    punctuation or digits separate ("안녕하세요。Привет" -> "안녕하세요。 Привет"), so that a
+    word splitter that cuts at spaces and drops punctuation (the forced aligner's) does not
+    glue words of different scripts into one."""
+    out: list[str] = []
+    last: str | None = None
+    for ch in text:
+        if ch.isspace():
+            last = None
+        elif (script := _script(ch)) is not None:
+            if last is not None and script != last:
+                out.append(" ")
+            last = script
+        out.append(ch)
+    return "".join(out)

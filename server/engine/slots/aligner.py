@@ -30,6 +30,7 @@ import numpy as np
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import EngineError
 from server.engine.slots.models import SlotState, SlotStats
+from server.text import separate_scripts
 
 log = logging.getLogger("qwen3-tts.aligner")
 
@@ -93,8 +94,9 @@ def _word_processor() -> Any:
 def aligner_words(text: str, language: str) -> list[str]:
     """The units the aligner times in `text`, split exactly as its own processor splits them
     (words at spaces with punctuation dropped, one unit per CJK character, nagisa for
-    Japanese, soynlp for Korean)."""
-    words, _prompt = _word_processor().encode_timestamp(text, language)
+    Japanese, soynlp for Korean), once a change of script has been made a word boundary
+    (`separate_scripts`): the language alone would glue "안녕하세요。Привет" into one word."""
+    words, _prompt = _word_processor().encode_timestamp(separate_scripts(text), language)
     return list(words)
 
 
@@ -175,6 +177,7 @@ class AlignerSlot:
             return self._align_bound(pcm, sample_rate, text, language)
 
     def _align_bound(self, pcm: np.ndarray, sample_rate: int, text: str, language: str) -> list[AlignedSpan]:
+        text = separate_scripts(text)  # as aligner_words splits it
         words = aligner_words(text, language)
         if not words:  # nothing to time (punctuation only): no call, no load
             return []
