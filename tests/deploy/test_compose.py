@@ -78,6 +78,9 @@ SETTINGS: dict[str, str] = {
     "SHUTDOWN_GRACE": "30",
     "WYOMING_PORT": "10200",
     "WYOMING_HOST": "",
+    "WYOMING_EVENT_TIMEOUT": "10",
+    "WYOMING_IDLE_TIMEOUT": "60",
+    "WYOMING_MAX_CONNECTIONS": "64",
 }
 # Settings whose deployed default is set by the image rather than by the server code.
 IMAGE_DEFAULTS = {"VOICES_DIR"}
