@@ -32,7 +32,6 @@ from server.http.middleware import RequestIdMiddleware
 from server.http.openapi import install_openapi
 from server.http.playground import install_playground
 from server.http.refusals import error_response
-from server.http.responses import OrjsonResponse
 from server.http.sending import SendGuard
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
@@ -47,6 +46,7 @@ from server.speech.synthesis import SpeechService
 from server.speech.timestamps import WordTiming
 from server.speech.voice_map import build_voice_catalog
 from server.vllm_omni import router as vllm_omni
+from server.web.responses import OrjsonResponse
 from server.websocket import router as websocket
 from server.wyoming.server import WyomingServer, build_wyoming_server
 

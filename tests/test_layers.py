@@ -22,14 +22,6 @@ FRONT_DOORS = ("server.http", "server.websocket", "server.wyoming", "server.vllm
 DOOR_PACKAGES = ("server.http", "server.websocket", "server.wyoming", "server.vllm_omni")
 PROTOCOL_LIBRARIES = ("fastapi", "starlette", "sse_starlette", "uvicorn", "wyoming")
 
-# Where front doors still import one another; issue #34 item 4 moves what they share below them.
-KNOWN_DOOR_CROSSINGS: dict[str, set[str]] = {
-    "server.http.system": {"server.websocket"},
-    "server.vllm_omni.router": {"server.http"},
-    "server.vllm_omni.session": {"server.websocket"},
-    "server.websocket.router": {"server.http"},
-}
-
 
 def module_files(root: Path) -> dict[str, Path]:
     """Every module under `root` (a package directory) by its dotted name; a package is named
@@ -247,19 +239,14 @@ def test_the_cycle_checker_passes_a_chain(tmp_path: Path) -> None:
     assert import_cycles(import_graph(root)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="front doors still import each other: issue #34 item 4")
 def test_no_front_door_imports_another() -> None:
     assert doors_importing_doors(import_graph()) == {}
 
 
-def test_front_doors_import_no_new_door() -> None:
-    """Until item 4 lands, no crossing beyond the known ones; each one it removes stays removed
-    once KNOWN_DOOR_CROSSINGS drops it."""
-    new = {
-        module: doors - KNOWN_DOOR_CROSSINGS.get(module, set())
-        for module, doors in doors_importing_doors(import_graph()).items()
-    }
-    assert {module: doors for module, doors in new.items() if doors} == {}
+def test_what_the_web_doors_share_imports_no_front_door() -> None:
+    """server/web/ holds what more than one web front door needs (the JSON response, the
+    WebSocket handshake, the read-ahead inbox): it stands below them all."""
+    assert offending("web", FRONT_DOORS) == {}
 
 
 def test_the_door_checker_sees_a_crossing(tmp_path: Path) -> None:

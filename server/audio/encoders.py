@@ -36,6 +36,7 @@ import numpy.typing as npt
 from .dsp import SAMPLE_RATE, to_pcm16_bytes
 from .formats import FormatSpec, get_format
 from .pyav_encoder import CODECS, PyAVEncoder
+from .resample import resample_whole
 from .sndfile_encoder import SoundFileEncoder
 
 
@@ -140,3 +141,9 @@ def encode_whole(pcm: npt.NDArray[np.float32], fmt: str, sample_rate: int = SAMP
     """Encode a complete utterance into one file of format ``fmt``."""
     encoder = create_encoder(fmt, streaming=False, sample_rate=sample_rate)
     return encoder.encode(pcm) + encoder.finish()
+
+
+def encode_whole_at(pcm: npt.NDArray[np.float32], fmt: str, sample_rate: int) -> bytes:
+    """A complete utterance resampled to `sample_rate` (as a stream of it would be) and encoded
+    as one file whose header carries that rate."""
+    return encode_whole(resample_whole(pcm, sample_rate), fmt, sample_rate)

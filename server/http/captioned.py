@@ -29,7 +29,6 @@ from fastapi.responses import Response, StreamingResponse
 
 from server.errors import invalid_request, to_api_error
 from server.http.cached_speech import attachment_headers
-from server.http.responses import OrjsonResponse
 from server.http.speech import logged_once_sent, synthesize_file, timing_of
 from server.http.streaming import SegmentStream, audio_pieces
 from server.speech.planning import SpeechPlan
@@ -38,6 +37,7 @@ from server.speech.requests import CaptionedSpeechRequest
 from server.speech.subtitles import render_subtitles
 from server.speech.synthesis import SpeechService
 from server.speech.timestamps import SegmentWords, WordTimer
+from server.web.responses import OrjsonResponse
 
 router = APIRouter()
 

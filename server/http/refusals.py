@@ -9,8 +9,8 @@ import logging
 from starlette.types import Receive, Scope, Send
 
 from server.errors import APIError
-from server.http.responses import OrjsonResponse
 from server.logs import request_id_var, request_logged_var
+from server.web.responses import OrjsonResponse
 
 log = logging.getLogger("qwen3-tts")
 

@@ -12,8 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from server.audio.encoders import encode_whole
-from server.audio.resample import resample_whole
+from server.audio.encoders import encode_whole_at
 from server.errors import invalid_request, to_api_error
 from server.http.cached_speech import CachedSpeech, attachment_headers
 from server.http.sending import Outcome, TrackedResponse
@@ -52,7 +51,7 @@ def pcm_headers(sample_rate: int) -> dict[str, str]:
 def encode_at_rate(pcm: np.ndarray, plan: SpeechPlan) -> bytes:
     """The whole utterance resampled to the plan's rate (as a stream of it would be) and
     encoded as one file whose header carries that rate."""
-    return encode_whole(resample_whole(pcm, plan.sample_rate), plan.format.name, plan.sample_rate)
+    return encode_whole_at(pcm, plan.format.name, plan.sample_rate)
 
 
 async def synthesize_file(

@@ -22,7 +22,7 @@ from server.speech.output_cache import OutputCache
 from server.speech.recent import RecentRequests
 from server.speech.requests import MAX_INPUT_CHARS
 from server.text import SUPPORTED_LANGUAGES
-from server.websocket.session import ENDPOINT as WEBSOCKET_PATH
+from server.web.paths import SPEECH_WEBSOCKET as WEBSOCKET_PATH
 
 router = APIRouter()
 v1_router = APIRouter()

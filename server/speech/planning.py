@@ -6,6 +6,7 @@ running the plan is synthesis.py's work, logging it request_log.py's."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from server.audio.formats import FormatSpec, UnknownFormatError, get_format
 from server.engine.jobs import SAMPLE_RATE, ChunkPlan, SamplingParams, SynthesisJob
@@ -57,7 +58,7 @@ class SpeechOptions:
     first_chunk_frames: int | None = None
 
 
-def sampling_of(request: SamplingFields) -> SamplingParams:
+def sampling_of(request: SamplingFields | SpokenFields) -> SamplingParams:
     return SamplingParams(
         temperature=request.temperature,
         top_p=request.top_p,
@@ -66,8 +67,38 @@ def sampling_of(request: SamplingFields) -> SamplingParams:
     )
 
 
-def options_of(request: VoiceFields, text: str) -> SpeechOptions:
-    """The shared options of a JSON speech request, for `text`."""
+class SpokenFields(Protocol):
+    """What a request says about its speech besides the text and the voice: the JSON body's
+    fields (VoiceFields), or a vLLM-Omni session.config's (sampling and output fields alike)."""
+
+    @property
+    def response_format(self) -> str: ...
+    @property
+    def speed(self) -> float: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def instructions(self) -> str | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def repetition_penalty(self) -> float | None: ...
+    @property
+    def max_new_tokens(self) -> int | None: ...
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def gain(self) -> float: ...
+
+
+def options_of(request: SpokenFields, text: str) -> SpeechOptions:
+    """The shared options of a speech request, for `text`: the same mapping on every door."""
     return SpeechOptions(
         input=text,
         response_format=request.response_format,

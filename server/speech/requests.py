@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -35,6 +36,18 @@ MAX_SPEED = 4.0
 MAX_TEMPERATURE = 2.0
 MAX_TOP_K = 4096
 MAX_REPETITION_PENALTY = 2.0
+
+
+def json_object(raw: str | bytes) -> dict[str, Any]:
+    """One client message that must be one JSON object (a WebSocket's text frame); raises
+    APIError (400) saying what is wrong."""
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"a message must be one JSON object: {exc}") from exc
+    if not isinstance(data, dict):
+        raise invalid_request("a message must be one JSON object")
+    return data
 
 
 class VoiceRef(BaseModel):

@@ -2,7 +2,7 @@
 it really ended with. Protocol-free: a front door hands over how a chunk reaches its client.
 
 The WebSocket has its own speaker (it sends error events itself); the Wyoming server and
-vLLM-Omni's speech socket share this one.
+vLLM-Omni's speech socket share this one. Both end requests the same way (server/speech/ending.py).
 """
 
 from __future__ import annotations
@@ -12,18 +12,14 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from server.errors import APIError, to_api_error
 from server.logs import request_id_var
+from server.speech.ending import outcome_of
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats
 from server.speech.sending import ClientStalled, send_deadline
 from server.speech.synthesis import SegmentListener, SpeechService
 
 Deliver = Callable[[np.ndarray], Awaitable[None]]
-
-
-class ListenerGone(Exception):
-    """The client went away (or stopped reading); nothing more can be sent to it."""
 
 
 async def speak_plan(
@@ -37,7 +33,7 @@ async def speak_plan(
     `on_segment` hears of each segment once its audio is complete (word timing).
 
     Raises APIError when synthesis fails (queue full, timeout, engine error), after logging
-    it; ListenerGone or CancelledError when the client left, after stopping the engine job
+    it; ClientGone or CancelledError when the client left, after stopping the engine job
     and logging 499; ClientStalled when a send made through `bounded_send` waited past
     SEND_TIMEOUT (499) or the request's deadline (504)."""
     token = request_id_var.set(request_id)
@@ -52,22 +48,12 @@ async def speak_plan(
             async for pcm in segments:
                 await deliver(pcm)
                 stats.mark_sent(int(pcm.shape[0]))
-    except ClientStalled as stalled:
-        status, error = stalled.status, stalled.reason
-        raise
-    except ListenerGone as exc:  # its text says why, when the front door knows (a stalled reader)
-        status, error = 499, str(exc) or "client disconnected"
-        raise
-    except asyncio.CancelledError:
-        status, error = 499, "client disconnected"
-        raise
-    except APIError as exc:
-        status, error = exc.status, exc.message
-        raise
-    except Exception as exc:
-        api_error = to_api_error(exc)
-        status, error = api_error.status, str(exc) or type(exc).__name__
-        raise api_error from exc
+    except (Exception, asyncio.CancelledError, ClientStalled) as exc:
+        outcome = outcome_of(exc)
+        status, error = outcome.status, outcome.error
+        if outcome.api_error is None or outcome.api_error is exc:
+            raise
+        raise outcome.api_error from exc
     finally:
         await segments.aclose()  # stops the engine job when the client left mid-plan
         service.log_request(plan, stats, status, error)

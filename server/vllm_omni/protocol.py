@@ -19,16 +19,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from server.errors import APIError, invalid_request, user_value, validation_error
-from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, OmniFields, SamplingFields
+from server.speech.requests import (
+    MAX_INPUT_CHARS,
+    MAX_SPEED,
+    MIN_SPEED,
+    OmniFields,
+    OutputFields,
+    SamplingFields,
+    json_object,
+)
 
 
-class SessionConfig(OmniFields, SamplingFields):
+class SessionConfig(OmniFields, SamplingFields, OutputFields):
     """session.config. Unknown fields are refused by name, as vLLM-Omni refuses them, so a
-    client never believes a setting took effect when it did not."""
+    client never believes a setting took effect when it did not. The output fields
+    (sample_rate, gain_db, volume_multiplier) are the HTTP body's, mapped the same way."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -99,12 +107,7 @@ ClientMessage = SessionConfig | InputText | Literal["input.done", "session.close
 
 def parse_message(raw: str) -> ClientMessage:
     """One client message, validated; raises APIError saying what is wrong."""
-    try:
-        data: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"a message must be one JSON object: {exc}") from exc
-    if not isinstance(data, dict):
-        raise invalid_request("a message must be one JSON object")
+    data = json_object(raw)
     kind = data.get("type")
     if kind in ("input.done", "session.close"):
         return kind  # type: ignore[no-any-return]

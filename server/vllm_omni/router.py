@@ -4,21 +4,15 @@ stream; HTTP and WebSocket routes of one path do not meet.)"""
 
 from __future__ import annotations
 
-import logging
-import re
-import uuid
-
 from fastapi import APIRouter, WebSocket
 
-from server.http.responses import OrjsonResponse
 from server.speech.keys import check_key
 from server.vllm_omni.session import ENDPOINT, LOG_ENDPOINT, OmniConnection
+from server.web.handshake import WEBSOCKET_KEY_PARAM as KEY_PARAM
+from server.web.handshake import connection_id, refuse
 
 router = APIRouter()
-log = logging.getLogger("qwen3-tts")
 
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
-KEY_PARAM = "api_key"
 # vLLM's own clients send a bearer token; LiveKit's plugin (Baseten) sends `Api-Key <key>`.
 _SCHEMES = ("bearer", "api-key")
 HOW = "'Authorization: Bearer <key>', 'Authorization: Api-Key <key>' or the api_key query parameter"
@@ -33,18 +27,11 @@ def presented_key(authorization: str | None, query_key: str | None) -> str | Non
 
 @router.websocket(ENDPOINT)
 async def omni_speech_websocket(websocket: WebSocket) -> None:
-    incoming = websocket.headers.get("x-request-id", "")
-    connection_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+    connection = connection_id(websocket)
     key = presented_key(websocket.headers.get("authorization"), websocket.query_params.get(KEY_PARAM))
     error = check_key(websocket.app.state.api_keys, key, HOW)
     if error is not None:
-        log.info(
-            "request refused",
-            extra={"request_id": connection_id, "endpoint": LOG_ENDPOINT, "status": error.status, "code": error.code},
-        )
-        await websocket.send_denial_response(
-            OrjsonResponse(error.body(), status_code=error.status, headers=error.headers or None)
-        )
+        await refuse(websocket, error, connection, LOG_ENDPOINT)
         return
     await websocket.accept()
     state = websocket.app.state
@@ -53,7 +40,7 @@ async def omni_speech_websocket(websocket: WebSocket) -> None:
         websocket,
         state.speech,
         state.omni_voices,
-        connection_id,
+        connection,
         settings.max_json_bytes,
         state.word_timing,
     ).run()

@@ -21,22 +21,22 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.audio.dsp import to_pcm16_bytes
-from server.audio.encoders import encode_whole
+from server.audio.encoders import encode_whole_at
 from server.audio.formats import FormatSpec
-from server.engine.jobs import SAMPLE_RATE
+from server.audio.resample import StreamResampler
 from server.engine.slots.aligner import HOW_TO_ENABLE
 from server.errors import APIError, invalid_request, log_refusal
+from server.speech.ending import ClientGone, log_stalled, run_connection
 from server.speech.omni import OmniVoices
-from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language, sampling_of
-from server.speech.sending import ClientStalled
-from server.speech.speaking import ListenerGone, speak_plan
+from server.speech.planning import SpeechPlan, options_of, resolve_format, resolve_language
+from server.speech.speaking import speak_plan
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.timestamps import SegmentWords, WordTimer, WordTiming
 from server.speech.voice_resolution import ResolvedVoice
 from server.vllm_omni.protocol import ClientMessage, InputText, SessionConfig, error_event, parse_message
-from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
-from server.websocket.inbox import Inbox as MessageInbox
+from server.web.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
+from server.web.inbox import Inbox as MessageInbox
 
 log = logging.getLogger("qwen3-tts")
 
@@ -76,28 +76,12 @@ class OmniConnection:
 
     async def run(self) -> None:
         inbox: Inbox = MessageInbox(READ_AHEAD_MESSAGES, READ_AHEAD_BODIES * self.max_message_bytes)
-        tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                try:
-                    await task
-                except (asyncio.CancelledError, ListenerGone):
-                    pass
-                except ClientStalled as stalled:
-                    # The send guard gave up on a client that stopped reading and aborted
-                    # its connection: the session ends here.
-                    log.info(
-                        "websocket client stalled",
-                        extra={"request_id": self.connection_id, "endpoint": LOG_ENDPOINT, "error": stalled.reason},
-                    )
+        # The session ends with the client's leaving; a stalled client's connection was dropped.
+        await run_connection(self._read(inbox), self._serve(inbox), log_stalled(self.connection_id, LOG_ENDPOINT))
 
     async def _read(self, inbox: Inbox) -> None:
         """Every message as it arrives, never waiting for the session, so the keepalive's
-        pongs are read whatever the backlog (server/websocket/inbox.py)."""
+        pongs are read whatever the backlog (server/web/inbox.py)."""
         await read_ahead(self.websocket, inbox, parse_message, self.max_message_bytes, self.connection_id, LOG_ENDPOINT)
 
     async def send_json(self, event: dict[str, Any]) -> None:
@@ -108,13 +92,13 @@ class OmniConnection:
             await self._send(self.websocket.send_bytes(data[offset : offset + MAX_FRAME_BYTES]))
 
     async def _send(self, sending: Any) -> None:
-        """One send; ListenerGone when the client has gone. Each is bounded by the app's send
+        """One send; ClientGone when the client has gone. Each is bounded by the app's send
         guard (SEND_TIMEOUT, and the deadline of the sentence being spoken), which raises
         ClientStalled and aborts the connection of a client that stopped reading."""
         try:
             await sending
         except (WebSocketDisconnect, RuntimeError) as exc:
-            raise ListenerGone() from exc
+            raise ClientGone() from exc
 
     async def _serve(self, inbox: Inbox) -> None:
         session: _Session | None = None
@@ -179,19 +163,6 @@ class OmniConnection:
         voice = await self.voices.resolve(config, config.voice)
         return _Session(config, voice, fmt)
 
-    def _options(self, config: SessionConfig, text: str) -> SpeechOptions:
-        return SpeechOptions(
-            input=text,
-            response_format=config.response_format,
-            speed=config.speed,
-            language=config.language,
-            instructions=config.instructions,
-            seed=config.seed,
-            sampling=sampling_of(config),
-            max_new_tokens=config.max_new_tokens,
-            first_chunk_frames=config.initial_codec_chunk_frames,
-        )
-
     def _open(self, session: _Session, utterance: int) -> TextStream:
         async def speak_sentence(sentence: str, index: int) -> bool:
             await self._speak(session, sentence, utterance, index)
@@ -208,7 +179,7 @@ class OmniConnection:
             "sentence_index": index,
             "sentence_text": sentence,
             "format": session.fmt.name,
-            "sample_rate": SAMPLE_RATE,
+            "sample_rate": config.sample_rate,
             "channels": 1,
         }
         done: dict[str, Any] = {"type": "audio.done", "utterance_index": utterance, "sentence_index": index}
@@ -222,29 +193,36 @@ class OmniConnection:
                 await self.send_json(start)
 
         gathered: list[np.ndarray] = []
+        resampler = StreamResampler(config.sample_rate)
+
+        async def send_pcm(pcm: np.ndarray) -> None:
+            nonlocal total
+            if pcm.size:
+                await begin()
+                data = to_pcm16_bytes(pcm)
+                total += len(data)
+                await self.send_bytes(data)
 
         async def deliver(pcm: np.ndarray) -> None:
-            nonlocal total
             if not config.stream_audio:
                 gathered.append(pcm)  # one encoded file for the sentence, once it is complete
                 return
-            await begin()
-            data = to_pcm16_bytes(pcm)
-            total += len(data)
-            await self.send_bytes(data)
+            await send_pcm(resampler.process(pcm))
 
         failed = False
         timer: WordTimer | None = None
         try:
             plan: SpeechPlan = self.service.plan(
-                self._options(config, sentence), session.voice, session.fmt, LOG_ENDPOINT, interactive=True
+                options_of(config, sentence), session.voice, session.fmt, LOG_ENDPOINT, interactive=True
             )
             if config.wants_word_timestamps and self.timing.enabled:
                 timer = self.timing.timer(plan)
             await speak_plan(self.service, plan, request_id, deliver, timer.segment_done if timer else None)
-            if not config.stream_audio:
+            if config.stream_audio:
+                await send_pcm(resampler.finish())  # the resampler's look-ahead
+            else:
                 pcm = np.concatenate(gathered) if gathered else np.zeros(0, dtype=np.float32)
-                data = await asyncio.to_thread(encode_whole, pcm, session.fmt.name)
+                data = await asyncio.to_thread(encode_whole_at, pcm, session.fmt.name, config.sample_rate)
                 await begin()
                 total = len(data)
                 await self.send_bytes(data)

@@ -25,30 +25,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from server.audio.resample import UnsupportedSampleRateError, check_sample_rate
-from server.engine.jobs import SAMPLE_RATE
 from server.errors import APIError, invalid_request, user_string, validation_error
-from server.speech.requests import MAX_INPUT_CHARS, SpokenText, VoiceFields
+from server.speech.requests import MAX_INPUT_CHARS, SpokenText, VoiceFields, json_object
 
 
 class StreamFields(VoiceFields):
-    """The voice fields of a WebSocket request: raw PCM by default, at any allowed rate."""
+    """The voice fields of a WebSocket request: raw PCM by default, at any allowed rate (the
+    output fields are the HTTP body's)."""
 
     response_format: str = "pcm"
-    sample_rate: int = SAMPLE_RATE
     # Word timestamps (ALIGNER_MODEL_ID): a `words` event after each sentence's audio.
     timestamps: bool = False
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _allowed_rate(cls, value: int) -> int:
-        try:
-            return check_sample_rate(value)
-        except UnsupportedSampleRateError as exc:
-            raise ValueError(str(exc)) from exc
 
 
 class Utterance(StreamFields, SpokenText):
@@ -80,12 +69,7 @@ _TYPED: dict[str, type[TextStart | TextDelta | TextFlush]] = {
 
 def parse_message(raw: str | bytes) -> ClientMessage:
     """One client message, validated; raises APIError (400) saying what is wrong."""
-    try:
-        data: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"a message must be one JSON object: {exc}") from exc
-    if not isinstance(data, dict):
-        raise invalid_request("a message must be one JSON object")
+    data = json_object(raw)
     kind = data.get("type")
     model: type[ClientMessage] = Utterance
     if kind is not None:

@@ -21,14 +21,15 @@ from starlette.websockets import WebSocket
 from server.audio.formats import FormatSpec
 from server.engine.jobs import FinishReason, request_finish_reason
 from server.errors import APIError, invalid_request, log_refusal
+from server.speech.ending import log_stalled, run_connection
 from server.speech.planning import SpeechPlan, draw_seed, options_of, resolve_language, segment_seed
-from server.speech.sending import ClientStalled
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.timestamps import WordTiming
 from server.speech.voice_resolution import ResolvedVoice
-from server.websocket.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
-from server.websocket.inbox import Inbox as MessageInbox
+from server.web.inbox import READ_AHEAD_BODIES, READ_AHEAD_MESSAGES, read_ahead
+from server.web.inbox import Inbox as MessageInbox
+from server.web.paths import SPEECH_WEBSOCKET as ENDPOINT
 from server.websocket.protocol import (
     ClientMessage,
     StreamFields,
@@ -39,12 +40,11 @@ from server.websocket.protocol import (
     error_event,
     parse_message,
 )
-from server.websocket.speaker import AudioOut, ClientGone, Speaker
+from server.websocket.speaker import AudioOut, Speaker
 from server.websocket.words import WordsSender
 
 log = logging.getLogger("qwen3-tts")
 
-ENDPOINT = "/v1/audio/speech/ws"
 Inbox = MessageInbox[ClientMessage | APIError]
 
 
@@ -92,24 +92,8 @@ class Connection:
     async def run(self) -> None:
         inbox: Inbox = MessageInbox(READ_AHEAD_MESSAGES, READ_AHEAD_BODIES * self.max_message_bytes)
         self._server = asyncio.create_task(self._serve(inbox))
-        tasks = [asyncio.create_task(self._read(inbox)), self._server]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                try:
-                    await task
-                except (asyncio.CancelledError, ClientGone):
-                    pass
-                except ClientStalled as stalled:
-                    # The send guard gave up on a client that stopped reading: the session
-                    # ends here, and the connection is dropped (no close frame could reach it).
-                    log.info(
-                        "websocket client stalled",
-                        extra={"request_id": self.connection_id, "endpoint": ENDPOINT, "error": stalled.reason},
-                    )
+        # The session ends with the client's leaving; a stalled client's connection was dropped.
+        await run_connection(self._read(inbox), self._server, log_stalled(self.connection_id, ENDPOINT))
 
     def _voice_ended(self, task: asyncio.Task[Any]) -> None:
         """A text stream's voice (or a words sender) that ends by an exception (the client gone

@@ -13,8 +13,8 @@ from server.audio.encoders import AudioEncoder, create_encoder
 from server.audio.formats import FormatSpec
 from server.audio.resample import StreamResampler
 from server.engine.jobs import FinishReason
-from server.errors import to_api_error
 from server.logs import request_id_var
+from server.speech.ending import ClientGone, outcome_of
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats
 from server.speech.sending import ClientStalled, send_deadline
@@ -25,10 +25,6 @@ from server.websocket.protocol import error_event
 # Audio is sent in binary frames of at most this size: common clients refuse messages over
 # 1 MiB by default, and a long sentence of raw PCM is more than that.
 MAX_FRAME_BYTES = 64 * 1024
-
-
-class ClientGone(Exception):
-    """The client closed the connection; nothing more can be sent."""
 
 
 class AudioOut:
@@ -107,16 +103,12 @@ class Speaker:
                     if timer is not None:
                         timer.release()
             return stats.finish_reason
-        except (asyncio.CancelledError, ClientGone):
-            status, error = 499, "client disconnected"
-            raise
-        except ClientStalled as stalled:
-            status, error = stalled.status, stalled.reason
-            raise
-        except Exception as exc:
-            api_error = to_api_error(exc)
-            status, error = api_error.status, str(exc) or type(exc).__name__
-            await self.send_event(error_event(api_error))
+        except (Exception, asyncio.CancelledError, ClientStalled) as exc:
+            outcome = outcome_of(exc)
+            status, error = outcome.status, outcome.error
+            if outcome.api_error is None:
+                raise  # the client left or stopped reading
+            await self.send_event(error_event(outcome.api_error))
             return None
         finally:
             if timer is not None:

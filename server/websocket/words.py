@@ -9,8 +9,9 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from server.speech.ending import ClientGone
 from server.speech.timestamps import WordTimer
-from server.websocket.speaker import ClientGone, Speaker
+from server.websocket.speaker import Speaker
 
 
 class WordsSender:

@@ -35,10 +35,11 @@ from server.audio.dsp import to_pcm16_bytes
 from server.engine.jobs import SAMPLE_RATE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.catalog import VoiceCatalog
+from server.speech.ending import ClientGone, run_connection
 from server.speech.library import VoiceLibrary
 from server.speech.planning import SpeechOptions, SpeechPlan, resolve_format, resolve_language
 from server.speech.sending import ClientStalled, abort_connection, bounded_send
-from server.speech.speaking import ListenerGone, speak_plan
+from server.speech.speaking import speak_plan
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
 from server.speech.voice_resolution import ResolvedVoice, VoiceResolver
@@ -124,15 +125,8 @@ class WyomingConnection:
 
     async def run(self) -> None:
         inbox: asyncio.Queue[Event | APIError] = asyncio.Queue(INBOX_LIMIT)
-        tasks = [asyncio.create_task(self._read(inbox)), asyncio.create_task(self._serve(inbox))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ListenerGone, ClientStalled, ConnectionError):
-                    await task
+        # A client that stopped reading was aborted by `send`; a reset is the client leaving.
+        await run_connection(self._read(inbox), self._serve(inbox), quiet=(ConnectionError,))
 
     async def _read(self, inbox: asyncio.Queue[Event | APIError]) -> None:
         context = self.context
@@ -183,11 +177,11 @@ class WyomingConnection:
                 "error": error.message,
             },
         )
-        with contextlib.suppress(ListenerGone, ClientStalled):
+        with contextlib.suppress(ClientGone, ClientStalled):
             await self.send(error_event(error))
 
     async def send(self, event: Event) -> None:
-        """Write one event; ListenerGone when the client has left, ClientStalled when it
+        """Write one event; ClientGone when the client has left, ClientStalled when it
         stopped reading (past SEND_TIMEOUT, or the deadline of the request being spoken),
         the connection then aborted. An event that cannot be encoded is answered by an
         `error` instead (nothing of it was written)."""
@@ -201,7 +195,7 @@ class WyomingConnection:
                 self.writer.write(data)
                 await bounded_send(self.writer.drain(), self.context.send_timeout)
             except ConnectionError as exc:
-                raise ListenerGone() from exc
+                raise ClientGone() from exc
             except ClientStalled:
                 abort_connection(self.writer.transport)  # its unsent bytes would hold the socket open
                 raise

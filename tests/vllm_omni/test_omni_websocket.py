@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -213,7 +214,7 @@ def test_a_client_that_leaves_frees_its_job(omni_server: LiveServer, request_log
 
 def test_an_answer_written_at_once_keeps_the_keepalive(custom_voice_dir: Path) -> None:
     """An LLM's whole answer sent as deltas before any audio is read: every message is read as
-    it arrives (server/websocket/inbox.py), so the keepalive's pongs are read however much waits
+    it arrives (server/web/inbox.py), so the keepalive's pongs are read however much waits
     to be spoken, and the session ends cleanly instead of with 1011 (a shortened keepalive: a
     server that stopped reading would miss a pong within seconds)."""
     sentences = [f"Sentence {i} is here." for i in range(200)]
@@ -236,3 +237,53 @@ def test_an_answer_written_at_once_keeps_the_keepalive(custom_voice_dir: Path) -
         spoken, session_done = read_utterance(socket)
     assert session_done["total_sentences"] == len(sentences) == len(spoken)
     assert all(not sentence.errors for sentence in spoken)
+
+
+def speak_one(server: LiveServer, **fields: Any) -> tuple[Sentence, np.ndarray]:
+    """One seeded sentence on a fresh session with `fields` added to its config; its audio."""
+    config = {**PLUGIN_CONFIG, "timestamp_type": "none", "seed": 11, **fields}
+    with plugin_socket(server) as socket:
+        send(socket, config)
+        send(socket, {"type": "input.text", "text": "Hello there, my friend."})
+        send(socket, {"type": "input.done"})
+        sentences, _ = read_utterance(socket)
+    assert len(sentences) == 1 and not sentences[0].errors
+    return sentences[0], decode_pcm16(sentences[0].audio).samples
+
+
+def http_pcm(server: LiveServer, **fields: Any) -> np.ndarray:
+    """The same sentence, seed and voice over HTTP, as raw PCM."""
+    body = {"model": "tts-1", "voice": "Ryan", "language": "English", "response_format": "pcm"}
+    body |= {"input": "Hello there, my friend.", "seed": 11, "max_new_tokens": 32, **fields}
+    with server.client(headers={"Authorization": f"Bearer {KEY}"}) as client:
+        response = client.post("/v1/audio/speech", json=body)
+    assert response.status_code == 200, response.text
+    return decode_pcm16(response.content).samples
+
+
+def rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
+
+
+def test_a_session_maps_sample_rate_and_gain_as_http_does(omni_server: LiveServer) -> None:
+    """session.config's output fields go through the same mapping as the HTTP body's: the
+    audio comes at the asked rate, and a gain scales it as HTTP's gain does."""
+    plain, base = speak_one(omni_server)
+    slow, resampled = speak_one(omni_server, sample_rate=16_000)
+    assert slow.start["sample_rate"] == 16_000 and plain.start["sample_rate"] == 24_000
+    assert abs(resampled.size - base.size * 16_000 / 24_000) <= 64  # the same speech, at 16 kHz
+    _, softer = speak_one(omni_server, gain_db=-12.0)
+    _, louder = speak_one(omni_server, volume_multiplier=2.0)
+    assert softer.size == base.size == louder.size
+    assert rms(softer) == pytest.approx(rms(base) * 10 ** (-12 / 20), rel=0.02)
+    assert rms(louder) > rms(base) * 1.5  # (clipped at full scale where it peaks)
+    # HTTP answers the same seed, rate and gain with the same samples.
+    np.testing.assert_array_equal(http_pcm(omni_server, gain_db=-12.0), softer)
+    np.testing.assert_array_equal(http_pcm(omni_server, sample_rate=16_000), resampled)
+
+
+def test_a_session_sends_one_file_at_the_asked_rate(omni_server: LiveServer) -> None:
+    """Without stream_audio the sentence is one file, resampled and headed with the asked rate."""
+    sentence, _ = speak_one(omni_server, response_format="wav", stream_audio=False, sample_rate=16_000)
+    assert sentence.start["sample_rate"] == 16_000
+    assert decode_soundfile(sentence.audio).sample_rate == 16_000

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from server.websocket.inbox import READ_AHEAD_BODIES
+from server.web.inbox import READ_AHEAD_BODIES
 from tests.support.engine_control import inference_held, wait_until
 from tests.support.live_server import LiveServer, RecordCollector, live_server
 from tests.support.ws import RECEIVE_TIMEOUT, send, ws_connect
