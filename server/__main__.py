@@ -22,7 +22,7 @@ def serve() -> int:
 
     from server.app import create_app
     from server.config import SettingsError, load_settings
-    from server.http.serving import uvicorn_options
+    from server.http.asgi.uvicorn import uvicorn_options
     from server.logs import configure_logging
 
     try:

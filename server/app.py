@@ -24,15 +24,15 @@ from server.engine.slots.quantize import check_quantize_support
 from server.engine.slots.qwen import LoopLimits, resolve_device, timed_load
 from server.engine.watchdog import exit_process
 from server.errors import APIError, to_api_error, validation_error
-from server.http import captioned, clone, speech, system, voices
-from server.http.cors import install_cors
-from server.http.gate import RequestGate
-from server.http.metrics import install_metrics
-from server.http.middleware import RequestIdMiddleware
-from server.http.openapi import install_openapi
-from server.http.playground import install_playground
-from server.http.refusals import error_response
-from server.http.sending import SendGuard
+from server.http.asgi.cors import install_cors
+from server.http.asgi.gate import RequestGate
+from server.http.asgi.middleware import RequestIdMiddleware
+from server.http.asgi.openapi import install_openapi
+from server.http.asgi.playground import install_playground
+from server.http.asgi.refusals import error_response
+from server.http.asgi.sending import SendGuard
+from server.http.routes import captioned, clone, speech, system, voices
+from server.http.routes.metrics import install_metrics
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
 from server.speech.described_voices import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, design_model_names

@@ -1,4 +1,4 @@
-"""The HTTP front door: FastAPI routers and the ASGI plumbing around them (request gate,
-send guard, auth dependencies, middleware, OpenAPI, CORS, metrics, the playground's files).
-Thin adapters over server/speech; the WebSocket front doors mounted in the same ASGI app use
-its ASGI helpers (the handshake's key check, JSON responses)."""
+"""The HTTP front door: FastAPI routers (routes/) and the ASGI plumbing around them (asgi/:
+request gate, send guard, auth dependencies, middleware, OpenAPI, CORS, the playground's
+files, uvicorn's options). Thin adapters over server/speech; what the WebSocket front doors
+share with it lives below them all, in server/web/."""

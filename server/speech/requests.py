@@ -4,7 +4,7 @@ Unknown extra fields are ignored, as OpenAI-compatible servers commonly do; the
 extensions this server understands (`language`, `seed`, `instruct`, the sampling fields)
 are declared here. JSON's types are held to (strict mode), on every door that takes these
 models: "yes" is not true and "5" is not 5 (a whole number may be given for a decimal one).
-Multipart form fields are text by nature and are read from text (server/http/uploads.py).
+Multipart form fields are text by nature and are read from text (server/http/routes/uploads.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ while it waits. Every send of a response's audio or events is therefore bounded 
 SEND_TIMEOUT, and by the request's deadline (REQUEST_TIMEOUT covers sending too) while
 one is in effect; past either, `ClientStalled` unwinds the request so its work stops and
 its slot is freed. The HTTP and WebSocket doors apply it to every ASGI send (one
-middleware, server/http/sending.py); a door on a raw socket awaits its writes through
+middleware, server/http/asgi/sending.py); a door on a raw socket awaits its writes through
 `bounded_send` the same way.
 
 Giving up on such a client also means dropping its connection: closing it politely would

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.http.playground import CONTENT_SECURITY_POLICY, MEDIA_TYPES, PLAYGROUND_DIR
+from server.http.asgi.playground import CONTENT_SECURITY_POLICY, MEDIA_TYPES, PLAYGROUND_DIR
 from server.speech.recent import RecentRequests
 from tests.support.live_server import LiveServer, live_server
 

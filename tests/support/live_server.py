@@ -18,7 +18,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings, load_settings
-from server.http.serving import uvicorn_options
+from server.http.asgi.uvicorn import uvicorn_options
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from server.audio.formats import SUPPORTED_FORMATS
 from server.audio.resample import ALLOWED_SAMPLE_RATES
 from server.engine.jobs import SAMPLE_RATE
 from server.engine.scheduler import Engine
-from server.http.auth import require_api_key
+from server.http.asgi.auth import require_api_key
 from server.speech.catalog import ModelCatalog, VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.keys import key_error

@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from server.audio.formats import FORMATS
 from server.config import Settings
-from server.http.gate import protected_path
+from server.http.asgi.gate import protected_path
 from server.speech.design import DesignedVoiceRequest
 from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, OutputFields, SamplingFields
 

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import APIError, payload_too_large, unsupported_media_type
-from server.http.refusals import refuse
+from server.http.asgi.refusals import refuse
 from server.speech.keys import key_error
 
 # Room for the text fields and multipart boundaries around an uploaded file.

@@ -29,7 +29,7 @@ from server.speech.sending import CLIENT_GONE, ClientStalled, bounded_send, send
 
 __all__ = ["CLIENT_GONE", "ClientStalled", "Outcome", "SendGuard", "TrackedResponse"]
 
-# The ASGI extension by which the server (server/http/serving.py) offers the abort of a
+# The ASGI extension by which the server (server/http/asgi/uvicorn.py) offers the abort of a
 # connection: {"abort": <callable>}.
 ABORT_EXTENSION = "qwen3_tts.connection.abort"
 # Messages that wait for the client: uvicorn's sends of these block while its buffer is full.

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-PLAYGROUND_DIR = Path(__file__).resolve().parent.parent / "playground"
+PLAYGROUND_DIR = Path(__file__).resolve().parents[2] / "playground"
 MOUNT_PATH = "/playground"
 
 # Fixed rather than guessed: mimetypes reads the platform's tables, and a JavaScript module

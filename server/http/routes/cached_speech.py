@@ -16,8 +16,8 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.engine.jobs import FinishReason
-from server.http.headers import FINISH_REASON_HEADER, INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
-from server.http.streaming import STREAM_HEADERS, seed_header
+from server.http.routes.headers import FINISH_REASON_HEADER, INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
+from server.http.routes.streaming import STREAM_HEADERS, seed_header
 from server.speech.output_cache import CachedAudio, OutputCache, cache_key
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats

@@ -3,7 +3,7 @@ command, the tests' live servers), so they all enforce the same limits.
 
 Its protocols are uvicorn's own (httptools, websockets-sansio), each offering the app one
 thing more: the abort of its connection, as the ASGI extension ABORT_EXTENSION in the scope.
-The send guard (server/http/sending.py) drops a client that stopped reading with it, since
+The send guard (server/http/asgi/sending.py) drops a client that stopped reading with it, since
 uvicorn's close would wait for the unsent bytes to drain, which never happens.
 """
 
@@ -17,7 +17,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from server.config import Settings
-from server.http.sending import ABORT_EXTENSION
+from server.http.asgi.sending import ABORT_EXTENSION
 from server.speech.sending import abort_connection
 
 

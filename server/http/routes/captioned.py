@@ -28,9 +28,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from server.errors import invalid_request, to_api_error
-from server.http.cached_speech import attachment_headers
-from server.http.speech import logged_once_sent, synthesize_file, timing_of
-from server.http.streaming import SegmentStream, audio_pieces
+from server.http.routes.cached_speech import attachment_headers
+from server.http.routes.speech import logged_once_sent, synthesize_file, timing_of
+from server.http.routes.streaming import SegmentStream, audio_pieces
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats
 from server.speech.requests import CaptionedSpeechRequest

@@ -14,9 +14,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from server.audio.encoders import encode_whole_at
 from server.errors import invalid_request, to_api_error
-from server.http.cached_speech import CachedSpeech, attachment_headers
-from server.http.sending import Outcome, TrackedResponse
-from server.http.streaming import (
+from server.http.asgi.sending import Outcome, TrackedResponse
+from server.http.routes.cached_speech import CachedSpeech, attachment_headers
+from server.http.routes.streaming import (
     SegmentStream,
     audio_response,
     openai_events,

@@ -27,8 +27,8 @@ from server.audio.dsp import SAMPLE_RATE, to_pcm16_bytes
 from server.audio.encoders import AudioEncoder, create_encoder
 from server.audio.resample import StreamResampler, resample_whole
 from server.errors import to_api_error
-from server.http.headers import INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
-from server.http.sending import Outcome, TrackedResponse
+from server.http.asgi.sending import Outcome, TrackedResponse
+from server.http.routes.headers import INSTRUCTIONS_IGNORED_HEADER, SEED_HEADER
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats
 from server.speech.synthesis import SpeechService

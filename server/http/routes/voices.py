@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from server.errors import validation_error
-from server.http.uploads import bounded_form, read_file, text_field
+from server.http.routes.uploads import bounded_form, read_file, text_field
 from server.speech.catalog import VoiceCatalog
 from server.speech.cloning import CloneService
 from server.speech.design import DesignedVoiceRequest, VoiceDesigner

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from server.errors import invalid_request, payload_too_large
-from server.http.gate import BodyTooLarge
+from server.http.asgi.gate import BodyTooLarge
 from server.speech.requests import (
     MAX_INPUT_CHARS,
     MAX_SPEED,
