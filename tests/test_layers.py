@@ -249,6 +249,21 @@ def test_what_the_web_doors_share_imports_no_front_door() -> None:
     assert offending("web", FRONT_DOORS) == {}
 
 
+def test_no_router_imports_another_router() -> None:
+    """An HTTP router (a module under server/http/routes/ that makes an APIRouter) imports
+    only what the routers share (responding, streaming, cached speech, uploads, headers),
+    never another router."""
+    modules = module_files(SERVER)
+    routers = {
+        module
+        for module, path in modules.items()
+        if module.startswith("server.http.routes.") and "APIRouter()" in path.read_text(encoding="utf-8")
+    }
+    assert {"server.http.routes.speech", "server.http.routes.captioned", "server.http.routes.clone"} <= routers
+    graph = import_graph()
+    assert {module: graph[module] & routers for module in routers if graph[module] & routers} == {}
+
+
 def test_the_door_checker_sees_a_crossing(tmp_path: Path) -> None:
     """The rule can fail: a door importing another door, or the composition root, is found;
     the root importing every door, and a door importing itself and the services, are not."""

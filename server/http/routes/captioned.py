@@ -29,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from server.errors import invalid_request, to_api_error
 from server.http.routes.cached_speech import attachment_headers
-from server.http.routes.speech import logged_once_sent, synthesize_file, timing_of
+from server.http.routes.responding import logged_once_sent, synthesize_file, timing_of
 from server.http.routes.streaming import SegmentStream, audio_pieces
 from server.speech.planning import SpeechPlan
 from server.speech.request_log import SpeechStats

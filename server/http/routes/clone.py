@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.engine.jobs import CloneVoice
-from server.http.routes.speech import render_whole
+from server.http.routes.responding import render_whole
 from server.http.routes.uploads import (
     bounded_form,
     input_field,

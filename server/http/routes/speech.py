@@ -5,17 +5,15 @@ frame-level chunks (a few codec frames each)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from server.audio.encoders import encode_whole_at
-from server.errors import invalid_request, to_api_error
-from server.http.asgi.sending import Outcome, TrackedResponse
-from server.http.routes.cached_speech import CachedSpeech, attachment_headers
+from server.errors import invalid_request
+from server.http.routes.cached_speech import CachedSpeech
+from server.http.routes.headers import pcm_headers
+from server.http.routes.responding import render_whole, timing_of
 from server.http.routes.streaming import (
     SegmentStream,
     audio_response,
@@ -25,69 +23,12 @@ from server.http.routes.streaming import (
     sse_response,
 )
 from server.speech.planning import SpeechPlan
-from server.speech.request_log import SpeechStats
 from server.speech.requests import SpeechRequest, StreamedSpeechRequest
-from server.speech.synthesis import SegmentListener, SpeechService
-from server.speech.timestamps import WordTiming
+from server.speech.synthesis import SpeechService
 
 router = APIRouter()
 
 PCM_ENDPOINT = "/v1/audio/speech/stream/pcm"
-
-
-def pcm_headers(sample_rate: int) -> dict[str, str]:
-    """The raw stream's layout, under our names and the earlier server's (its clients read
-    X-PCM-*)."""
-    return {
-        "X-Sample-Rate": str(sample_rate),
-        "X-Sample-Width": "2",
-        "X-Channels": "1",
-        "X-PCM-Sample-Rate": str(sample_rate),
-        "X-PCM-Bit-Depth": "16",
-        "X-PCM-Channels": "1",
-    }
-
-
-def encode_at_rate(pcm: np.ndarray, plan: SpeechPlan) -> bytes:
-    """The whole utterance resampled to the plan's rate (as a stream of it would be) and
-    encoded as one file whose header carries that rate."""
-    return encode_whole_at(pcm, plan.format.name, plan.sample_rate)
-
-
-async def synthesize_file(
-    service: SpeechService, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
-) -> bytes:
-    """Synthesise everything and encode it as one file; a failure is logged before it is raised."""
-    try:
-        pcm = await service.collect(plan, stats, on_segment)
-        stats.mark_sent(int(pcm.shape[0]))
-        started = asyncio.get_running_loop().time()
-        data = await asyncio.to_thread(encode_at_rate, pcm, plan)
-        stats.encode_ms += (asyncio.get_running_loop().time() - started) * 1000
-    except BaseException as exc:
-        service.log_request(plan, stats, to_api_error(exc).status, error=str(exc) or type(exc).__name__)
-        raise
-    return data
-
-
-def logged_once_sent(
-    service: SpeechService, plan: SpeechPlan, stats: SpeechStats, response: Response
-) -> TrackedResponse:
-    """The response, with the request logged once it has been handed over (or the client
-    stalled or left)."""
-
-    async def log_outcome(outcome: Outcome) -> None:
-        service.log_request(plan, stats, outcome.status, outcome.error)
-
-    return TrackedResponse(response, log_outcome)
-
-
-async def render_whole(service: SpeechService, plan: SpeechPlan, stats: SpeechStats | None = None) -> TrackedResponse:
-    """Synthesise everything, encode it as one file, answer it with its length known."""
-    stats = stats or SpeechStats()
-    data = await synthesize_file(service, plan, stats)
-    headers = attachment_headers(plan, stats.instructions_ignored, stats.finish_reason)
-    return logged_once_sent(service, plan, stats, Response(data, media_type=plan.format.media_type, headers=headers))
 
 
 async def speak(request: Request, service: SpeechService, plan: SpeechPlan, streamed: bool) -> Response:
@@ -108,11 +49,6 @@ async def speak(request: Request, service: SpeechService, plan: SpeechPlan, stre
     assert isinstance(inner, StreamingResponse)
     inner.body_iterator = cached.recording(inner.body_iterator, stream.stats)
     return tracked
-
-
-def timing_of(request: Request) -> WordTiming:
-    timing: WordTiming = request.app.state.word_timing
-    return timing
 
 
 @router.post("/v1/audio/speech")
