@@ -10,6 +10,8 @@ call the engine. Imports point one way only: front door -> speech -> engine, aud
 - planning: a request checked and planned (options, seed, token cap, first chunk)
 - synthesis: the speech service, running a plan on the engine (gain, speed change)
 - request_log: a request's stats and its one record (log line, recent list, metrics)
+- ending: one way for a front door to end a request (client gone, an exception's outcome,
+  a connection's reader and server task run and ended together)
 - catalog: the voices (presets, OpenAI names) and model slots
 - cloning, library, library_lock, voice_files: voice clones and the saved-voice library
 - design: saving voices described in words (the top of this package: nothing imports it)
