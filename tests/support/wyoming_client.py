@@ -6,8 +6,10 @@ import asyncio
 import json
 import socket
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -16,9 +18,16 @@ from wyoming.event import Event
 from wyoming.tts import SynthesizeStopped
 
 from tests.support.engine_control import DEADLINE_SECONDS
-from tests.support.live_server import LiveServer
+from tests.support.live_server import LiveServer, free_port, live_server
 
 T = TypeVar("T")
+
+
+def wyoming_live_server(checkpoint: Path, **overrides: Any) -> AbstractContextManager[LiveServer]:
+    """A live server with its Wyoming port on 127.0.0.1 and a free port, on `checkpoint`, with
+    no idle unload and short answers; `overrides` are further settings."""
+    settings: dict[str, Any] = {"idle_timeout": 0, "max_new_tokens": 16, **overrides}
+    return live_server(model_id=str(checkpoint), wyoming_port=free_port(), wyoming_host="127.0.0.1", **settings)
 
 
 def client_for(server: LiveServer) -> AsyncTcpClient:

@@ -19,8 +19,8 @@ from wyoming.event import Event
 
 from server.wyoming.connection import ConnectionContext, WyomingConnection
 from tests.support.engine_control import inference_held, wait_until
-from tests.support.live_server import LiveServer, RecordCollector, free_port, live_server
-from tests.support.wyoming_client import RawReader, encode_event, raw_connect
+from tests.support.live_server import LiveServer, RecordCollector
+from tests.support.wyoming_client import RawReader, encode_event, raw_connect, wyoming_live_server
 
 # Every answer here comes at once or after a timeout of at most a second; this only stops a
 # test that would otherwise hang.
@@ -66,14 +66,7 @@ def ends_with_close(sock: socket.socket, reader: RawReader | None = None) -> lis
 
 @pytest.fixture(scope="module")
 def wyoming(custom_voice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(
-        model_id=str(custom_voice_dir),
-        voices_dir=tmp_path_factory.mktemp("voices"),
-        idle_timeout=0,
-        max_new_tokens=16,
-        wyoming_port=free_port(),
-        wyoming_host="127.0.0.1",
-    ) as server:
+    with wyoming_live_server(custom_voice_dir, voices_dir=tmp_path_factory.mktemp("voices")) as server:
         yield server
 
 
@@ -215,14 +208,7 @@ TIMEOUTS = {"wyoming_event_timeout": 0.5, "wyoming_idle_timeout": 0.5}
 
 @pytest.fixture(scope="module")
 def impatient(custom_voice_dir: Path) -> Iterator[LiveServer]:
-    with live_server(
-        model_id=str(custom_voice_dir),
-        idle_timeout=0,
-        max_new_tokens=16,
-        wyoming_port=free_port(),
-        wyoming_host="127.0.0.1",
-        **TIMEOUTS,
-    ) as server:
+    with wyoming_live_server(custom_voice_dir, **TIMEOUTS) as server:
         yield server
 
 
@@ -275,12 +261,7 @@ def test_a_connection_waiting_for_its_answer_is_not_idle(impatient: LiveServer) 
 
 
 def test_connections_beyond_the_cap_are_answered_and_closed(custom_voice_dir: Path) -> None:
-    with live_server(
-        model_id=str(custom_voice_dir),
-        wyoming_port=free_port(),
-        wyoming_host="127.0.0.1",
-        wyoming_max_connections=2,
-    ) as server:
+    with wyoming_live_server(custom_voice_dir, wyoming_max_connections=2) as server:
         port = port_of(server)
         held = [raw_connect(port, timeout=READ_DEADLINE) for _ in range(2)]
         try:
