@@ -3,15 +3,24 @@ the suite is shared out among pytest-xdist's workers."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from server.devmodel import build_dev_checkpoint
 from tests.support.checkpoints import DevBackend, DevCheckpoint
 from tests.support.live_server import LiveServer, RecordCollector, dev_settings, live_server
 from tests.support.worker_groups import assign_worker_groups
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One of several workers sharing the machine's cores: a torch thread pool per worker
+        # would oversubscribe them. (A live server sets the same when it loads its model.)
+        torch.set_num_threads(1)
 
 
 @pytest.hookimpl(tryfirst=True)
