@@ -8,8 +8,6 @@ package from torch's generator; tests/engine/test_seeded_sampling.py checks thos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from server.engine.jobs import CloneVoice, SamplingParams, SynthesisJob
 from server.engine.sequence import JobStream
 from server.engine.slots.qwen import LoopLimits, QwenBackend
+from tests.support.checkpoints import DevBackend
 from tests.support.reference import tone
 
 LIMITS = LoopLimits(max_batch=4, max_length=1024)
@@ -27,24 +26,21 @@ TEXT_ZH = "帧循环必须和软件包说的完全一样。"
 
 
 @pytest.fixture(scope="module")
-def custom_voice(custom_voice_dir: Path) -> Iterator[QwenBackend]:
-    backend = QwenBackend.load(str(custom_voice_dir), "cpu", limits=LIMITS)
-    yield backend
-    backend.release()
+def custom_voice(dev_backend: DevBackend) -> QwenBackend:
+    loaded: QwenBackend = dev_backend("custom_voice", max_batch=LIMITS.max_batch, max_length=LIMITS.max_length)
+    return loaded
 
 
 @pytest.fixture(scope="module")
-def voice_design(voice_design_dir: Path) -> Iterator[QwenBackend]:
-    backend = QwenBackend.load(str(voice_design_dir), "cpu", limits=LIMITS)
-    yield backend
-    backend.release()
+def voice_design(dev_backend: DevBackend) -> QwenBackend:
+    loaded: QwenBackend = dev_backend("voice_design", max_batch=LIMITS.max_batch, max_length=LIMITS.max_length)
+    return loaded
 
 
 @pytest.fixture(scope="module")
-def base(base_dir: Path) -> Iterator[QwenBackend]:
-    backend = QwenBackend.load(str(base_dir), "cpu", limits=LIMITS)
-    yield backend
-    backend.release()
+def base(dev_backend: DevBackend) -> QwenBackend:
+    loaded: QwenBackend = dev_backend("base", max_batch=LIMITS.max_batch, max_length=LIMITS.max_length)
+    return loaded
 
 
 def package_codes(backend: QwenBackend, call: str, seed: int | None, **kwargs: Any) -> torch.Tensor:

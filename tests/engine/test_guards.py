@@ -99,6 +99,8 @@ LIMITS = GuardLimits(silence_frames=12, loop_frames=16, tail_ratio=8.0)
 
 
 def load(directory: Path, guards: GuardLimits = LIMITS) -> QwenBackend:
+    """A backend of its own (not the session's dev_backend): the guards' limits are the
+    loop's settings, and these tests set them."""
     return QwenBackend.load(str(directory), "cpu", limits=LoopLimits(max_batch=2, max_length=1024, guards=guards))
 
 

@@ -18,6 +18,7 @@ LIMITS = LoopLimits(max_batch=1, max_length=512)
 
 
 def test_int8_quantizes_the_talker_and_code_predictor_not_the_codec(custom_voice_dir: Path) -> None:
+    # Their own backends: quantizing rewrites the model's weights in place.
     plain = QwenBackend.load(str(custom_voice_dir), "cpu", 1, LIMITS)
     quantized = QwenBackend.load(str(custom_voice_dir), "cpu", 1, LIMITS, quantize="int8")
     try:

@@ -14,6 +14,7 @@ from server.engine.slots.qwen import LoopLimits, QwenBackend
 
 
 def test_warmup_survives_a_talker_that_prefers_a_control_id(custom_voice_dir: Path) -> None:
+    # Its own backend, not the session's: a hook on the codec head changes what it generates.
     backend = QwenBackend.load(str(custom_voice_dir), "cpu", 1, LoopLimits(max_batch=1, max_length=512))
     control = backend.frames.codebook_size + 1  # a control id the codec has no code for
 
