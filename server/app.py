@@ -31,8 +31,9 @@ from server.http.asgi.openapi import install_openapi
 from server.http.asgi.playground import install_playground
 from server.http.asgi.refusals import error_response
 from server.http.asgi.sending import SendGuard
-from server.http.routes import captioned, clone, speech, system, voices
+from server.http.routes import captioned, clone, jobs, speech, system, voices
 from server.http.routes.metrics import install_metrics
+from server.jobs.service import JOBS_PATH, build_job_runner, job_body_limit
 from server.speech.catalog import ModelCatalog
 from server.speech.cloning import CloneService, PromptCache
 from server.speech.described_voices import DESIGN_MODEL_ALIAS, DESIGN_VOICE, HOW_TO_ENABLE, design_model_names
@@ -149,6 +150,8 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.health_sections["voice_design"] = lambda: design_health(settings.design_model_id)
     aligner = build_aligner(settings)
     app.state.word_timing = WordTiming(aligner)
+    app.state.jobs = build_job_runner(settings, app.state.speech)
+    app.state.health_sections["jobs"] = app.state.jobs.describe
     app.state.health_sections["aligner"] = aligner.describe if aligner is not None else aligner_off
 
 
@@ -199,6 +202,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         aligner = app.state.word_timing.aligner
         if aligner is not None:
             await aligner.start()
+        await app.state.jobs.start()
         wyoming: WyomingServer | None = None
         try:
             wyoming = await start_wyoming(app, settings)  # a port in use stops the start, engine included
@@ -207,6 +211,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         finally:
             if wyoming is not None:
                 await wyoming.stop()
+            await app.state.jobs.stop()
             await engine.stop(settings.shutdown_grace)
             if aligner is not None:
                 await aligner.stop()
@@ -242,6 +247,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         api_keys=app.state.api_keys,
         max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        json_limits={JOBS_PATH: max(settings.max_json_bytes, job_body_limit(settings))},
     )
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app, settings.metrics_enabled)
@@ -257,6 +263,7 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
         clone.router,
         voices.router,
         voices.listing_router,
+        jobs.router,
         websocket.router,
         vllm_omni.router,
     )

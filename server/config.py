@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     min_reference_seconds: float = Field(default=1.0, ge=0)
     max_reference_seconds: float = Field(default=30.0, gt=0)
 
+    # Long-audio jobs (docs/jobs.md): the store and the audio files, created with the first job.
+    jobs_dir: Path = Path("jobs")
+    # Segments of jobs generated at once; 0: MAX_BATCH_SIZE - 1 (a row stays free for requests).
+    jobs_concurrency: int = Field(default=0, ge=0, le=64)
+    # Seconds a finished job (its record and files) is kept.
+    jobs_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
+    jobs_max_disk_bytes: int = Field(default=20 * 1024**3, ge=0)
+    jobs_max_queued: int = Field(default=100, ge=1)
+    jobs_max_input_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
     metrics_enabled: bool = True
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -65,7 +65,8 @@ class SynthesisJob:
     own seed, seed + i (its draws keyed by that seed, the frame and the codebook, never by
     what else runs), so the same request yields the same audio whether it
     is streamed or collected, and whatever else shares its batch. `interactive` jobs (a live
-    conversation) are admitted before bulk ones that waited longer.
+    conversation) are admitted before bulk ones that waited longer; `background` ones (a
+    long-audio job's segments) only take a row no other work is waiting for.
     """
 
     slot: SlotName
@@ -79,6 +80,7 @@ class SynthesisJob:
     sampling: SamplingParams = SamplingParams()
     chunks: ChunkPlan = ChunkPlan()
     interactive: bool = False
+    background: bool = False
 
 
 class FinishReason(StrEnum):

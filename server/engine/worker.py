@@ -30,7 +30,7 @@ import torch
 
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import EngineStoppedError, JobTimeoutError, ModelLoadError, SynthesisError
-from server.engine.jobs import SlotName
+from server.engine.jobs import SlotName, SynthesisJob
 from server.engine.sequence import END, JobStream, Sequence
 from server.engine.slots.models import ModelSlot
 
@@ -43,8 +43,17 @@ PREFILL_TOKENS_PER_STEP = 1024
 IDLE_WAIT_SECONDS = 0.25
 
 # Admission order: a live conversation first, then a running job's next segment (so its
-# audio keeps flowing), then new bulk jobs; arrival order within each.
-INTERACTIVE, CONTINUATION, BULK = 0, 1, 2
+# audio keeps flowing), then new bulk jobs, then background work (a long-audio job's
+# segments, which nobody is listening to yet); arrival order within each.
+INTERACTIVE, CONTINUATION, BULK, BACKGROUND = 0, 1, 2, 3
+
+
+def _priority(job: SynthesisJob, continuing: bool) -> int:
+    if job.interactive:
+        return INTERACTIVE
+    if job.background:
+        return BACKGROUND
+    return CONTINUATION if continuing else BULK
 
 
 def as_synthesis_error(exc: Exception) -> SynthesisError:
@@ -86,7 +95,7 @@ class InferenceLoop:
 
     def submit(self, stream: JobStream) -> None:
         """Queue a job's first segment."""
-        self._enqueue(stream, INTERACTIVE if stream.job.interactive else BULK)
+        self._enqueue(stream, _priority(stream.job, continuing=False))
 
     def wake(self) -> None:
         with self._wakeup:
@@ -202,7 +211,7 @@ class InferenceLoop:
         stream = sequence.stream
         stream.segment_ready_at = time.perf_counter()
         if stream.next_segment < len(stream.job.segments) and not self._gone(stream):
-            self._enqueue(stream, INTERACTIVE if stream.job.interactive else CONTINUATION)
+            self._enqueue(stream, _priority(stream.job, continuing=True))
         else:
             stream.deliver(END)
 

@@ -59,12 +59,15 @@ class RequestGate:
         max_json_bytes: int,
         max_upload_bytes: int,
         protected: Callable[[str, str], bool] = protected_path,
+        json_limits: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.api_keys = api_keys
         self.max_json_bytes = max_json_bytes
         self.max_form_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
         self.protected = protected
+        # Paths whose JSON bodies may be larger (a long-audio job's text).
+        self.json_limits = json_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +84,7 @@ class RequestGate:
             return
         content_type = headers.get("content-type", "")
         multipart = content_type.lower().startswith("multipart/")
-        limit = self.max_form_bytes if multipart else self.max_json_bytes
+        limit = self.max_form_bytes if multipart else self.json_limits.get(scope["path"], self.max_json_bytes)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await refuse(scope, receive, send, _too_large(limit))

@@ -1,0 +1,326 @@
+"""Running jobs: up to JOBS_CONCURRENCY workers, each taking the next unfinished segment of
+the oldest active job, generating it on the engine at background priority (it only takes a
+row no other request is waiting for) and writing its audio to disk before the store marks it
+done. Several segments of one job therefore fill free rows of the running batch together.
+
+Each segment is a one-piece synthesis whose seed is the job's seed plus its index (what
+segment i of one request gets too), so its audio is the same whenever, alongside whatever
+and after however many restarts it is generated. After a crash the store still says which
+segments are done; the others are simply taken again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from server.engine.errors import (
+    EngineStalledError,
+    EngineStoppedError,
+    JobTimeoutError,
+    ModelLoadError,
+    QueueFullError,
+)
+from server.engine.jobs import SAMPLE_RATE, SamplingParams
+from server.engine.sequence import segment_seed
+from server.errors import APIError, to_api_error
+from server.jobs.results import encode_result
+from server.jobs.store import JobRecord, JobStore, SegmentRow
+from server.speech.planning import SpeechOptions
+from server.speech.request_log import SpeechStats
+from server.speech.synthesis import SpeechService
+from server.speech.voice_resolution import ResolvedVoice
+
+log = logging.getLogger("qwen3-tts.jobs")
+
+ENDPOINT = "/v1/audio/jobs"
+# Errors that say "not now" rather than "never": the segment waits and is tried again.
+RETRIED = (QueueFullError, JobTimeoutError, ModelLoadError, EngineStalledError)
+RETRY_SECONDS = 1.0
+MAX_ATTEMPTS = 5
+SWEEP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    directory: Path
+    concurrency: int
+    ttl: float
+    max_disk_bytes: int
+    max_queued: int
+    max_input_bytes: int
+
+
+VoiceResolver = Callable[[dict[str, Any], str], Awaitable[tuple[ResolvedVoice, Any]]]
+
+
+class JobRunner:
+    """The jobs of one server: the store, the workers, and who is told of progress."""
+
+    def __init__(self, store: JobStore, speech: SpeechService, limits: JobLimits, resolve: VoiceResolver) -> None:
+        self.store = store
+        self.speech = speech
+        self.limits = limits
+        self._resolve = resolve
+        self._voices: dict[tuple[str, str], tuple[ResolvedVoice, Any]] = {}
+        self._running: dict[str, dict[int, asyncio.Task[None]]] = {}
+        self._finishing: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        # Per job in this process: (when it was first seen running, characters done then),
+        # for the estimate of the time left.
+        self._pace: dict[str, tuple[float, int]] = {}
+        self.version = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume what a previous run left: active jobs are re-checked (a segment whose file is
+        gone is generated again) and picked up; a store that does not exist yet is created
+        with the first job."""
+        if self.store.exists():
+            self.store.open()
+            for job in self.store.active():
+                self.store.recheck(job.id)
+        self.sweep()
+        for n in range(self.limits.concurrency):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"job-worker-{n}"))
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweeper"))
+
+    async def stop(self) -> None:
+        """Stop taking segments; the ones in flight are dropped (not marked done), so the
+        next run generates them again."""
+        segments = [task for running in self._running.values() for task in running.values()]
+        for task in [*self._tasks, *segments]:
+            task.cancel()
+        for task in [*self._tasks, *segments]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.store.close()
+
+    def notify(self) -> None:
+        """Wake the workers and every progress watcher."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, within: float) -> None:
+        """Return after the next change (or `within` seconds)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), within)
+
+    # ---- the API's side --------------------------------------------------------------
+
+    def check_room(self) -> None:
+        """The queued-jobs limit and the disk quota, each a 429 the client can wait out."""
+        if self.store.count_active() >= self.limits.max_queued:
+            raise APIError(
+                429,
+                f"{self.limits.max_queued} jobs are queued or running (JOBS_MAX_QUEUED); try again when one is done",
+                "invalid_request_error",
+                None,
+                "too_many_jobs",
+            )
+        if self.store.disk_used() >= self.limits.max_disk_bytes:
+            raise APIError(
+                429,
+                f"the jobs' files take {self.limits.max_disk_bytes} bytes or more (JOBS_MAX_DISK_BYTES); "
+                "delete finished jobs or wait for them to expire",
+                "invalid_request_error",
+                None,
+                "disk_quota_exceeded",
+            )
+
+    def submit(self, owner: str, request: dict[str, Any], segments: list[Any]) -> JobRecord:
+        job_id = f"job_{secrets.token_hex(12)}"
+        self.store.create(job_id, owner, request, segments)
+        self.notify()
+        record = self.store.get(job_id)
+        assert record is not None
+        return record
+
+    def find(self, job_id: str, owner: str) -> JobRecord | None:
+        job = self.store.get(job_id) if self.store.exists() else None
+        return job if job is not None and job.owner == owner else None
+
+    async def delete(self, job: JobRecord) -> None:
+        """Cancel a job's segments in flight, then remove it and its files."""
+        for task in list(self._running.get(job.id, {}).values()):
+            task.cancel()
+        for task in list(self._running.get(job.id, {}).values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.to_thread(self.store.delete, job.id)
+        self._forget(job.id)
+        self.notify()
+
+    def seconds_left(self, job: JobRecord) -> float | None:
+        """The time left at the pace this process has kept on the job so far."""
+        pace = self._pace.get(job.id)
+        if job.status != "running" or pace is None:
+            return None
+        since, chars_then = pace
+        done = job.chars_done - chars_then
+        if done <= 0:
+            return None
+        return (time.monotonic() - since) / done * (job.chars_total - job.chars_done)
+
+    def describe(self) -> dict[str, Any]:
+        """The jobs section of /health."""
+        opened = self.store.exists()
+        return {
+            "directory": str(self.limits.directory),
+            "concurrency": self.limits.concurrency,
+            "active_jobs": self.store.count_active() if opened else 0,
+            "disk_bytes": self.store.disk_used() if opened else 0,
+            "segments_running": sum(len(r) for r in self._running.values()),
+            "problems": list(self.store.problems),
+        }
+
+    def sweep(self) -> None:
+        """Remove the jobs whose time to live has passed."""
+        if not self.store.exists():
+            return
+        for job_id in self.store.expired(time.time()):
+            log.info("job expired", extra={"job_id": job_id})
+            self.store.delete(job_id)
+
+    # ---- the workers -----------------------------------------------------------------
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(min(SWEEP_SECONDS, max(self.limits.ttl / 2, 1.0)))
+            self.sweep()
+
+    def _claim(self) -> tuple[JobRecord, SegmentRow] | None:
+        if not self.store.exists():
+            return None
+        for job in self.store.active():
+            running = self._running.get(job.id, {})
+            pending = self.store.pending(job.id, list(running), 1)
+            if pending:
+                return job, pending[0]
+        return None
+
+    async def _work(self) -> None:
+        while True:
+            changed = self._changed
+            claim = self._claim()
+            if claim is None:
+                await changed.wait()
+                continue
+            job, segment = claim
+            task = asyncio.create_task(self._segment(job, segment), name=f"{job.id}-{segment.index}")
+            self._running.setdefault(job.id, {})[segment.index] = task
+            try:
+                await asyncio.wait([task])
+            finally:
+                self._running.get(job.id, {}).pop(segment.index, None)
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if isinstance(error, EngineStoppedError):
+                return  # shutting down: the segment stays to do
+            if isinstance(error, RETRIED) and segment.attempts + 1 < MAX_ATTEMPTS:
+                await asyncio.sleep(RETRY_SECONDS)  # the engine is busy or loading: try again shortly
+            elif error is not None:
+                self._fail(job, error)
+            await self._maybe_finish(job.id)
+            self.notify()
+
+    async def _segment(self, job: JobRecord, segment: SegmentRow) -> None:
+        self.store.mark_running(job.id)
+        self._pace.setdefault(job.id, (time.monotonic(), job.chars_done))
+        request = job.request
+        voice, fmt = await self._voice(job, segment.spec.voice)
+        options = SpeechOptions(
+            input=segment.spec.text,
+            response_format=request["response_format"],
+            speed=request["speed"],
+            language=segment.spec.language,
+            instructions=segment.spec.instructions,
+            seed=segment_seed(request["seed"], segment.index),
+            sampling=SamplingParams(
+                temperature=request["temperature"],
+                top_p=request["top_p"],
+                top_k=request["top_k"],
+                repetition_penalty=request["repetition_penalty"],
+            ),
+            max_new_tokens=request["max_new_tokens"],
+            sample_rate=SAMPLE_RATE,  # the result is resampled once, from the segments' files
+            gain=request["gain"],
+        )
+        plan = self.speech.plan(options, voice, fmt, ENDPOINT)
+        plan = replace(plan, job=replace(plan.job, background=True))
+        self.store.segment_started(job.id, segment.index)
+        pcm = await self.speech.collect(plan, SpeechStats())
+        path = self.store.segment_path(job.id, segment.index)
+        await asyncio.to_thread(_write_segment, path, pcm.tobytes())
+        self.store.segment_done(job.id, segment.index, int(pcm.shape[0]), len(segment.spec.text))
+
+    async def _voice(self, job: JobRecord, name: str) -> tuple[ResolvedVoice, Any]:
+        key = (job.id, name)
+        if key not in self._voices:
+            self._voices[key] = await self._resolve(job.request, name)
+        return self._voices[key]
+
+    def _fail(self, job: JobRecord, error: BaseException) -> None:
+        api_error = to_api_error(error)
+        log.warning("job failed", extra={"job_id": job.id, "error": str(error)})
+        current = self.store.get(job.id)
+        if current is not None and current.status in ("queued", "running"):
+            self.store.finish(job.id, "failed", self.limits.ttl, error=api_error.message, error_code=api_error.code)
+        self._cancel_rest(job.id)
+        self._forget(job.id)
+
+    def _cancel_rest(self, job_id: str) -> None:
+        current = asyncio.current_task()
+        for task in list(self._running.get(job_id, {}).values()):
+            if task is not current:
+                task.cancel()
+
+    async def _maybe_finish(self, job_id: str) -> None:
+        """Encode the result once every segment is done (one worker does it)."""
+        job = self.store.get(job_id)
+        if job is None or job.status not in ("queued", "running") or job.segments_done < job.segments_total:
+            return
+        if job_id in self._finishing:
+            return
+        self._finishing.add(job_id)
+        try:
+            segments = self.store.segments(job_id)
+            paths = [self.store.segment_path(job_id, s.index) for s in segments]
+            target = self.store.result_path(job_id, job.request["extension"])
+            fmt, rate = job.request["response_format"], job.request["sample_rate"]
+            size = await asyncio.to_thread(encode_result, segments, paths, fmt, rate, target)
+            self.store.finish(job_id, "succeeded", self.limits.ttl, result_bytes=size)
+            log.info("job finished", extra={"job_id": job_id, "segments": job.segments_total, "bytes": size})
+        except Exception as exc:
+            log.exception("job result could not be encoded", extra={"job_id": job_id})
+            self.store.finish(job_id, "failed", self.limits.ttl, error=f"encoding the result failed: {exc}")
+        finally:
+            self._finishing.discard(job_id)
+            self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        self._pace.pop(job_id, None)
+        for key in [k for k in self._voices if k[0] == job_id]:
+            del self._voices[key]
+
+
+def _write_segment(path: Path, data: bytes) -> None:
+    """The segment's audio, whole on disk before the store says it is done."""
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
