@@ -259,6 +259,9 @@ class JobRunner:
             gain=request["gain"],
         )
         plan = self.speech.plan(options, voice, fmt, ENDPOINT)
+        # The speech endpoint's chunk plan is kept (larger chunks would decode the codec in
+        # other pieces and change the samples): segment i sounds exactly like a speech request
+        # for its text with seed `job seed + i`.
         plan = replace(plan, job=replace(plan.job, background=True))
         self.store.segment_started(job.id, segment.index)
         pcm = await self.speech.collect(plan, SpeechStats())
