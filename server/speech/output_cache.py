@@ -6,7 +6,8 @@ The cache is a least-recently-used map bounded by entries (AUDIO_CACHE_MAX) and 
 (AUDIO_CACHE_MAX_BYTES). An entry holds the exact bytes a fresh response sent, so a hit
 is byte-for-byte the response that filled it.
 
-The key is everything that changes those bytes: the text as split into sentences, the
+The key is everything that changes those bytes: the text as split into sentences and as
+read (a script's aliases and renderings, its pauses, each part's voice and prosody), the
 model that speaks it, the voice (the speaker, or the saved voice's id), the resolved
 language, instructions, speed, sampling fields, the frame cap, the format, the sample rate and gain, and whether the
 file was streamed (a streamed WAV, FLAC or MP3 differs from the whole file in its headers).
@@ -37,7 +38,7 @@ class CachedAudio:
 
 def cache_key(plan: SpeechPlan, model_id: str, streamed: bool) -> str:
     job = plan.job
-    fields = {
+    fields: dict[str, object] = {
         "model": model_id,
         "slot": job.slot,
         "text": job.segments,
@@ -54,6 +55,14 @@ def cache_key(plan: SpeechPlan, model_id: str, streamed: bool) -> str:
         # Raw PCM is the same bytes whole or streamed; containers are not.
         "streamed": streamed and plan.format.name != "pcm",
     }
+    if plan.layout is not None:
+        # A script (pauses, SSML, pronunciations): the text as read, the silences, and each
+        # part's voice, language, speed and gain.
+        fields["text"] = plan.segments
+        fields["pauses"] = plan.layout.pauses
+        fields["parts"] = [
+            (part.first, part.job.slot, part.voice, part.job.language, part.speed, part.gain) for part in plan.parts
+        ]
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -5,6 +5,7 @@ running the plan is synthesis.py's work, logging it request_log.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -15,10 +16,13 @@ from server.engine.sequence import segment_seed as segment_seed
 from server.errors import invalid_request
 from server.speech.catalog import ModelCatalog
 from server.speech.described_voices import resolve_design
-from server.speech.requests import OmniFields, SamplingFields, SpeechRequest, VoiceFields
+from server.speech.requests import MAX_SPEED, MIN_SPEED, OmniFields, SamplingFields, SpeechRequest, VoiceFields
+from server.speech.scripted import Layout, PlanPart, lay_out
 from server.speech.voice_resolution import RequestVoices, ResolvedVoice
 from server.text import UnsupportedLanguageError, detect_language, normalize_language
 from server.text.pieces import split_pieces
+from server.text.reading import read_script
+from server.text.script import Script, ScriptError, Spoken, is_ssml
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,29 @@ class SpeechPlan:
     sample_rate: int = SAMPLE_RATE
     gain: float = 1.0
     seed_sent: bool = False  # the client chose the seed (job.seed is always set: drawn when not)
+    # A script with pauses, SSML or pronunciations (scripted.py): the parts after `job`, each
+    # its own job with its speed and gain, and the segments as laid out. Empty for plain text.
+    rest: tuple[PlanPart, ...] = ()
+    layout: Layout | None = None
+
+    @property
+    def parts(self) -> tuple[PlanPart, ...]:
+        """Every job of the plan, in order: `job` first (with the plan's speed and gain)."""
+        return (PlanPart(self.job, self.speed, self.gain, 0), *self.rest)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The text of every segment, numbered across the parts."""
+        return tuple(segment for part in self.parts for segment in part.job.segments)
+
+    def part_of(self, segment: int) -> PlanPart:
+        return next(part for part in reversed(self.parts) if part.first <= segment)
+
+    def pause_before(self, segment: int) -> int:
+        """Samples of silence (at 24 kHz) before a segment; the segment count gives the trailing one."""
+        if self.layout is None:
+            return 0
+        return self.layout.pauses[segment]
 
 
 @dataclass(frozen=True)
@@ -132,6 +159,14 @@ def resolve_language(requested: str | None, text: str) -> str:
         raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
 
 
+def read_input(text: str) -> Script:
+    """The script of a request's input (a 400 naming what is wrong when it cannot be read)."""
+    try:
+        return read_script(text)
+    except ScriptError as exc:
+        raise invalid_request(str(exc), param="input", code=exc.code) from exc
+
+
 class SpeechPlanner:
     """Checks a request against what this server serves and plans it: `voices` is the chain of
     voice resolvers the app composed, `token_cap` the server's MAX_NEW_TOKENS, `chunks` how a
@@ -148,7 +183,10 @@ class SpeechPlanner:
     async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
         voice, fmt = await self.prepare(request)
-        return self.plan(options_of(request, request.input), voice, fmt, endpoint, per_sentence=per_sentence)
+        voices = await self.script_voices(request.input)
+        return self.plan(
+            options_of(request, request.input), voice, fmt, endpoint, per_sentence=per_sentence, voices=voices
+        )
 
     async def prepare(self, request: VoiceFields) -> tuple[ResolvedVoice, FormatSpec]:
         """Check a request's model and format and resolve its voice (400/404 when unknown).
@@ -183,11 +221,16 @@ class SpeechPlanner:
         *,
         per_sentence: bool = False,
         interactive: bool = False,
+        voices: Mapping[str, ResolvedVoice] | None = None,
     ) -> SpeechPlan:
         """A plan for any voice; every field is validated here, before audio is produced.
         `per_sentence` makes each sentence its own segment (the sentence stream's contract);
-        a speed change does too, since time-stretching needs whole phrases."""
+        a speed change does too, since time-stretching needs whole phrases. `voices` are the
+        voices an SSML document names (script_voices resolves them)."""
         seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
+        script = read_input(options.input)
+        if not script.plain:
+            return self._scripted(script, options, voice, fmt, endpoint, seed, per_sentence, interactive, voices)
         job = SynthesisJob(
             slot=voice.slot,
             segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
@@ -212,6 +255,73 @@ class SpeechPlanner:
             sample_rate=options.sample_rate,
             gain=options.gain,
             seed_sent=options.seed is not None,
+        )
+
+    async def script_voices(self, text: str) -> dict[str, ResolvedVoice]:
+        """The voices an SSML document's `voice` elements name, resolved like a request's."""
+        if not is_ssml(text):
+            return {}
+        names = {item.voicing.voice for item in read_input(text).items if isinstance(item, Spoken)}
+        resolved: dict[str, ResolvedVoice] = {}
+        for name in sorted(n for n in names if n is not None):
+            resolved[name] = await self.voices.for_request(VoiceFields.model_validate({"voice": name}))
+        return resolved
+
+    def _scripted(
+        self,
+        script: Script,
+        options: SpeechOptions,
+        voice: ResolvedVoice,
+        fmt: FormatSpec,
+        endpoint: str,
+        seed: int,
+        per_sentence: bool,
+        interactive: bool,
+        voices: Mapping[str, ResolvedVoice] | None,
+    ) -> SpeechPlan:
+        """A plan of several parts: one job per run of segments with one voicing."""
+        layout = lay_out(script, per_sentence=per_sentence or options.speed != 1.0)
+        if not layout.segments:
+            raise invalid_request("input has nothing to speak besides its pauses", param="input")
+        parts: list[PlanPart] = []
+        for first, segments in layout.groups():
+            voicing = segments[0].voicing
+            speaker = voice if voicing.voice is None else (voices or {}).get(voicing.voice)
+            if speaker is None:
+                raise invalid_request(f"voice elements are not read on {endpoint}", param="input")
+            speed = options.speed * voicing.rate
+            if not MIN_SPEED <= speed <= MAX_SPEED:
+                raise invalid_request(f"prosody rate gives a speed of {speed:g}; 0.25 to 4 is possible", param="input")
+            text = " ".join(segment.text for segment in segments)
+            job = SynthesisJob(
+                slot=speaker.slot,
+                segments=tuple(segment.text for segment in segments),
+                language=resolve_language(voicing.language or options.language, text),
+                token_cap=self.token_cap_for(options.max_new_tokens),
+                speaker=speaker.speaker,
+                clone=speaker.clone,
+                instruct=options.instructions or None,
+                seed=segment_seed(seed, first),
+                sampling=options.sampling,
+                chunks=self._chunk_plan(options.first_chunk_frames),
+                interactive=interactive,
+            )
+            label = speaker.speaker if speaker.speaker is not None else speaker.label
+            parts.append(PlanPart(job, speed, options.gain * voicing.gain, first, label))
+        head = parts[0]
+        return SpeechPlan(
+            job=replace(head.job, seed=seed),
+            format=fmt,
+            speed=head.speed,
+            endpoint=endpoint,
+            voice_label=voice.label,
+            chars=len(options.input),
+            instructions_given=bool(options.instructions),
+            sample_rate=options.sample_rate,
+            gain=head.gain,
+            seed_sent=options.seed is not None,
+            rest=tuple(parts[1:]),
+            layout=layout,
         )
 
     def _chunk_plan(self, first_frames: int | None) -> ChunkPlan:

@@ -138,7 +138,7 @@ class RequestLog:
             "first_chunk_ms": _ms(stats.first_chunk_ms),
             "first_chunk_frames": stats.first_chunk_frames,
             "chunks": stats.chunks,
-            "segments": len(plan.job.segments),
+            "segments": len(plan.segments),
             "segments_done": stats.segments_done,
             "chars": plan.chars,
             "voice": plan.voice_label,
@@ -165,6 +165,11 @@ class RequestLog:
             fields["sample_rate"] = plan.sample_rate
         if plan.gain != 1.0:
             fields["gain"] = round(plan.gain, 4)
+        if plan.layout is not None:
+            # How the text was controlled (pauses, ssml_elements, pronunciation_hits), never the text.
+            fields.update(plan.layout.counts.describe())
+            if plan.rest:
+                fields["parts"] = len(plan.parts)
         if error is not None:
             fields["error"] = error
         return fields

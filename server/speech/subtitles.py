@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from server.speech.spoken_words import find_positions
 from server.speech.timestamps import SegmentWords, Word
 
 SubtitleFormat = Literal["srt", "vtt"]
@@ -35,24 +36,7 @@ def _cue_text(text: str) -> str:
 
 def word_positions(text: str, words: Sequence[Word]) -> list[int] | None:
     """Where each word starts in `text`, in order; None when one cannot be found there."""
-    positions: list[int] = []
-    cursor = 0
-    for word in words:
-        if not word.word:
-            return None
-        first = text.find(word.word[0], cursor)
-        if first < 0:
-            return None
-        matched, index = 0, first
-        while matched < len(word.word) and index < len(text):
-            if text[index] == word.word[matched]:
-                matched += 1
-            index += 1
-        if matched < len(word.word):
-            return None
-        positions.append(first)
-        cursor = index
-    return positions
+    return find_positions(text, [word.word for word in words])
 
 
 def _escaped(text: str) -> str:

@@ -28,6 +28,7 @@ from server.speech.catalog import ModelCatalog
 from server.speech.planning import SpeechPlan, SpeechPlanner
 from server.speech.recent import RecentRequests
 from server.speech.request_log import RequestLog, SpeechStats
+from server.speech.scripted import PlanPart
 from server.speech.voice_resolution import RequestVoices
 
 segment_log = logging.getLogger("qwen3-tts.segments")
@@ -43,6 +44,11 @@ class SegmentAudio:
 
 
 SegmentListener = Callable[[SegmentAudio], None]
+
+
+def silence(samples: int) -> np.ndarray:
+    """A pause: exact zeros, at 24 kHz."""
+    return np.zeros(samples, dtype=np.float32)
 
 
 def _trimmed(phrase: np.ndarray, trim_samples: int) -> np.ndarray:
@@ -83,13 +89,20 @@ class SpeechService:
     ) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio as the engine hands it over, chunk by chunk (a few frames each).
         With a speed change, a segment's chunks are gathered and stretched as one phrase.
-        `on_segment` hears of each segment once its audio is complete (before its last chunk
-        is yielded); without it nothing is gathered at normal speed."""
+        A script's pauses come as chunks of exact zeros before the segment they precede (and
+        after the last). `on_segment` hears of each segment once its audio is complete
+        (before its last chunk is yielded); without it nothing is gathered at normal speed."""
         gathered: list[np.ndarray] = []
         delivered = 0
+        current = -1
         async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
             async for chunk in chunks:
-                if plan.speed == 1.0:
+                if chunk.segment != current:
+                    current = chunk.segment
+                    if plan.pause_before(current):
+                        yield silence(plan.pause_before(current))
+                speed = plan.part_of(chunk.segment).speed
+                if speed == 1.0:
                     if on_segment is not None:
                         gathered.append(chunk.pcm)
                         delivered += chunk.pcm.shape[0]
@@ -106,26 +119,36 @@ class SpeechService:
                 if chunk.segment_end:
                     phrase = _trimmed(np.concatenate(gathered), chunk.trim_samples)
                     gathered.clear()
-                    stretched = await self._stretch(phrase, plan.speed, stats)
+                    stretched = await self._stretch(phrase, speed, stats)
                     if on_segment is not None:
                         on_segment(SegmentAudio(chunk.segment, phrase, stretched.shape[0]))
                     yield stretched
+        if plan.pause_before(len(plan.segments)):
+            yield silence(plan.pause_before(len(plan.segments)))
 
     async def sentences(
         self, plan: SpeechPlan, stats: SpeechStats, on_segment: SegmentListener | None = None
     ) -> AsyncGenerator[np.ndarray, None]:
         """The job's audio one segment at a time (a sentence each in a per-sentence plan),
-        with a guarded tail cut whole (a stream can only leave out what it has not sent)."""
+        with a guarded tail cut whole (a stream can only leave out what it has not sent).
+        A script's pause goes at the head of the segment it precedes, the trailing one at the
+        end of the last, so the pieces are the segments still."""
         gathered: list[np.ndarray] = []
+        last = len(plan.segments) - 1
         async with contextlib.aclosing(self._engine_chunks(plan, stats)) as chunks:
             async for chunk in chunks:
                 gathered.append(chunk.pcm)
                 if chunk.segment_end:
                     natural = _trimmed(np.concatenate(gathered), chunk.trim_samples)
                     gathered.clear()
-                    phrase = natural if plan.speed == 1.0 else await self._stretch(natural, plan.speed, stats)
+                    speed = plan.part_of(chunk.segment).speed
+                    phrase = natural if speed == 1.0 else await self._stretch(natural, speed, stats)
                     if on_segment is not None:
                         on_segment(SegmentAudio(chunk.segment, natural, phrase.shape[0]))
+                    before = plan.pause_before(chunk.segment)
+                    after = plan.pause_before(last + 1) if chunk.segment == last else 0
+                    if before or after:
+                        phrase = np.concatenate([silence(before), phrase, silence(after)])
                     yield phrase
 
     @staticmethod
@@ -136,22 +159,33 @@ class SpeechService:
         return stretched
 
     async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
-        slot = self.engine.slots[plan.job.slot]
+        """Each part's job in turn, its chunks numbered across the plan and its gain applied."""
+        for part in plan.parts:
+            async with contextlib.aclosing(self._part_chunks(plan, part, stats)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _part_chunks(
+        self, plan: SpeechPlan, part: PlanPart, stats: SpeechStats
+    ) -> AsyncGenerator[AudioChunk, None]:
+        slot = self.engine.slots[part.job.slot]
         # Closed at once when left early, so the engine's job (and its queue slot) ends now,
         # not whenever the garbage collector gets to it.
-        async with contextlib.aclosing(self.engine.synthesize(plan.job)) as synthesized:
+        async with contextlib.aclosing(self.engine.synthesize(part.job)) as synthesized:
             async for chunk in synthesized:
                 if stats.first_chunk_ms is None and plan.instructions_given:
                     backend = slot.backend
                     stats.instructions_ignored = backend is not None and not backend.honours_instruct
                 stats.add_chunk(chunk)
+                if part.first:
+                    chunk = dataclasses.replace(chunk, segment=chunk.segment + part.first)
                 if chunk.stats is not None:
                     segment_log.debug(
                         "segment synthesised",
                         extra={
                             "request_id": request_id_var.get(),
                             "segment": chunk.segment,
-                            "segments": len(plan.job.segments),
+                            "segments": len(plan.segments),
                             "inference_ms": round(chunk.stats.generate_ms, 1),
                             "output_frames": chunk.stats.output_frames,
                             "batch_size": chunk.stats.batch_max,
@@ -159,10 +193,10 @@ class SpeechService:
                             "trimmed_frames": chunk.stats.trimmed_frames,
                         },
                     )
-                if plan.gain != 1.0 and chunk.pcm.size:
+                if part.gain != 1.0 and chunk.pcm.size:
                     # Constant, so streamed and whole responses stay the same audio; the
                     # encoders clip what a positive gain pushes past full scale.
-                    chunk = dataclasses.replace(chunk, pcm=(chunk.pcm * np.float32(plan.gain)).astype(np.float32))
+                    chunk = dataclasses.replace(chunk, pcm=(chunk.pcm * np.float32(part.gain)).astype(np.float32))
                 yield chunk
 
     async def collect(

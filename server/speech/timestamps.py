@@ -27,6 +27,8 @@ from server.engine.slots.aligner import HOW_TO_ENABLE, AlignedSpan, AlignerSlot,
 from server.errors import invalid_request
 from server.logs import request_id_var
 from server.speech.planning import SpeechPlan
+from server.speech.scripted import LaidSegment
+from server.speech.spoken_words import mark_times, written_units
 from server.speech.synthesis import SegmentAudio
 from server.text import AUTO, detect_language
 
@@ -63,15 +65,20 @@ class SegmentWords:
     end: float
     words: tuple[Word, ...]
     error: str | None = None  # why `words` is empty although the text has some
+    spoken: str | None = None  # the text as read, where it differs from `text` (as written)
+    marks: tuple[tuple[str, float], ...] = ()  # SSML marks in it: (name, seconds)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "segment": self.segment,
             "text": self.text,
+            "spoken_text": self.text if self.spoken is None else self.spoken,
             "start_time": round(self.start, TIME_DECIMALS),
             "end_time": round(self.end, TIME_DECIMALS),
             "words": [word.as_json() for word in self.words],
         }
+        if self.marks:
+            body["marks"] = [{"name": name, "time": round(time, TIME_DECIMALS)} for name, time in self.marks]
         if self.error is not None:
             body["error"] = self.error
         return body
@@ -113,6 +120,28 @@ class Placed:
     duration: float
     speed: float
     request_id: str | None  # of the plan it belongs to, for the log
+    laid: LaidSegment | None = None  # a script's segment: its written text, marks, replaced spans
+
+
+def written_words(segment: Placed, words: Sequence[Word], error: str | None = None) -> SegmentWords:
+    """A segment's words as the client wrote them (spoken_words.py), with its marks timed."""
+    end = segment.start + segment.duration
+    laid = segment.laid
+    if laid is None:
+        return SegmentWords(segment.index, segment.text, segment.start, end, tuple(words), error)
+    timed = [(word.word, word.start, word.end) for word in words]
+    shown = written_units(laid.text, laid.written, laid.replaced, timed)
+    marks = mark_times(laid.text, laid.marks, timed, segment.start if not words and laid.marks else end)
+    return SegmentWords(
+        segment.index,
+        laid.written,
+        segment.start,
+        end,
+        tuple(Word(word, start, stop) for word, start, stop in shown),
+        error,
+        spoken=laid.text if laid.text != laid.written else None,
+        marks=tuple(marks),
+    )
 
 
 class WordTimer:
@@ -140,17 +169,22 @@ class WordTimer:
         self._changed = asyncio.Event()
 
     def follow(self, plan: SpeechPlan) -> None:
-        """Time the next plan of the same stream (its segments follow the ones before)."""
+        """Time the next plan of the same stream (its segments follow the ones before, and the
+        silence after the last one of the plan before)."""
+        self.position += self.plan.pause_before(len(self.plan.segments)) / SAMPLE_RATE
         self.plan = plan
 
     def segment_done(self, audio: SegmentAudio) -> None:
+        self.position += self.plan.pause_before(audio.index) / SAMPLE_RATE  # a script's pause
         start = self.position
         duration = audio.delivered_samples / SAMPLE_RATE
         self.position += duration
-        text = self.plan.job.segments[audio.index]
+        text = self.plan.segments[audio.index]
+        part = self.plan.part_of(audio.index)
+        laid = self.plan.layout.segments[audio.index] if self.plan.layout is not None else None
         # Numbered across the stream (a text stream's plans each start at segment 0).
-        segment = Placed(self._registered, text, start, duration, self.plan.speed, request_id_var.get())
-        language = aligner_language(self.plan.job.language, text)
+        segment = Placed(self._registered, text, start, duration, part.speed, request_id_var.get(), laid)
+        language = aligner_language(part.job.language, text)
         task = asyncio.create_task(self._align(audio, segment, language), name=f"align-{segment.index}")
         task.add_done_callback(lambda _task: self._changed.set())
         self._pending.append(task)
@@ -216,12 +250,12 @@ class WordTimer:
             log.exception("alignment failed", extra={"request_id": segment.request_id, "segment": segment.index})
             return self._failed(segment, f"{type(exc).__name__}: {exc}")
         words = place_words(spans, offset=segment.start, speed=segment.speed, duration=segment.duration)
-        return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, words)
+        return written_words(segment, words)
 
     def _failed(self, segment: Placed, reason: str) -> SegmentWords:
         extra = {"request_id": segment.request_id, "segment": segment.index, "error": reason}
         log.warning("no word timestamps for a segment", extra=extra)
-        return SegmentWords(segment.index, segment.text, segment.start, segment.start + segment.duration, (), reason)
+        return written_words(segment, (), reason)
 
 
 async def with_words(
