@@ -24,6 +24,7 @@ import torch
 from server.engine.codec.batched import PIECE_FRAMES
 from server.engine.device.simulated import Ledger, SimulatedCuda
 from server.engine.frame.graphs import capture_plan
+from server.engine.frame.guards import GuardLimits
 from server.engine.jobs import CloneVoice, FinishReason, SamplingParams, SlotName, SynthesisJob
 from server.engine.scheduler import Engine, EngineLimits
 from server.engine.sequence import JobStream
@@ -34,8 +35,10 @@ from tests.support.checkpoints import DevCheckpoint
 pytestmark = pytest.mark.simulated_cuda
 
 TEXT = "A short sentence, spoken on a device that only says it is a GPU."
-LIMITS = LoopLimits(max_batch=4, max_length=512)
-FRAMES = 20  # token cap per segment: long enough for several chunks
+# The prompts here are short and no row runs past 40 frames: one length bucket (256) per batch
+# bucket is enough, and each capture and warm-up on the simulated device costs seconds.
+LIMITS = LoopLimits(max_batch=4, max_length=256)
+FRAMES = 12  # token cap per segment: three chunks (2, 4, then 6 frames)
 
 
 @dataclass
@@ -96,7 +99,7 @@ def measure_frames(backend: QwenBackend, sim: SimulatedCuda, report: Report) -> 
         streams = []
         before = sim.ledger.snapshot()
         for seed in range(4):  # four newcomers in one tick: prefilled together
-            job = SynthesisJob("custom_voice", (TEXT,), "English", FRAMES + 4 * seed, speaker="Vivian", seed=seed)
+            job = SynthesisJob("custom_voice", (TEXT,), "English", FRAMES + 2 * seed, speaker="Vivian", seed=seed)
             streams.append(JobStream(job, 600, loop, max_ahead=10**9))
             batch.join(streams[-1], 0.0, sampling)
         prompts = [sequence.prompt.embeds for sequence in batch.joining]
@@ -323,11 +326,16 @@ def test_unloading_frees_every_device_tensor(report: Report) -> None:
 
 def test_the_guards_fire_on_the_device(sim: SimulatedCuda, report: Report, dev_checkpoint: DevCheckpoint) -> None:
     """A checkpoint steered to fall silent after its text ends with the silence guard, its
-    tail trimmed, on the simulated device."""
+    tail trimmed, on the simulated device. A short text: every text token is a frame, and an
+    eager frame on the simulated device costs a good part of a second."""
     directory = dev_checkpoint(behaviour="silent")
-    backend = QwenBackend.load(str(directory), "cuda", limits=LoopLimits(max_batch=1, max_length=1024))
+    # Six quiet frames instead of 38 (the guard's logic is the same; each frame on the
+    # simulated device costs a fraction of a second), the other guards off.
+    guards = GuardLimits(silence_frames=6, loop_frames=0, tail_ratio=0)
+    limits = LoopLimits(max_batch=1, max_length=256, guards=guards)
+    backend = QwenBackend.load(str(directory), "cuda", limits=limits)
     loop = asyncio.new_event_loop()
-    job = SynthesisJob("custom_voice", (TEXT,), "english", 400, speaker="vivian", seed=3)
+    job = SynthesisJob("custom_voice", ("Quiet now.",), "english", 120, speaker="vivian", seed=3)
     sequence = backend.batch.start(JobStream(job, 600, loop, max_ahead=10**9), 0.0, backend.row_sampling(job.sampling))
     while not sequence.finished:
         backend.batch.step()
@@ -348,7 +356,7 @@ def test_a_failure_delivers_the_audio_in_flight_then_the_error(
     from server.engine.errors import EngineStoppedError
     from server.engine.jobs import AudioChunk
 
-    backend = QwenBackend.load(str(custom_voice_dir), "cuda", limits=LoopLimits(max_batch=2, max_length=512))
+    backend = QwenBackend.load(str(custom_voice_dir), "cuda", limits=LoopLimits(max_batch=2, max_length=256))
     loop = asyncio.new_event_loop()
     streams = [
         JobStream(
