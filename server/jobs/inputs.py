@@ -136,23 +136,33 @@ def paragraphs(text: str, markdown: bool) -> list[tuple[str | None, str]]:
 
 
 def _speaker_blocks(request: JobRequest, text: str) -> list[_Block]:
-    """Dialogue: a line `Name: words` opens a turn in the speaker's voice."""
+    """Dialogue: a line `Name: words` opens a turn in the speaker's voice; a heading starts a
+    chapter at the next turn (or the next paragraph of this one)."""
     speakers = request.speakers or {}
+    markdown = request.input_format == "markdown"
     tag = re.compile(r"^\s*(" + "|".join(re.escape(name) for name in speakers) + r")\s*:\s*(.*)$")
-    turns: list[tuple[str, list[str]]] = []
+    turns: list[tuple[str, str | None, list[str]]] = []  # voice, the chapter it starts, lines
+    title: str | None = None
     for line in text.splitlines():
+        heading = _HEADING.match(line) if markdown else None
+        if heading:
+            title = plain_line(heading.group(2)).strip()[:MAX_CHAPTER_CHARS] or None
+            continue
         match = tag.match(line)
         if match:
-            turns.append((speakers[match.group(1)], [match.group(2)]))
+            turns.append((speakers[match.group(1)], title, [match.group(2)]))
+            title = None
+        elif line.strip() and (title is not None or not turns):
+            turns.append((turns[-1][0] if turns else request.voice_name, title, [line]))
+            title = None
         elif turns:
-            turns[-1][1].append(line)
-        elif line.strip():
-            turns.append((request.voice_name, [line]))
+            turns[-1][2].append(line)
     blocks: list[_Block] = []
-    for voice, lines in turns:
-        parts = paragraphs("\n".join(lines), request.input_format == "markdown")
-        for n, (title, paragraph) in enumerate(parts):
-            blocks.append(_Block(paragraph, voice, chapter=title, item_end=n == len(parts) - 1))
+    for voice, chapter, lines in turns:
+        parts = paragraphs("\n".join(lines), markdown)
+        for n, (inner, paragraph) in enumerate(parts):
+            starts = chapter if n == 0 else inner
+            blocks.append(_Block(paragraph, voice, chapter=starts, item_end=n == len(parts) - 1))
     return blocks
 
 
