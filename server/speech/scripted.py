@@ -118,7 +118,7 @@ def _cut(run: Spoken, per_sentence: bool) -> list[LaidSegment]:
         visible += _visible(piece)
         end = len(run.text) if last else _position(run.text, visible)
         marks = tuple(
-            (min(_position(piece, _visible(run.text[start:offset])), len(piece)), name)
+            (_in_piece(piece, run.text, start, offset, opening=True), name)
             for offset, name in run.marks
             if (first or start <= offset) and (last or offset < end)
         )
@@ -128,7 +128,12 @@ def _cut(run: Spoken, per_sentence: bool) -> list[LaidSegment]:
             w0, w1 = _written_at(run, start, end=False), _written_at(run, end, end=True)
             written = run.written[w0:w1].strip()
             replaced = tuple(
-                (_in_piece(piece, run.text, start, s0), _in_piece(piece, run.text, start, s1), a - w0, b - w0)
+                (
+                    _in_piece(piece, run.text, start, s0, opening=True),
+                    _in_piece(piece, run.text, start, s1),
+                    a - w0,
+                    b - w0,
+                )
                 for s0, s1, a, b in run.replaced
                 if start <= s0 and s1 <= end
             )
@@ -136,9 +141,13 @@ def _cut(run: Spoken, per_sentence: bool) -> list[LaidSegment]:
     return segments
 
 
-def _in_piece(piece: str, text: str, start: int, offset: int) -> int:
-    """A run's offset as an offset in one of its pieces (whose blanks may differ)."""
-    return min(_position(piece, _visible(text[start:offset])), len(piece))
+def _in_piece(piece: str, text: str, start: int, offset: int, *, opening: bool = False) -> int:
+    """A run's offset as an offset in one of its pieces (whose blanks may differ); an
+    `opening` offset (where a span starts) goes past the blanks before it."""
+    position = min(_position(piece, _visible(text[start:offset])), len(piece))
+    while opening and position < len(piece) and piece[position].isspace():
+        position += 1
+    return position
 
 
 def lay_out(script: Script, *, per_sentence: bool) -> Layout:

@@ -50,7 +50,7 @@ def render(kind: str, text: str, lang: str, date_format: str | None = None) -> s
     if lang not in ("en", "zh"):
         raise ScriptError(f"say-as {kind} is rendered for English and Chinese only", "unsupported_ssml")
     if kind == "date":
-        return _date(value, lang, date_format or ("ymd" if lang == "zh" else "mdy"))
+        return _date(value, lang, date_format or _default_date_format(value, lang))
     if kind == "time":
         return _time(value, lang)
     if kind == "telephone":
@@ -150,6 +150,14 @@ def _zh_group(group: int) -> str:
             zero = False
         out += _ZH_DIGITS[digit] + _ZH_UNITS[position]
     return out
+
+
+def _default_date_format(value: str, lang: str) -> str:
+    """Without `format`: year first when the date opens with a four-digit year (ISO 8601),
+    else the language's custom (month first in English)."""
+    if re.match(r"\d{4}\D", value) or lang == "zh":
+        return "ymd"
+    return "mdy"
 
 
 def _date(value: str, lang: str, fmt: str) -> str:
