@@ -2,7 +2,7 @@
 #
 #   docker build -t qwen3-tts-server .
 #   docker run --gpus all -p 8000:8000 --stop-timeout 45
-#       -v qwen3-tts-hf-cache:/data/hf-cache -v qwen3-tts-voices:/data/voices qwen3-tts-server
+#       -v qwen3-tts-hf-cache:/data/hf-cache -v qwen3-tts-voices:/data/voices -v qwen3-tts-jobs:/data/jobs qwen3-tts-server
 #
 # compose.yaml next to this file does the same with every setting spelled out.
 # Needs BuildKit (the default builder since Docker 23) for the uv cache mounts.
@@ -90,7 +90,7 @@ RUN apt-get update \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app \
-    && mkdir -p /data/hf-cache /data/voices \
+    && mkdir -p /data/hf-cache /data/voices /data/jobs \
     && chown -R 10001:10001 /data
 
 COPY --from=builder /opt/python /opt/python
@@ -107,13 +107,14 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     OMP_NUM_THREADS=2 \
     MKL_NUM_THREADS=2 \
     HF_HOME=/data/hf-cache \
-    VOICES_DIR=/data/voices
+    VOICES_DIR=/data/voices \
+    JOBS_DIR=/data/jobs
 
 WORKDIR /app
 USER 10001:10001
 
-# Model downloads (HF_HOME) and saved voices survive container replacement.
-VOLUME ["/data/hf-cache", "/data/voices"]
+# Model downloads (HF_HOME), saved voices and long-audio jobs survive container replacement.
+VOLUME ["/data/hf-cache", "/data/voices", "/data/jobs"]
 
 EXPOSE 8000
 

@@ -28,7 +28,7 @@ SERVICE = "qwen3-tts"
 
 # The single expected table: every server setting (environment variable) and the default
 # an operator gets from the image / compose.yaml, as documented in docs/settings.md.
-# VOICES_DIR is the image's value (the voices volume); the server's own fallback differs.
+# VOICES_DIR and JOBS_DIR are the image's values (their volumes); the server's own fallbacks differ.
 SETTINGS: dict[str, str] = {
     "HOST": "0.0.0.0",
     "PORT": "8000",
@@ -67,6 +67,12 @@ SETTINGS: dict[str, str] = {
     "AUDIO_CACHE_MAX_BYTES": "67108864",
     "MAX_UPLOAD_BYTES": "10485760",
     "MAX_JSON_BYTES": "262144",
+    "JOBS_DIR": "/data/jobs",
+    "JOBS_CONCURRENCY": "0",
+    "JOBS_TTL": "604800",
+    "JOBS_MAX_DISK_BYTES": "21474836480",
+    "JOBS_MAX_QUEUED": "100",
+    "JOBS_MAX_INPUT_BYTES": "2097152",
     "MIN_REFERENCE_SECONDS": "1.0",
     "MAX_REFERENCE_SECONDS": "30.0",
     "METRICS_ENABLED": "true",
@@ -83,7 +89,7 @@ SETTINGS: dict[str, str] = {
     "WYOMING_MAX_CONNECTIONS": "64",
 }
 # Settings whose deployed default is set by the image rather than by the server code.
-IMAGE_DEFAULTS = {"VOICES_DIR"}
+IMAGE_DEFAULTS = {"VOICES_DIR", "JOBS_DIR"}
 # ...and by compose.yaml alone (the server's own default keeps the Wyoming port closed).
 COMPOSE_DEFAULTS = {"WYOMING_PORT"}
 
@@ -212,7 +218,7 @@ def test_named_volumes_for_model_cache_and_voices(compose: dict[str, Any], servi
         source, target = volume.split(":")[:2]
         mounts[target] = source
     env = _dockerfile_env()
-    for target in (env["HF_HOME"], SETTINGS["VOICES_DIR"]):
+    for target in (env["HF_HOME"], SETTINGS["VOICES_DIR"], SETTINGS["JOBS_DIR"]):
         assert target in mounts, f"nothing mounted at {target}"
         source = mounts[target]
         assert not source.startswith((".", "/", "~")), f"{target} should be a named volume"

@@ -32,6 +32,7 @@ EXPECTED_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "HF_HOME": "/data/hf-cache",
     "VOICES_DIR": "/data/voices",
+    "JOBS_DIR": "/data/jobs",
 }
 
 
