@@ -3,6 +3,8 @@
 qwen3-tts-server                      start the HTTP server (settings from the environment)
 qwen3-tts-server ray [...]            serve from several replicas on Ray Serve (the `ray` extra)
 qwen3-tts-server devmodel DIR [...]   build a small random checkpoint for tests and smoke tests
+qwen3-tts-server job FILE -o OUT [...] send a .txt/.md file to a running server as a long-audio
+                                      job, show its progress, download the result (docs/jobs.md)
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return devmodel_main(args[1:])
     if args and args[0] == "ray":
         return ray_command(args[1:])
+    if args and args[0] == "job":
+        from server.jobs.cli import main as job_main
+
+        return job_main(args[1:])
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0

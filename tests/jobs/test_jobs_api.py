@@ -232,3 +232,25 @@ def test_a_markdown_file_upload_is_a_job_with_its_chapters(jobs_server: LiveServ
         audio, rate = sf.read(io.BytesIO(http.get(f"/v1/audio/jobs/{job['id']}/content").content))
         assert len(audio) / rate == pytest.approx(chapters[-1]["end"], abs=0.001)
         assert np.abs(audio).max() > 0
+
+
+def test_the_job_command_submits_shows_progress_and_downloads(
+    jobs_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.__main__ import main
+
+    book = tmp_path / "book.md"
+    book.write_text(BOOK)
+    output, captions = tmp_path / "book.wav", tmp_path / "book.srt"
+    command = ["job", str(book), "--voice", "Ryan", "-o", str(output), "--seed", "11"]
+    command += ["--url", jobs_server.base_url, "--api-key", KEYS[0], "--subtitles", str(captions)]
+    assert main([*command, "--chapters", str(tmp_path / "chapters.json")]) == 0
+    shown = capsys.readouterr().err
+    assert "3/3 segments" in shown and f"wrote {output}" in shown
+    audio, rate = sf.read(output)
+    chapters = orjson.loads((tmp_path / "chapters.json").read_bytes())["data"]
+    assert len(audio) / rate == pytest.approx(chapters[-1]["end"], abs=0.001)
+    assert captions.read_text().count(" --> ") == 3
+
+    assert main(["job", str(book), "--voice", "Ryan", "-o", str(output), "--url", jobs_server.base_url]) == 2
+    assert "401" in capsys.readouterr().err
