@@ -36,11 +36,18 @@ def serve() -> int:
     from server.engine.slots.aligner import AlignerUnavailable
     from server.engine.slots.quantize import QuantizeUnsupported
     from server.speech.catalog import VoiceMapError
+    from server.speech.pronunciation_file import PronunciationFileError
     from server.speech.speakers import CheckpointConfigError
 
     try:
         app = create_app(settings)
-    except (VoiceMapError, CheckpointConfigError, QuantizeUnsupported, AlignerUnavailable) as exc:
+    except (
+        VoiceMapError,
+        PronunciationFileError,
+        CheckpointConfigError,
+        QuantizeUnsupported,
+        AlignerUnavailable,
+    ) as exc:
         print(f"qwen3-tts-server: {exc}", file=sys.stderr)
         return 2
     # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal once its own

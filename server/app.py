@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,6 +42,7 @@ from server.speech.design import VoiceDesigner
 from server.speech.library import LibraryVoices, VoiceLibrary
 from server.speech.omni import OmniVoices
 from server.speech.output_cache import OutputCache
+from server.speech.pronunciation_file import Pronunciations
 from server.speech.recent import RecentRequests
 from server.speech.speakers import check_loaded_speakers
 from server.speech.synthesis import SpeechService
@@ -143,6 +145,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
         metrics=app.state.metrics,
         chunks=ChunkPlan(settings.stream_first_chunk_frames, settings.stream_chunk_frames),
         recent=app.state.recent_requests,
+        pronunciations=app.state.pronunciations,
     )
     app.state.designer = VoiceDesigner(
         app.state.speech, library, settings.min_reference_seconds, settings.max_reference_seconds
@@ -235,6 +238,10 @@ def create_app(settings: Settings, exit_on_stall: bool = True) -> FastAPI:
     )
     # The checkpoint's speakers and VOICE_MAP, checked now: a bad map stops startup.
     app.state.voice_catalog = build_voice_catalog(settings.model_id, settings.voice_map, settings.voices_dir)
+    # Read now, so a bad PRONUNCIATIONS_FILE stops startup with its message.
+    app.state.pronunciations = Pronunciations(
+        Path(settings.pronunciations_file) if settings.pronunciations_file else None
+    )
     app.state.api_keys = tuple(k.get_secret_value().encode() for k in settings.api_keys)
 
     install_error_handlers(app)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Names mapped to speakers or saved voices (inline JSON, or a .json/.yaml file), over the
     # built-in OpenAI names: {"alloy": "Vivian", "echo": "saved:Anna"}.
     voice_map: str = ""
+    # Pronunciations for every request (docs/text-control.md): a .json, .yaml or PLS (.pls,
+    # .xml) file, read again when it changes; empty: none.
+    pronunciations_file: str = ""
     voice_cache_max: int = Field(default=32, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # Finished responses kept for repeats of the same unseeded request; 0 disables the cache.

@@ -16,13 +16,15 @@ from server.engine.sequence import segment_seed as segment_seed
 from server.errors import invalid_request
 from server.speech.catalog import ModelCatalog
 from server.speech.described_voices import resolve_design
+from server.speech.pronunciation_file import Pronunciations, entry_of
 from server.speech.requests import MAX_SPEED, MIN_SPEED, OmniFields, SamplingFields, SpeechRequest, VoiceFields
 from server.speech.scripted import Layout, PlanPart, lay_out
 from server.speech.voice_resolution import RequestVoices, ResolvedVoice
-from server.text import UnsupportedLanguageError, detect_language, normalize_language
+from server.text import AUTO, UnsupportedLanguageError, detect_language, normalize_language
 from server.text.pieces import split_pieces
+from server.text.pronunciations import Lexicon, Pronunciation
 from server.text.reading import read_script
-from server.text.script import Script, ScriptError, Spoken, is_ssml
+from server.text.script import Item, Script, ScriptError, Spoken, is_ssml
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class SpeechOptions:
     # Frames before a stream's first chunk (vLLM-Omni's initial_codec_chunk_frames);
     # None keeps STREAM_FIRST_CHUNK_FRAMES.
     first_chunk_frames: int | None = None
+    # The request's own pronunciations (over the server's file).
+    pronunciations: tuple[Pronunciation, ...] = ()
 
 
 def sampling_of(request: SamplingFields | SpokenFields) -> SamplingParams:
@@ -138,7 +142,20 @@ def options_of(request: SpokenFields, text: str) -> SpeechOptions:
         sample_rate=request.sample_rate,
         gain=request.gain,
         first_chunk_frames=request.initial_codec_chunk_frames if isinstance(request, OmniFields) else None,
+        pronunciations=pronunciations_of(request),
     )
+
+
+def pronunciations_of(request: SpokenFields) -> tuple[Pronunciation, ...]:
+    """A request's `pronunciations` (a 400 naming the entry whose language is unknown)."""
+    entries = getattr(request, "pronunciations", None) or ()
+    out: list[Pronunciation] = []
+    for index, entry in enumerate(entries):
+        try:
+            out.append(entry_of(entry))
+        except UnsupportedLanguageError as exc:
+            raise invalid_request(str(exc), param=f"pronunciations[{index}].language") from exc
+    return tuple(out)
 
 
 def resolve_format(name: str) -> FormatSpec:
@@ -167,18 +184,41 @@ def read_input(text: str) -> Script:
         raise invalid_request(str(exc), param="input", code=exc.code) from exc
 
 
+def pronounce(script: Script, lexicon: Lexicon, options: SpeechOptions) -> Script:
+    """The script with its pronunciations read as their aliases, each run in its language."""
+    if not lexicon:
+        return script
+    items: list[Item] = []
+    hits = 0
+    for item in script.items:
+        if isinstance(item, Spoken):
+            language = resolve_language(item.voicing.language or options.language, item.text)
+            item, found = lexicon.apply(item, None if language == AUTO else language)
+            hits += found
+        items.append(item)
+    if not hits:
+        return script
+    return replace(script, items=tuple(items), counts=replace(script.counts, pronunciation_hits=hits))
+
+
 class SpeechPlanner:
     """Checks a request against what this server serves and plans it: `voices` is the chain of
     voice resolvers the app composed, `token_cap` the server's MAX_NEW_TOKENS, `chunks` how a
     stream is cut."""
 
     def __init__(
-        self, models: ModelCatalog, voices: RequestVoices, token_cap: int, chunks: ChunkPlan | None = None
+        self,
+        models: ModelCatalog,
+        voices: RequestVoices,
+        token_cap: int,
+        chunks: ChunkPlan | None = None,
+        pronunciations: Pronunciations | None = None,
     ) -> None:
         self.models = models
         self.voices = voices
         self.token_cap = token_cap
         self.chunk_plan = chunks or ChunkPlan()
+        self.pronunciations = pronunciations or Pronunciations()
 
     async def plan_request(self, request: SpeechRequest, endpoint: str, *, per_sentence: bool = False) -> SpeechPlan:
         """Validate an OpenAI-shaped speech request and turn it into a plan."""
@@ -228,7 +268,7 @@ class SpeechPlanner:
         a speed change does too, since time-stretching needs whole phrases. `voices` are the
         voices an SSML document names (script_voices resolves them)."""
         seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
-        script = read_input(options.input)
+        script = pronounce(read_input(options.input), self.pronunciations.lexicon(options.pronunciations), options)
         if not script.plain:
             return self._scripted(script, options, voice, fmt, endpoint, seed, per_sentence, interactive, voices)
         job = SynthesisJob(

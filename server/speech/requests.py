@@ -166,6 +166,22 @@ class OutputFields(BaseModel):
         return self.volume_multiplier if self.volume_multiplier is not None else 1.0
 
 
+MAX_PRONUNCIATIONS = 1000
+
+
+class PronunciationEntry(BaseModel):
+    """A pronunciation: `text` as written is read as `alias` (docs/text-control.md). Unknown
+    keys are refused (a `phoneme` would otherwise be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(min_length=1, max_length=256)
+    alias: str = Field(min_length=1, max_length=512)
+    language: str | None = Field(default=None, max_length=32)
+    case_sensitive: bool = False
+    whole_word: bool = True
+
+
 class VoiceFields(SamplingFields, OutputFields):
     """What every JSON speech request says besides its text, over HTTP and on the WebSocket."""
 
@@ -182,6 +198,8 @@ class VoiceFields(SamplingFields, OutputFields):
     # Extensions beyond OpenAI's schema.
     language: str | None = Field(default=None, max_length=32)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # Read on top of the server's PRONUNCIATIONS_FILE; a request's entry wins a tie.
+    pronunciations: list[PronunciationEntry] | None = Field(default=None, max_length=MAX_PRONUNCIATIONS)
 
     @field_validator("voice", mode="before")
     @classmethod

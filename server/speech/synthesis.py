@@ -26,6 +26,7 @@ from server.logs import request_id_var
 from server.metrics import Metrics
 from server.speech.catalog import ModelCatalog
 from server.speech.planning import SpeechPlan, SpeechPlanner
+from server.speech.pronunciation_file import Pronunciations
 from server.speech.recent import RecentRequests
 from server.speech.request_log import RequestLog, SpeechStats
 from server.speech.scripted import PlanPart
@@ -69,10 +70,11 @@ class SpeechService:
         metrics: Metrics | None = None,
         chunks: ChunkPlan | None = None,
         recent: RecentRequests | None = None,
+        pronunciations: Pronunciations | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
-        self.planner = SpeechPlanner(models, voices, token_cap, chunks)
+        self.planner = SpeechPlanner(models, voices, token_cap, chunks, pronunciations)
         self.request_log = RequestLog(token_cap, metrics, recent)
         # Planning and the request's record are their own objects' work (their docstrings say
         # what each does); the front doors reach them through the service, their one entry.

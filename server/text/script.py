@@ -104,6 +104,7 @@ class Script:
             and isinstance(self.items[0], Spoken)
             and self.items[0].voicing == Voicing()
             and not self.items[0].marks
+            and self.items[0].written is None
         )
 
     @property

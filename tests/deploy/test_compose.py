@@ -63,6 +63,7 @@ SETTINGS: dict[str, str] = {
     "VOICES_DIR": "/data/voices",
     "VOICE_CACHE_MAX": "32",
     "VOICE_MAP": "",
+    "PRONUNCIATIONS_FILE": "",
     "AUDIO_CACHE_MAX": "256",
     "AUDIO_CACHE_MAX_BYTES": "67108864",
     "MAX_UPLOAD_BYTES": "10485760",

@@ -140,3 +140,17 @@ def test_timestamps_move_past_pauses_and_report_written_words(timed_server: Live
     times = [t for w in answer["timestamps"] for t in (w["start_time"], w["end_time"])]
     assert all(a <= b for a, b in itertools.pairwise(times))
     assert times[-1] <= audio + 0.0015
+
+
+def test_a_pronunciation_is_read_as_its_alias_and_shown_as_written(timed_server: LiveServer) -> None:
+    entries = [{"text": "Nguyen", "alias": "Win"}, {"text": "Win", "alias": "never read"}]
+    alias = speech(timed_server, "Doctor Win is here.", 41)
+    assert speech(timed_server, "Doctor Nguyen is here.", 41, pronunciations=entries) == alias
+    body = {"input": "Doctor Nguyen is here.", "voice": "Vivian", "seed": 41, "stream": False}
+    with timed_server.client() as client:
+        answer = client.post("/v1/audio/speech/captioned", json={**body, "pronunciations": entries}).json()
+        refused = client.post("/v1/audio/speech", json={**body, "pronunciations": [{"text": "a", "phoneme": "x"}]})
+    assert refused.status_code == 400
+    segment = answer["segments"][0]
+    assert (segment["text"], segment["spoken_text"]) == ("Doctor Nguyen is here.", "Doctor Win is here.")
+    assert "Nguyen" in [w["word"] for w in segment["words"]]
