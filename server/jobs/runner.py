@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -47,6 +48,10 @@ RETRIED = (QueueFullError, JobTimeoutError, ModelLoadError, EngineStalledError)
 RETRY_SECONDS = 1.0
 MAX_ATTEMPTS = 5
 SWEEP_SECONDS = 60.0
+# How long a claimed segment stays this process's without a heartbeat (renewed every third
+# of it): a process that dies on another machine hands its work over after this long.
+LEASE_SECONDS = 30.0
+IDLE_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class JobRunner:
         # for the estimate of the time left.
         self._pace: dict[str, tuple[float, int]] = {}
         self.version = 0
+        # Who holds a lease: this machine, this process, this start of it.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -88,12 +95,16 @@ class JobRunner:
         with the first job."""
         if self.store.exists():
             self.store.open()
+            freed = self.store.release_owners(dead_here)
+            if freed:
+                log.info("took over the work of stopped processes", extra={"processes": freed})
             for job in self.store.active():
                 self.store.recheck(job.id)
         self.sweep()
         for n in range(self.limits.concurrency):
             self._tasks.append(asyncio.create_task(self._work(), name=f"job-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweeper"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="job-heartbeat"))
 
     async def stop(self) -> None:
         """Stop taking segments; the ones in flight are dropped (not marked done), so the
@@ -203,19 +214,25 @@ class JobRunner:
     def _claim(self) -> tuple[JobRecord, SegmentRow] | None:
         if not self.store.exists():
             return None
-        for job in self.store.active():
-            running = self._running.get(job.id, {})
-            pending = self.store.pending(job.id, list(running), 1)
-            if pending:
-                return job, pending[0]
-        return None
+        return self.store.claim(self.token, LEASE_SECONDS)
+
+    async def _heartbeat(self) -> None:
+        """Keep this process's leases while it works on them."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            if self.store.exists():
+                self.store.renew(self.token, LEASE_SECONDS)
 
     async def _work(self) -> None:
         while True:
             changed = self._changed
             claim = self._claim()
             if claim is None:
-                await changed.wait()
+                await self._finish_ready()
+                # Woken by this process's news, or polling for another's (replicas that
+                # share the store) and for leases that ran out.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), IDLE_POLL_SECONDS)
                 continue
             job, segment = claim
             task = asyncio.create_task(self._segment(job, segment), name=f"{job.id}-{segment.index}")
@@ -224,17 +241,28 @@ class JobRunner:
                 await asyncio.wait([task])
             finally:
                 self._running.get(job.id, {}).pop(segment.index, None)
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or error is not None:
+                self.store.release(job.id, segment.index, self.token)
             if task.cancelled():
                 continue
-            error = task.exception()
             if isinstance(error, EngineStoppedError):
                 return  # shutting down: the segment stays to do
-            if isinstance(error, RETRIED) and segment.attempts + 1 < MAX_ATTEMPTS:
+            if isinstance(error, RETRIED) and segment.attempts < MAX_ATTEMPTS:
                 await asyncio.sleep(RETRY_SECONDS)  # the engine is busy or loading: try again shortly
             elif error is not None:
                 self._fail(job, error)
             await self._maybe_finish(job.id)
             self.notify()
+
+    async def _finish_ready(self) -> None:
+        """Encode the jobs whose segments are all done but whose result is not (a process
+        stopped while encoding it)."""
+        if not self.store.exists():
+            return
+        for job in self.store.active():
+            if job.segments_done == job.segments_total:
+                await self._maybe_finish(job.id)
 
     async def _segment(self, job: JobRecord, segment: SegmentRow) -> None:
         self.store.mark_running(job.id)
@@ -263,7 +291,6 @@ class JobRunner:
         # other pieces and change the samples): segment i sounds exactly like a speech request
         # for its text with seed `job seed + i`.
         plan = replace(plan, job=replace(plan.job, background=True))
-        self.store.segment_started(job.id, segment.index)
         pcm = await self.speech.collect(plan, SpeechStats())
         path = self.store.segment_path(job.id, segment.index)
         await asyncio.to_thread(_write_segment, path, pcm.tobytes())
@@ -295,8 +322,8 @@ class JobRunner:
         job = self.store.get(job_id)
         if job is None or job.status not in ("queued", "running") or job.segments_done < job.segments_total:
             return
-        if job_id in self._finishing:
-            return
+        if job_id in self._finishing or not self.store.claim_finish(job_id, self.token, LEASE_SECONDS):
+            return  # another worker (or another process sharing the store) encodes it
         self._finishing.add(job_id)
         try:
             segments = self.store.segments(job_id)
@@ -317,6 +344,25 @@ class JobRunner:
         self._pace.pop(job_id, None)
         for key in [k for k in self._voices if k[0] == job_id]:
             del self._voices[key]
+
+
+def dead_here(owner: str) -> bool:
+    """Whether a lease's owner was a process of this machine that is gone: not running any
+    more, or this very process id (a restart in the same container reuses it)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _write_segment(path: Path, data: bytes) -> None:

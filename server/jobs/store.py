@@ -20,7 +20,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     disk_bytes INTEGER NOT NULL DEFAULT 0,
     result_bytes INTEGER,
     error TEXT,
-    error_code TEXT
+    error_code TEXT,
+    lease_owner TEXT,
+    lease_until REAL
 );
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -63,8 +65,11 @@ CREATE TABLE IF NOT EXISTS segments (
     done INTEGER NOT NULL DEFAULT 0,
     samples INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
     PRIMARY KEY (job_id, idx)
 );
+CREATE INDEX IF NOT EXISTS segments_to_do ON segments (job_id, idx) WHERE done = 0;
 """
 
 ACTIVE = ("queued", "running")
@@ -121,6 +126,7 @@ class JobRecord:
 def _job(row: sqlite3.Row) -> JobRecord:
     values = dict(row)
     values["request"] = json.loads(values["request"])
+    del values["lease_owner"], values["lease_until"]
     return JobRecord(**values)
 
 
@@ -175,6 +181,9 @@ class JobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            # Several processes (Ray replicas on one node) may share the store: a writer
+            # waits for another's transaction instead of failing.
+            db.execute("PRAGMA busy_timeout=10000")
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
                 raise StoreDamaged(verdict)
@@ -303,17 +312,76 @@ class JobStore:
         rows = self.db.execute("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
         return [_segment(r) for r in rows]
 
-    def pending(self, job_id: str, skip: Sequence[int], limit: int) -> list[SegmentRow]:
-        """The first `limit` segments not done, leaving out those in `skip` (running now)."""
-        marks = ",".join("?" * len(skip))
+    def pending(self, job_id: str, limit: int) -> list[SegmentRow]:
+        """The first `limit` segments not done."""
         rows = self.db.execute(
-            f"SELECT * FROM segments WHERE job_id = ? AND done = 0 AND idx NOT IN ({marks}) ORDER BY idx LIMIT ?",
-            (job_id, *skip, limit),
+            "SELECT * FROM segments WHERE job_id = ? AND done = 0 ORDER BY idx LIMIT ?", (job_id, limit)
         ).fetchall()
         return [_segment(r) for r in rows]
 
-    def segment_started(self, job_id: str, index: int) -> None:
-        self.db.execute("UPDATE segments SET attempts = attempts + 1 WHERE job_id = ? AND idx = ?", (job_id, index))
+    # ---- leases: which process generates what ---------------------------------------
+
+    def claim(self, owner: str, lease: float) -> tuple[JobRecord, SegmentRow] | None:
+        """Take the first segment not done and not leased (of the oldest active job) for
+        `lease` seconds. One transaction, so two processes sharing the store never take the
+        same segment; a process that dies leaves leases that run out and are taken again."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT s.* FROM jobs j JOIN segments s ON s.job_id = j.id"
+                " WHERE j.status IN ('queued', 'running') AND s.done = 0"
+                " AND (s.lease_until IS NULL OR s.lease_until < ?) ORDER BY j.rowid, s.idx LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE segments SET lease_owner = ?, lease_until = ?, attempts = attempts + 1"
+                " WHERE job_id = ? AND idx = ?",
+                (owner, now + lease, row["job_id"], row["idx"]),
+            )
+            job = db.execute("SELECT * FROM jobs WHERE id = ?", (row["job_id"],)).fetchone()
+        return _job(job), _segment(row)
+
+    def claim_finish(self, job_id: str, owner: str, lease: float) -> bool:
+        """Take the encoding of a job whose segments are all done (one process does it)."""
+        now = time.time()
+        return (
+            self.db.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND status IN ('queued', 'running')"
+                " AND segments_done = segments_total AND (lease_until IS NULL OR lease_until < ?)",
+                (owner, now + lease, job_id, now),
+            ).rowcount
+            == 1
+        )
+
+    def release(self, job_id: str, index: int, owner: str) -> None:
+        """Give a segment back (its generation failed for now, or was stopped)."""
+        self.db.execute(
+            "UPDATE segments SET lease_until = NULL WHERE job_id = ? AND idx = ? AND lease_owner = ?",
+            (job_id, index, owner),
+        )
+
+    def renew(self, owner: str, lease: float) -> None:
+        """Extend every lease `owner` holds (its heartbeat)."""
+        until = time.time() + lease
+        with self._transaction() as db:
+            db.execute("UPDATE segments SET lease_until = ? WHERE lease_owner = ? AND done = 0", (until, owner))
+            db.execute("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status = 'running'", (until, owner))
+
+    def release_owners(self, dead: Callable[[str], bool]) -> int:
+        """Free at once the leases of owners `dead` says are gone (a process of this machine
+        that no longer runs), rather than waiting for them to run out; returns how many."""
+        rows = self.db.execute(
+            "SELECT DISTINCT lease_owner FROM segments WHERE lease_owner IS NOT NULL AND lease_until IS NOT NULL"
+            " UNION SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL AND lease_until IS NOT NULL"
+        ).fetchall()
+        gone = [row[0] for row in rows if dead(row[0])]
+        with self._transaction() as db:
+            for owner in gone:
+                db.execute("UPDATE segments SET lease_until = NULL WHERE lease_owner = ?", (owner,))
+                db.execute("UPDATE jobs SET lease_until = NULL WHERE lease_owner = ?", (owner,))
+        return len(gone)
 
     def segment_done(self, job_id: str, index: int, samples: int, chars: int) -> None:
         with self._transaction() as db:

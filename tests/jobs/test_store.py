@@ -3,7 +3,6 @@ pages of the listing, the time to live, and the limits checked before a job is a
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -47,8 +46,7 @@ def test_the_store_is_created_with_the_first_job_and_what_is_done_survives_reope
     job = reopened.get("job_a")
     assert job is not None
     assert (job.status, job.segments_done, job.chars_done, job.samples_done) == ("queued", 1, 4, 2400)
-    assert [s.index for s in reopened.pending("job_a", [], 10)] == [1, 2]
-    assert [s.index for s in reopened.pending("job_a", [1], 10)] == [2]  # running ones are skipped
+    assert [s.index for s in reopened.pending("job_a", 10)] == [1, 2]
     assert reopened.recheck("job_a") == 0
 
 
@@ -58,7 +56,7 @@ def test_a_damaged_segment_file_is_generated_again_and_reported(tmp_path: Path) 
     finish_segment(store, "job_a", 1, 2400)
     store.segment_path("job_a", 1).write_bytes(b"\0" * 10)  # cut short
     assert store.recheck("job_a") == 1
-    assert [s.index for s in store.pending("job_a", [], 10)] == [1, 2]
+    assert [s.index for s in store.pending("job_a", 10)] == [1, 2]
     job = store.get("job_a")
     assert job is not None and (job.segments_done, job.samples_done) == (1, 2400)
     assert "damaged" in store.problems[0]
@@ -142,7 +140,31 @@ def test_the_timeline_subtitles_chapters_and_result_agree(tmp_path: Path) -> Non
     assert wav == size + 44
 
 
-def test_a_store_that_cannot_be_written_says_so(tmp_path: Path) -> None:
-    store = store_with_job(tmp_path)
-    with pytest.raises(sqlite3.IntegrityError):
-        store.create("job_a", "", {}, SPECS)  # the same id twice
+def test_processes_sharing_a_store_never_take_the_same_segment(tmp_path: Path) -> None:
+    """Two processes (Ray replicas on one node) on one store: a claim is one transaction, a
+    lease keeps a segment while its owner lives, and a dead owner's leases are freed."""
+    first, second = store_with_job(tmp_path), JobStore(tmp_path)
+    claims = [first.claim("host:1:a", 30), second.claim("host:2:b", 30), first.claim("host:1:a", 30)]
+    assert [(job.id, segment.index) for job, segment in filter(None, claims)] == [
+        ("job_a", 0),
+        ("job_a", 1),
+        ("job_a", 2),
+    ]
+    assert second.claim("host:2:b", 30) is None  # all leased
+    first.release("job_a", 1, "host:1:a")  # not its lease: nothing happens
+    assert second.claim("host:2:b", 30) is None
+    assert second.release_owners(lambda owner: owner == "host:1:a") == 1
+    taken = second.claim("host:2:b", 30)
+    assert taken is not None and taken[1].index == 0 and taken[1].attempts == 1  # its second start
+    finish_segment(second, "job_a", 0, 100)
+    freed = second.claim("host:2:b", 30)
+    assert freed is not None and freed[1].index == 2
+    assert first.claim("host:1:a", 30) is None  # one done, two leased
+    second.release("job_a", 1, "host:2:b")
+    again = first.claim("host:1:a", 30)
+    assert again is not None and again[1].index == 1
+    assert not first.claim_finish("job_a", "host:1:a", 30)  # not every segment is done yet
+    for index in (1, 2):
+        finish_segment(first, "job_a", index, 100)
+    assert first.claim_finish("job_a", "host:1:a", 30)
+    assert not second.claim_finish("job_a", "host:2:b", 30)  # one process encodes the result
