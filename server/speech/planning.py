@@ -321,9 +321,9 @@ class SpeechPlanner:
     ) -> SpeechPlan:
         """A plan of several parts: one job per run of segments with one voicing."""
         layout = lay_out(script, per_sentence=per_sentence or options.speed != 1.0)
-        if not layout.segments:
-            raise invalid_request("input has nothing to speak besides its pauses", param="input")
-        parts: list[PlanPart] = []
+        # Pauses alone (a text stream's sentence may be one) are silence: a part with no
+        # segments, which never reaches the engine.
+        parts: list[PlanPart] = [] if layout.segments else [self._silent_part(voice, options)]
         for first, segments in layout.groups():
             voicing = segments[0].voicing
             speaker = voice if voicing.voice is None else (voices or {}).get(voicing.voice)
@@ -363,6 +363,17 @@ class SpeechPlanner:
             rest=tuple(parts[1:]),
             layout=layout,
         )
+
+    def _silent_part(self, voice: ResolvedVoice, options: SpeechOptions) -> PlanPart:
+        job = SynthesisJob(
+            slot=voice.slot,
+            segments=(),
+            language=resolve_language(options.language, ""),
+            token_cap=self.token_cap_for(options.max_new_tokens),
+            speaker=voice.speaker,
+            clone=voice.clone,
+        )
+        return PlanPart(job, options.speed, options.gain, 0, voice.label)
 
     def _chunk_plan(self, first_frames: int | None) -> ChunkPlan:
         if first_frames is None:

@@ -82,6 +82,7 @@ class SpeechService:
         self.prepare = self.planner.prepare
         self.token_cap_for = self.planner.token_cap_for
         self.plan = self.planner.plan
+        self.script_voices = self.planner.script_voices
         self.log_request = self.request_log.write
 
     # Running what was planned.
@@ -152,6 +153,8 @@ class SpeechService:
                     if before or after:
                         phrase = np.concatenate([silence(before), phrase, silence(after)])
                     yield phrase
+        if last < 0 and plan.pause_before(0):
+            yield silence(plan.pause_before(0))  # pauses alone
 
     @staticmethod
     async def _stretch(phrase: np.ndarray, speed: float, stats: SpeechStats) -> np.ndarray:
@@ -163,6 +166,8 @@ class SpeechService:
     async def _engine_chunks(self, plan: SpeechPlan, stats: SpeechStats) -> AsyncGenerator[AudioChunk, None]:
         """Each part's job in turn, its chunks numbered across the plan and its gain applied."""
         for part in plan.parts:
+            if not part.job.segments:
+                continue  # pauses alone
             async with contextlib.aclosing(self._part_chunks(plan, part, stats)) as chunks:
                 async for chunk in chunks:
                     yield chunk

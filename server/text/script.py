@@ -24,7 +24,8 @@ MODEL_RATE: Final = 24_000
 MAX_PAUSE_SECONDS: Final = 10.0
 MAX_TOTAL_PAUSE_SECONDS: Final = 60.0
 
-_PAUSE_TAG_RE: Final = re.compile(r"\[pause:\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*\]", re.IGNORECASE)
+# One word, no blanks inside: a splitter that cuts long text at blanks never cuts a tag.
+_PAUSE_TAG_RE: Final = re.compile(r"\[pause:(\d+(?:\.\d+)?|\.\d+)(ms|s)\]", re.IGNORECASE)
 _PAUSE_OPEN_RE: Final = re.compile(r"\[pause\b", re.IGNORECASE)
 
 

@@ -320,8 +320,6 @@ def read_ssml(text: str) -> Script:
     reader.flush(final=True)
     items = tuple(reader.items)
     check_total_pause(items)
-    if not any(isinstance(item, Spoken) and item.text for item in items):
-        raise ScriptError("the SSML document has nothing to speak", "invalid_ssml")
     return Script(items, ssml=True, counts=reader.counts)
 
 

@@ -163,8 +163,9 @@ class Connection:
     async def _speak_utterance(self, message: Utterance) -> None:
         prepared = await self._prepare(message)
         request_id = next(self._ids)
+        voices = await self.service.script_voices(message.input)  # an SSML document's <voice> names
         plan = self.service.plan(
-            options_of(message, message.input), prepared.voice, prepared.fmt, ENDPOINT, interactive=True
+            options_of(message, message.input), prepared.voice, prepared.fmt, ENDPOINT, interactive=True, voices=voices
         )
         out = AudioOut(prepared.fmt, message.sample_rate)
         words = self._words_sender(plan) if message.timestamps else None

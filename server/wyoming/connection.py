@@ -262,13 +262,14 @@ class WyomingConnection:
         resolve_language(fields.language, "")  # a bad language is refused before any text
         return _Voice(await self.context.voices.resolve(fields.voice_name), fields.language)
 
-    def _plan(self, voice: _Voice, text: str, endpoint: str) -> SpeechPlan:
+    async def _plan(self, voice: _Voice, text: str, endpoint: str) -> SpeechPlan:
         options = SpeechOptions(input=text, response_format="pcm", language=voice.language)
-        return self.service.plan(options, voice.voice, resolve_format("pcm"), endpoint, interactive=True)
+        voices = await self.service.script_voices(text)  # an SSML document's <voice> names
+        return self.service.plan(options, voice.voice, resolve_format("pcm"), endpoint, interactive=True, voices=voices)
 
     async def _speak(self, voice: _Voice, text: str, endpoint: str, request_id: str) -> None:
         """audio-start, the audio chunk by chunk, audio-stop; APIError when synthesis fails."""
-        plan = self._plan(voice, text, endpoint)
+        plan = await self._plan(voice, text, endpoint)
         start = AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS).event()
         sent: int | None = None  # samples sent; None until audio-start has gone
 

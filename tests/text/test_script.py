@@ -28,7 +28,7 @@ def shape(text: str) -> list[object]:
     ("text", "items"),
     [
         ("Hello [pause:0.7s] world", ["Hello", 16_800, "world"]),
-        ("Hello [PAUSE: 700ms] world", ["Hello", 16_800, "world"]),
+        ("Hello [PAUSE:700MS] world", ["Hello", 16_800, "world"]),
         ("[pause:1s]Hi.", [24_000, "Hi."]),
         ("Hi.[pause:.5s]", ["Hi.", 12_000]),
         ("One.[pause:0.1s][pause:100ms] [pause:0.1s]Two.", ["One.", 2400, 2400, 2400, "Two."]),
@@ -45,10 +45,17 @@ def test_plain_text_is_one_run_in_the_requests_voicing() -> None:
     assert read_script("Hi [pause:1s] there").counts.pauses == 1
 
 
-@pytest.mark.parametrize("text", ["Hi [pause:soon] there", "Hi [pause:1h]", "[pause:11s] Hi", "Hi [pause]"])
+@pytest.mark.parametrize(
+    "text", ["Hi [pause:soon] there", "Hi [pause:1h]", "[pause:11s] Hi", "Hi [pause]", "Hi [pause: 1s]"]
+)
 def test_malformed_or_overlong_pauses_are_refused(text: str) -> None:
     with pytest.raises(ScriptError):
         read_script(text)
+
+
+def test_pauses_alone_are_a_script() -> None:
+    assert shape("[pause:1s]") == [24_000]
+    assert shape('<speak><break time="1s"/></speak>') == [24_000]
 
 
 def test_pauses_together_are_bounded() -> None:
@@ -105,7 +112,6 @@ def test_chinese_say_as_adds_no_spaces() -> None:
         ("<speak><sub>WWW</sub></speak>", "needs alias"),
         ('<speak xml:lang="tlh">Hi</speak>', "xml:lang"),
         ("<speak>Hi", "well-formed"),
-        ("<speak><break/></speak>", "nothing to speak"),
     ],
 )
 def test_what_cannot_be_followed_is_refused_by_name(text: str, named: str) -> None:

@@ -318,3 +318,19 @@ def test_a_wyoming_port_in_use_stops_the_start_and_the_engine(custom_voice_dir: 
         ):
             pass
     wait_until(lambda: {t for t in threading.enumerate() if t.name == "inference"} <= inference_threads)
+
+
+def test_pauses_and_ssml_voices_are_read_on_wyoming(wyoming_server: LiveServer, request_log: RecordCollector) -> None:
+    ssml = '<speak><voice name="Ryan">Hello.</voice><break time="500ms"/><voice name="Vivian">Bye now.</voice></speak>'
+
+    async def speak(client: AsyncTcpClient) -> Spoken:
+        await client.write_event(Synthesize(text=ssml, voice=SynthesizeVoice(name="Ryan")).event())
+        return await read_audio(client)
+
+    samples = decode_pcm16(run(speak, wyoming_server).audio).samples
+    # The half second between the two voices is exact silence.
+    silent = samples == 0
+    longest = max((len(run_) for run_ in "".join("0" if s else "1" for s in silent).split("1")), default=0)
+    assert longest >= 12_000
+    [line] = request_log.wait_for_requests(1, endpoint="wyoming")
+    assert (line["pauses"], line["ssml_elements"], line["parts"]) == (1, 4, 2)
