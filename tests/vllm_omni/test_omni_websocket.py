@@ -287,3 +287,20 @@ def test_a_session_sends_one_file_at_the_asked_rate(omni_server: LiveServer) -> 
     sentence, _ = speak_one(omni_server, response_format="wav", stream_audio=False, sample_rate=16_000)
     assert sentence.start["sample_rate"] == 16_000
     assert decode_soundfile(sentence.audio).sample_rate == 16_000
+
+
+def test_a_pause_tag_in_a_session_is_the_http_silence(omni_server: LiveServer) -> None:
+    """An LLM's text with a pause tag cut across its deltas: the sentence is the HTTP audio
+    for the same text and seed, with its exact silence."""
+    text = "Hello there,[pause:0.4s] my friend."
+    config = {**PLUGIN_CONFIG, "timestamp_type": "none", "seed": 11}
+    with plugin_socket(omni_server) as socket:
+        send(socket, config)
+        for delta in ("Hello there,[pau", "se:0.4s] my fr", "iend."):
+            send(socket, {"type": "input.text", "text": delta})
+        send(socket, {"type": "input.done"})
+        sentences, _ = read_utterance(socket)
+    assert len(sentences) == 1 and not sentences[0].errors
+    spoken = decode_pcm16(sentences[0].audio).samples
+    assert np.count_nonzero(spoken == 0) >= 0.4 * 24_000
+    np.testing.assert_array_equal(spoken, http_pcm(omni_server, input=text))
