@@ -176,10 +176,12 @@ def resolve_language(requested: str | None, text: str) -> str:
         raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
 
 
-def read_input(text: str) -> Script:
-    """The script of a request's input (a 400 naming what is wrong when it cannot be read)."""
+def read_input(text: str, language: str | None = None) -> Script:
+    """The script of a request's input (a 400 naming what is wrong when it cannot be read);
+    `language` is the request's, as given."""
+    requested = resolve_language(language, "") if language else None
     try:
-        return read_script(text)
+        return read_script(text, None if requested == AUTO else requested)
     except ScriptError as exc:
         raise invalid_request(str(exc), param="input", code=exc.code) from exc
 
@@ -268,7 +270,8 @@ class SpeechPlanner:
         a speed change does too, since time-stretching needs whole phrases. `voices` are the
         voices an SSML document names (script_voices resolves them)."""
         seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
-        script = pronounce(read_input(options.input), self.pronunciations.lexicon(options.pronunciations), options)
+        script = read_input(options.input, options.language)
+        script = pronounce(script, self.pronunciations.lexicon(options.pronunciations), options)
         if not script.plain:
             return self._scripted(script, options, voice, fmt, endpoint, seed, per_sentence, interactive, voices)
         job = SynthesisJob(

@@ -303,7 +303,7 @@ def _all_text(node: Element) -> str:
     return "".join(node.itertext())
 
 
-def read_ssml(text: str) -> Script:
+def read_ssml(text: str, language: str | None = None) -> Script:
     """The script of an SSML document (ScriptError, a 400, when it cannot be followed)."""
     check_depth(text)
     try:
@@ -314,8 +314,7 @@ def read_ssml(text: str) -> Script:
         raise ScriptError(f"SSML is not well-formed XML: {exc}", "invalid_ssml") from exc
     if _local(str(root.tag)) != "speak":
         raise ScriptError("an SSML document's root is <speak>", "invalid_ssml")
-    language = _language(root.attrib[_LANG]) if _LANG in root.attrib else None
-    reader = _Reader(language)
+    reader = _Reader(language)  # say-as's language where no xml:lang says (else English)
     reader.element(root, Voicing())
     reader.flush(final=True)
     items = tuple(reader.items)
