@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -117,11 +118,14 @@ def live_server(
     # A test that leaves a job behind (a stalled or vanished client) should not hold the next
     # test for the production drain of 30 s; 2 s still lets a finishing job end on its own.
     overrides.setdefault("shutdown_grace", 2.0)
-    server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start(ready_timeout)
-    try:
-        yield server
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="jobs-") as jobs_dir:
+        # A job submitted to a test server (the schema fuzzer's, say) stays out of the tree.
+        overrides.setdefault("jobs_dir", jobs_dir)
+        server = LiveServer(load_settings(**overrides), send_buffer, uvicorn_overrides).start(ready_timeout)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 class RecordCollector(logging.Handler):
