@@ -18,13 +18,13 @@ from server.speech.catalog import ModelCatalog
 from server.speech.described_voices import resolve_design
 from server.speech.pronunciation_file import Pronunciations, entry_of
 from server.speech.requests import MAX_SPEED, MIN_SPEED, OmniFields, SamplingFields, SpeechRequest, VoiceFields
-from server.speech.scripted import Layout, PlanPart, lay_out
+from server.speech.scripted import Layout, PlanPart, lay_out, pronounce, read_input
+from server.speech.scripted import resolve_language as resolve_language
 from server.speech.voice_resolution import RequestVoices, ResolvedVoice
-from server.text import AUTO, UnsupportedLanguageError, detect_language, normalize_language
+from server.text import UnsupportedLanguageError
 from server.text.pieces import split_pieces
-from server.text.pronunciations import Lexicon, Pronunciation
-from server.text.reading import read_script
-from server.text.script import Item, Script, ScriptError, Spoken, is_ssml
+from server.text.pronunciations import Pronunciation
+from server.text.script import Script, Spoken, is_ssml
 
 
 @dataclass(frozen=True)
@@ -165,44 +165,6 @@ def resolve_format(name: str) -> FormatSpec:
         raise invalid_request(str(exc), param="response_format", code="unsupported_format") from exc
 
 
-def resolve_language(requested: str | None, text: str) -> str:
-    """The requested language, or one detected from the script when absent (`Auto` when the
-    script does not tell, which lets the model decide)."""
-    if requested is None or not requested.strip():
-        return detect_language(text)
-    try:
-        return normalize_language(requested)
-    except UnsupportedLanguageError as exc:
-        raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
-
-
-def read_input(text: str, language: str | None = None) -> Script:
-    """The script of a request's input (a 400 naming what is wrong when it cannot be read);
-    `language` is the request's, as given."""
-    requested = resolve_language(language, "") if language else None
-    try:
-        return read_script(text, None if requested == AUTO else requested)
-    except ScriptError as exc:
-        raise invalid_request(str(exc), param="input", code=exc.code) from exc
-
-
-def pronounce(script: Script, lexicon: Lexicon, options: SpeechOptions) -> Script:
-    """The script with its pronunciations read as their aliases, each run in its language."""
-    if not lexicon:
-        return script
-    items: list[Item] = []
-    hits = 0
-    for item in script.items:
-        if isinstance(item, Spoken):
-            language = resolve_language(item.voicing.language or options.language, item.text)
-            item, found = lexicon.apply(item, None if language == AUTO else language)
-            hits += found
-        items.append(item)
-    if not hits:
-        return script
-    return replace(script, items=tuple(items), counts=replace(script.counts, pronunciation_hits=hits))
-
-
 class SpeechPlanner:
     """Checks a request against what this server serves and plans it: `voices` is the chain of
     voice resolvers the app composed, `token_cap` the server's MAX_NEW_TOKENS, `chunks` how a
@@ -271,7 +233,7 @@ class SpeechPlanner:
         voices an SSML document names (script_voices resolves them)."""
         seed = options.seed if options.seed is not None else draw_seed()  # any output can be reproduced
         script = read_input(options.input, options.language)
-        script = pronounce(script, self.pronunciations.lexicon(options.pronunciations), options)
+        script = pronounce(script, self.pronunciations.lexicon(options.pronunciations), options.language)
         if not script.plain:
             return self._scripted(script, options, voice, fmt, endpoint, seed, per_sentence, interactive, voices)
         job = SynthesisJob(

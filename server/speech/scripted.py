@@ -1,4 +1,5 @@
-"""A script's layout: its spoken runs cut into segments, with the silence before each one and
+"""A request's input read as a script (a 400 when it cannot be), its pronunciations applied,
+and the script's layout: its spoken runs cut into segments, with the silence before each one and
 after the last, grouped into parts that each run as one engine job (one voice, one language,
 one speed, one gain).
 
@@ -17,11 +18,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.engine.jobs import SynthesisJob
+from server.errors import invalid_request
+from server.text import AUTO, UnsupportedLanguageError, detect_language, normalize_language
 from server.text.pieces import split_pieces
-from server.text.script import Counts, Pause, Script, Spoken, Voicing
+from server.text.pronunciations import Lexicon
+from server.text.reading import read_script
+from server.text.script import Counts, Item, Pause, Script, ScriptError, Spoken, Voicing
 
 _BLANK_RE = re.compile(r"\s")
 
@@ -166,3 +171,42 @@ def lay_out(script: Script, *, per_sentence: bool) -> Layout:
                 pending = 0
             segments.append(segment)
     return Layout(tuple(segments), pending, script.counts)
+
+
+def resolve_language(requested: str | None, text: str) -> str:
+    """The requested language, or one detected from the script when absent (`Auto` when the
+    script does not tell, which lets the model decide)."""
+    if requested is None or not requested.strip():
+        return detect_language(text)
+    try:
+        return normalize_language(requested)
+    except UnsupportedLanguageError as exc:
+        raise invalid_request(str(exc), param="language", code="unsupported_language") from exc
+
+
+def read_input(text: str, language: str | None = None) -> Script:
+    """The script of a request's input (a 400 naming what is wrong when it cannot be read);
+    `language` is the request's, as given."""
+    requested = resolve_language(language, "") if language else None
+    try:
+        return read_script(text, None if requested == AUTO else requested)
+    except ScriptError as exc:
+        raise invalid_request(str(exc), param="input", code=exc.code) from exc
+
+
+def pronounce(script: Script, lexicon: Lexicon, language: str | None) -> Script:
+    """The script with its pronunciations read as their aliases, each run in its language
+    (its own, else the request's `language`, else the one its script shows)."""
+    if not lexicon:
+        return script
+    items: list[Item] = []
+    hits = 0
+    for item in script.items:
+        if isinstance(item, Spoken):
+            spoken_in = resolve_language(item.voicing.language or language, item.text)
+            item, found = lexicon.apply(item, None if spoken_in == AUTO else spoken_in)
+            hits += found
+        items.append(item)
+    if not hits:
+        return script
+    return replace(script, items=tuple(items), counts=replace(script.counts, pronunciation_hits=hits))
