@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from server.audio.formats import FORMATS
 from server.config import Settings
 from server.http.asgi.gate import protected_path
+from server.jobs.inputs import JobRequest
 from server.speech.design import DesignedVoiceRequest
 from server.speech.requests import MAX_INPUT_CHARS, MAX_SPEED, MIN_SPEED, OutputFields, SamplingFields
 
@@ -36,9 +37,10 @@ _WHEN = {
     400: "A bad field (`param` names it), malformed JSON, an unknown voice or unusable reference audio",
     401: "API_KEYS is set and the bearer key is missing or wrong",
     404: "Unknown model, or unknown voice id",
-    409: "The voice name is taken by a preset or a saved voice",
+    409: "The voice name is taken by a preset or a saved voice, or the job has not succeeded (yet)",
     413: "The body is larger than MAX_JSON_BYTES (JSON) or MAX_UPLOAD_BYTES (uploads)",
     415: "A JSON body in a charset other than UTF-8",
+    429: "Too many jobs queued (JOBS_MAX_QUEUED), or the jobs' files reached JOBS_MAX_DISK_BYTES",
     500: "A saved voice whose files are damaged, or an unexpected failure",
     503: "The queue is full (Retry-After), the model cannot be loaded, or the server is shutting down",
     504: "Not finished within REQUEST_TIMEOUT; the work was cancelled",
@@ -107,6 +109,21 @@ def _voice_bodies() -> dict[str, Any]:
     return body
 
 
+# A job's JSON body (its nested models under components/schemas) or a .txt/.md upload.
+JOB_SCHEMA = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+JOB_DEFS: dict[str, Any] = JOB_SCHEMA.pop("$defs", {})
+JOB_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file", "voice"],
+    "properties": {
+        "file": {**_BINARY, "description": "The text: a .txt or .md file (UTF-8)"},
+        **{name: {"type": "string"} for name in JOB_SCHEMA["properties"] if name not in ("input", "inputs")},
+    },
+}
+_JOB_BODY = _multipart(JOB_FORM)
+_JOB_BODY["content"]["application/json"] = {"schema": JOB_SCHEMA}
+_JOB = "/v1/audio/jobs/{job_id}"
+
 # Routes outside /v1/ that need the key too (checked by their own dependency).
 KEYED_ELSEWHERE = frozenset({"/cache/clear"})
 
@@ -133,6 +150,18 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/audio/voices", "post"): {"errors": (*_UPLOAD_ERRORS, 409), "body": _voice_bodies()},
     ("/v1/audio/voices/{voice_id}", "get"): {"errors": (404,)},
     ("/v1/audio/voices/{voice_id}", "delete"): {"errors": (404,)},
+    ("/v1/audio/jobs", "post"): {"errors": (*_SPEECH_ERRORS, 429), "body": _JOB_BODY},
+    ("/v1/audio/jobs", "get"): {"errors": (400,)},
+    (_JOB, "get"): {"errors": (404,)},
+    (_JOB, "delete"): {"errors": (404,)},
+    (f"{_JOB}/events", "get"): {"ok": {"text/event-stream": {"schema": {"type": "string"}}}, "errors": (404,)},
+    (f"{_JOB}/content", "get"): {"ok": _audio_content(sse=False), "errors": (404, 409, 500)},
+    (f"{_JOB}/subtitles", "get"): {
+        "ok": {"text/vtt": {"schema": {"type": "string"}}, "application/x-subrip": {"schema": {"type": "string"}}},
+        "errors": (400, 404, 409),
+    },
+    (f"{_JOB}/chapters", "get"): {"errors": (404, 409)},
+    (f"{_JOB}/segments", "get"): {"errors": (404,)},
 }
 
 
@@ -140,6 +169,7 @@ def build_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
+    schemas.update(JOB_DEFS)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     keyed = bool(settings.api_keys)
