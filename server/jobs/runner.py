@@ -43,8 +43,10 @@ from server.speech.voice_resolution import ResolvedVoice
 log = logging.getLogger("qwen3-tts.jobs")
 
 ENDPOINT = "/v1/audio/jobs"
-# Errors that say "not now" rather than "never": the segment waits and is tried again.
-RETRIED = (QueueFullError, JobTimeoutError, ModelLoadError, EngineStalledError)
+# Errors that say "not now" rather than "never": the segment waits and is tried again; a busy
+# queue as often as it takes, a timeout or a failed model load up to MAX_ATTEMPTS times.
+BUSY = (QueueFullError, EngineStalledError)
+RETRIED = (JobTimeoutError, ModelLoadError)
 RETRY_SECONDS = 1.0
 MAX_ATTEMPTS = 5
 SWEEP_SECONDS = 60.0
@@ -248,7 +250,7 @@ class JobRunner:
                 continue
             if isinstance(error, EngineStoppedError):
                 return  # shutting down: the segment stays to do
-            if isinstance(error, RETRIED) and segment.attempts < MAX_ATTEMPTS:
+            if isinstance(error, BUSY) or (isinstance(error, RETRIED) and segment.attempts < MAX_ATTEMPTS):
                 await asyncio.sleep(RETRY_SECONDS)  # the engine is busy or loading: try again shortly
             elif error is not None:
                 self._fail(job, error)
