@@ -1,5 +1,6 @@
 """Interactive jobs (a WebSocket utterance) are admitted before bulk jobs that have waited
-longer, and first among themselves in arrival order."""
+longer, and first among themselves in arrival order; background work (a long-audio job's
+segments) only after every other job, however long it has waited."""
 
 from __future__ import annotations
 
@@ -15,16 +16,18 @@ from tests.support.live_server import RecordCollector, live_server
 BODY = {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "seed": 1}
 
 
-def test_interactive_jobs_are_admitted_before_bulk_ones(custom_voice_dir: Path, request_log: RecordCollector) -> None:
+def test_interactive_jobs_go_first_and_background_work_last(
+    custom_voice_dir: Path, request_log: RecordCollector
+) -> None:
     with live_server(model_id=str(custom_voice_dir), preload_model=True, max_batch_size=1, max_new_tokens=16) as srv:
         service = srv.app.state.speech
 
-        def job(text: str, interactive: bool) -> SynthesisJob:
+        def job(text: str, kind: str) -> SynthesisJob:
             plan = on_server_loop(srv, service.plan_request(SpeechRequest.model_validate({**BODY, "input": text}), "t"))
-            return dataclasses.replace(plan.job, interactive=interactive)
+            return dataclasses.replace(plan.job, interactive=kind == "live", background=kind == "back")
 
-        order = [("bulk-1", False), ("bulk-2", False), ("live-1", True), ("live-2", True)]
-        jobs = {name: job(f"Job {name} speaks.", interactive) for name, interactive in order}
+        order = [("back-1", "back"), ("bulk-1", "bulk"), ("bulk-2", "bulk"), ("live-1", "live"), ("live-2", "live")]
+        jobs = {name: job(f"Job {name} speaks.", kind) for name, kind in order}
 
         async def run(name: str) -> None:
             from server.logs import request_id_var
@@ -41,4 +44,4 @@ def test_interactive_jobs_are_admitted_before_bulk_ones(custom_voice_dir: Path, 
             wait_until(lambda: srv.engine.depth == len(order))
         future.result(120)
     started = [r.request_id for r in request_log.records if r.getMessage() == "segment started"]
-    assert started == ["live-1", "live-2", "bulk-1", "bulk-2"]
+    assert started == ["live-1", "live-2", "bulk-1", "bulk-2", "back-1"]
