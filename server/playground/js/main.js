@@ -3,6 +3,7 @@
 import { ApiError, apiKey, attachmentName, getJson, postJson, setApiKey } from "./api.js";
 import { DesignPanel } from "./design.js";
 import { wavBlob } from "./pcm.js";
+import { PronunciationEditor, SSML_EXAMPLE } from "./pronunciations.js";
 import { Speaker } from "./speak.js";
 import { ServerPanel } from "./status.js";
 import { VoiceForm, Voices } from "./voices.js";
@@ -187,6 +188,8 @@ function bodyFromForm() {
   }
   body.seed = numberField("seed") ?? Math.floor(Math.random() * MAX_SEED);
   if (wordsWanted()) body.timestamps = true;
+  const entries = pronunciations.entries();
+  if (entries.length) body.pronunciations = entries;
   return body;
 }
 
@@ -288,6 +291,12 @@ form.addEventListener("submit", (event) => {
   speak();
 });
 text.addEventListener("input", updateCount);
+const pronunciations = new PronunciationEditor($("pronunciation-list"), $("pronunciation-add"));
+$("ssml-example").addEventListener("click", () => {
+  text.value = SSML_EXAMPLE;
+  updateCount();
+  text.focus();
+});
 text.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
     event.preventDefault();
