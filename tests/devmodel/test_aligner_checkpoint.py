@@ -28,7 +28,9 @@ from server.engine.slots.asr_package import (
     normalize_audios,
 )
 
-SAMPLE_RATE = 24_000
+# The aligner's own rate: the package resamples anything else with librosa, whose first call
+# compiles numba kernels (half a minute in a fresh environment); the server hands it 16 kHz.
+SAMPLE_RATE = 16_000
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")
 ENGLISH = "Hello, world! This is a test of the speech server, isn't it?"
 CJK_MIX = "你好 world! 我们有三只猫, said the 3 cats."

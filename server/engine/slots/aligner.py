@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import soxr
 
 from server.engine.device.runtime import runtime_for
 from server.engine.errors import EngineError
@@ -39,6 +40,12 @@ log = logging.getLogger("qwen3-tts.aligner")
 MAX_ALIGN_SECONDS = 180.0
 ALIGNER_PACKAGE = "qwen_asr"
 SPEECH_RATE = 24_000  # what the speech model makes, and what alignments are handed
+# What the aligner hears (qwen_asr.inference.utils.SAMPLE_RATE). The server resamples to it
+# itself: the package would call librosa.resample, whose first use compiles librosa's numba
+# kernels (a second with numba's cache warm, half a minute or more on two cores without it,
+# as in a fresh container). soxr at "HQ" is what librosa.resample runs by default: the same
+# samples, so the same times.
+ALIGNER_RATE = 16_000
 HOW_TO_ENABLE = (
     "word timestamps need the forced aligner: set ALIGNER_MODEL_ID (e.g. Qwen/Qwen3-ForcedAligner-0.6B) "
     "with the server's `aligner` extra installed"
@@ -114,10 +121,17 @@ def load_forced_aligner(model_id: str, device: str) -> ForcedAligner:
     package_aligner: Any = aligner
     runtime.place(package_aligner.model)
     package_aligner.device = package_aligner.model.device
-    # One call at load, at the rate the server hands over: the first resample and the first
-    # forward pass (a second on the CPU, kernel selection on a GPU) are paid here, not by a request.
-    aligner.align(audio=(np.zeros(SPEECH_RATE, dtype=np.float32), SPEECH_RATE), text="warm up", language="English")
+    # One call at load: the first forward pass (a second on the CPU, kernel selection on a
+    # GPU) is paid here, not by a request.
+    aligner.align(audio=(np.zeros(ALIGNER_RATE, dtype=np.float32), ALIGNER_RATE), text="warm up", language="English")
     return aligner
+
+
+def at_aligner_rate(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 audio at ALIGNER_RATE, resampled as the package would (soxr, HQ)."""
+    if sample_rate == ALIGNER_RATE:
+        return pcm
+    return np.asarray(soxr.resample(pcm, sample_rate, ALIGNER_RATE, quality="HQ"), dtype=np.float32)
 
 
 class AlignerSlot:
@@ -183,7 +197,8 @@ class AlignerSlot:
             return []
         aligner = self._ensure_loaded()
         try:
-            (result,) = aligner.align(audio=(pcm, sample_rate), text=text, language=language)
+            heard = at_aligner_rate(pcm, sample_rate)
+            (result,) = aligner.align(audio=(heard, ALIGNER_RATE), text=text, language=language)
         except Exception as exc:
             self.failed += 1
             raise AlignmentError(f"the aligner failed: {type(exc).__name__}: {exc}") from exc
