@@ -54,6 +54,11 @@ SWEEP_SECONDS = 60.0
 # of it): a process that dies on another machine hands its work over after this long.
 LEASE_SECONDS = 30.0
 IDLE_POLL_SECONDS = 2.0
+# While other requests run, and for YIELD_SECONDS after, jobs start new segments only up to
+# this share of JOBS_CONCURRENCY (at least one), checked every YIELD_POLL_SECONDS.
+YIELD_SHARE = 0.25
+YIELD_SECONDS = 2.0
+YIELD_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class JobRunner:
         # for the estimate of the time left.
         self._pace: dict[str, tuple[float, int]] = {}
         self.version = 0
+        self._foreground_at = -YIELD_SECONDS  # when other requests were last seen running
         # Who holds a lease: this machine, this process, this start of it.
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -225,9 +231,26 @@ class JobRunner:
             if self.store.exists():
                 self.store.renew(self.token, LEASE_SECONDS)
 
+    def _in_flight(self) -> int:
+        return sum(len(running) for running in self._running.values())
+
+    def _yielding(self) -> bool:
+        """Whether other requests are running (or ran within YIELD_SECONDS): then the jobs
+        take at most YIELD_SHARE of their rows. Every batch row costs frame time on a
+        compute-bound device, so fewer job rows make a request's frames, its first audio
+        first of all, faster."""
+        now = time.monotonic()
+        if self.speech.engine.depth > self._in_flight():
+            self._foreground_at = now
+        return now - self._foreground_at < YIELD_SECONDS
+
     async def _work(self) -> None:
         while True:
             changed = self._changed
+            if self._yielding() and self._in_flight() >= max(1, int(self.limits.concurrency * YIELD_SHARE)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), YIELD_POLL_SECONDS)
+                continue
             claim = self._claim()
             if claim is None:
                 await self._finish_ready()
