@@ -2,6 +2,7 @@
 
 import { ApiError, apiKey, attachmentName, getJson, postJson, setApiKey } from "./api.js";
 import { DesignPanel } from "./design.js";
+import { JobsPanel } from "./jobs.js";
 import { wavBlob } from "./pcm.js";
 import { PronunciationEditor, SSML_EXAMPLE } from "./pronunciations.js";
 import { Speaker } from "./speak.js";
@@ -110,6 +111,25 @@ const design = new DesignPanel({
   voices,
   speak: (overrides, note) => speak(overrides, note),
   showError: showDesignError,
+});
+
+new JobsPanel({
+  section: $("jobs"),
+  form: $("jobs-form"),
+  fields: {
+    text: $("jobs-text"),
+    file: $("jobs-file"),
+    format: $("jobs-format"),
+    submit: $("jobs-submit"),
+    progress: $("jobs-progress"),
+    status: $("jobs-status"),
+    audio: $("jobs-audio"),
+    download: $("jobs-download"),
+    chapters: $("jobs-chapters"),
+    subtitles: $("jobs-subtitles"),
+  },
+  voice: () => $("voice").value,
+  showError: (error) => show($("jobs-error"), error),
 });
 
 const panel = new ServerPanel({
