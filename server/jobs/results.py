@@ -21,6 +21,7 @@ from server.audio.encoders import create_encoder, wav_header
 from server.audio.resample import StreamResampler
 from server.jobs.inputs import chapter_starts
 from server.jobs.store import SegmentRow
+from server.jobs.tags import write_chapters
 from server.speech.subtitles import SubtitleFormat, render_subtitles
 from server.speech.timestamps import SegmentWords
 
@@ -100,7 +101,8 @@ def _pieces(segments: list[SegmentRow], segment_path: list[Path]) -> Iterator[np
 
 def encode_result(segments: list[SegmentRow], paths: list[Path], fmt: str, sample_rate: int, target: Path) -> int:
     """Encode the result file (written aside, then renamed); returns its size. WAV is written
-    as it goes and its header sizes patched at the end, so a book never sits in memory."""
+    as it goes and its header sizes patched at the end, so a book never sits in memory. The
+    chapters go into the file where its format has a place for them (tags.py)."""
     partial = target.with_suffix(target.suffix + ".partial")
     resampler = StreamResampler(sample_rate)
     with partial.open("wb") as out:
@@ -121,7 +123,8 @@ def encode_result(segments: list[SegmentRow], paths: list[Path], fmt: str, sampl
                 out.write(encoder.encode(resampler.process(pcm)))
             out.write(encoder.encode(resampler.finish()))
             out.write(encoder.finish())
-        out.flush()
+    write_chapters(partial, fmt, chapters(segments))
+    with partial.open("rb+") as out:
         os.fsync(out.fileno())
     os.replace(partial, target)
     return target.stat().st_size

@@ -14,6 +14,8 @@ import numpy as np
 import orjson
 import pytest
 import soundfile as sf
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3
 
 from tests.support.live_server import LiveServer, live_server
 
@@ -229,9 +231,32 @@ def test_a_markdown_file_upload_is_a_job_with_its_chapters(jobs_server: LiveServ
         assert done["status"] == "succeeded"
         chapters = http.get(f"/v1/audio/jobs/{job['id']}/chapters").json()["data"]
         assert [c["title"] for c in chapters] == ["The Start", "The End"]
-        audio, rate = sf.read(io.BytesIO(http.get(f"/v1/audio/jobs/{job['id']}/content").content))
+        content = http.get(f"/v1/audio/jobs/{job['id']}/content").content
+        audio, rate = sf.read(io.BytesIO(content))
         assert len(audio) / rate == pytest.approx(chapters[-1]["end"], abs=0.001)
         assert np.abs(audio).max() > 0
+        # FLAC carries its chapters as Vorbis comments.
+        tags = FLAC(io.BytesIO(content)).tags
+        assert tags is not None
+        assert (tags["CHAPTER001"], tags["CHAPTER001NAME"]) == (["00:00:00.000"], ["The Start"])
+        assert tags["CHAPTER002NAME"] == ["The End"]
+
+
+def test_an_mp3_result_carries_its_chapters_as_id3_frames(jobs_server: LiveServer) -> None:
+    with client(jobs_server) as http:
+        job = submit(http, input=BOOK, response_format="mp3", seed=4)
+        _, done = progress_until_done(http, job["id"])
+        assert done["status"] == "succeeded"
+        content = http.get(f"/v1/audio/jobs/{job['id']}/content").content
+        chapters = http.get(f"/v1/audio/jobs/{job['id']}/chapters").json()["data"]
+    tags = ID3(io.BytesIO(content))
+    [toc] = tags.getall("CTOC")
+    assert toc.child_element_ids == ["chp0", "chp1"]
+    frames = sorted(tags.getall("CHAP"), key=lambda chap: chap.element_id)
+    assert [(f.sub_frames["TIT2"].text[0], f.start_time, f.end_time) for f in frames] == [
+        (c["title"], round(c["start"] * 1000), round(c["end"] * 1000)) for c in chapters
+    ]
+    assert sf.info(io.BytesIO(content)).duration == pytest.approx(chapters[-1]["end"], abs=0.1)
 
 
 def test_the_job_command_submits_shows_progress_and_downloads(
