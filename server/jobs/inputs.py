@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.errors import invalid_request, payload_too_large
-from server.jobs.store import SegmentSpec
+from server.jobs.records import SegmentSpec
 from server.speech.requests import MAX_INPUT_CHARS, VoiceFields, VoiceName
 from server.text.pieces import split_pieces
 

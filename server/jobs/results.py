@@ -20,7 +20,7 @@ from server.audio.dsp import SAMPLE_RATE, to_pcm16_bytes
 from server.audio.encoders import create_encoder, wav_header
 from server.audio.resample import StreamResampler
 from server.jobs.inputs import chapter_starts
-from server.jobs.store import SegmentRow
+from server.jobs.records import SegmentRow
 from server.jobs.tags import write_chapters
 from server.speech.subtitles import SubtitleFormat, render_subtitles
 from server.speech.timestamps import SegmentWords

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -30,12 +28,11 @@ from server.engine.errors import (
     ModelLoadError,
     QueueFullError,
 )
-from server.engine.jobs import SAMPLE_RATE, SamplingParams
-from server.engine.sequence import segment_seed
 from server.errors import APIError, to_api_error
+from server.jobs.records import JobRecord, SegmentRow
 from server.jobs.results import encode_result
-from server.jobs.store import JobRecord, JobStore, SegmentRow
-from server.speech.planning import SpeechOptions
+from server.jobs.segments import dead_here, owner_token, segment_options, write_segment
+from server.jobs.store import JobStore
 from server.speech.request_log import SpeechStats
 from server.speech.synthesis import SpeechService
 from server.speech.voice_resolution import ResolvedVoice
@@ -93,7 +90,7 @@ class JobRunner:
         self.version = 0
         self._foreground_at = -YIELD_SECONDS  # when other requests were last seen running
         # Who holds a lease: this machine, this process, this start of it.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.token = owner_token()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -294,31 +291,17 @@ class JobRunner:
         self._pace.setdefault(job.id, (time.monotonic(), job.chars_done))
         request = job.request
         voice, fmt = await self._voice(job, segment.spec.voice)
-        options = SpeechOptions(
-            input=segment.spec.text,
-            response_format=request["response_format"],
-            speed=request["speed"],
-            language=segment.spec.language,
-            instructions=segment.spec.instructions,
-            seed=segment_seed(request["seed"], segment.index),
-            sampling=SamplingParams(
-                temperature=request["temperature"],
-                top_p=request["top_p"],
-                top_k=request["top_k"],
-                repetition_penalty=request["repetition_penalty"],
-            ),
-            max_new_tokens=request["max_new_tokens"],
-            sample_rate=SAMPLE_RATE,  # the result is resampled once, from the segments' files
-            gain=request["gain"],
-        )
+        options = segment_options(request, segment)
         plan = self.speech.plan(options, voice, fmt, ENDPOINT)
         # The speech endpoint's chunk plan is kept (larger chunks would decode the codec in
         # other pieces and change the samples): segment i sounds exactly like a speech request
         # for its text with seed `job seed + i`.
-        plan = replace(plan, job=replace(plan.job, background=True))
+        # A segment with pause tags or SSML plans as several parts: every one runs in the background.
+        rest = tuple(replace(part, job=replace(part.job, background=True)) for part in plan.rest)
+        plan = replace(plan, job=replace(plan.job, background=True), rest=rest)
         pcm = await self.speech.collect(plan, SpeechStats())
         path = self.store.segment_path(job.id, segment.index)
-        await asyncio.to_thread(_write_segment, path, pcm.tobytes())
+        await asyncio.to_thread(write_segment, path, pcm.tobytes())
         self.store.segment_done(job.id, segment.index, int(pcm.shape[0]), len(segment.spec.text))
 
     async def _voice(self, job: JobRecord, name: str) -> tuple[ResolvedVoice, Any]:
@@ -369,32 +352,3 @@ class JobRunner:
         self._pace.pop(job_id, None)
         for key in [k for k in self._voices if k[0] == job_id]:
             del self._voices[key]
-
-
-def dead_here(owner: str) -> bool:
-    """Whether a lease's owner was a process of this machine that is gone: not running any
-    more, or this very process id (a restart in the same container reuses it)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _write_segment(path: Path, data: bytes) -> None:
-    """The segment's audio, whole on disk before the store says it is done."""
-    partial = path.with_suffix(".partial")
-    with partial.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)

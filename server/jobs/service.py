@@ -16,9 +16,10 @@ from server.engine.jobs import SAMPLE_RATE
 from server.engine.sequence import draw_seed
 from server.errors import invalid_request
 from server.jobs.inputs import JobRequest, plan_segments
+from server.jobs.records import JobRecord
 from server.jobs.runner import JobLimits, JobRunner
-from server.jobs.store import JobRecord, JobStore
-from server.speech.planning import resolve_language
+from server.jobs.store import JobStore
+from server.speech.planning import pronunciations_of, resolve_language
 from server.speech.requests import VoiceFields
 from server.speech.synthesis import SpeechService
 from server.speech.voice_resolution import ResolvedVoice
@@ -79,7 +80,10 @@ async def accept(runner: JobRunner, speech: SpeechService, body: JobRequest, own
         "max_new_tokens": body.max_new_tokens,
         "sample_rate": body.sample_rate,
         "gain": body.gain,
+        # The request's own pronunciations, applied to every segment (checked here: a 400 now).
+        "pronunciations": [entry.model_dump() for entry in body.pronunciations or ()],
     }
+    pronunciations_of(body)
     for voice in sorted({s.voice for s in segments} - {body.voice_name}):
         try:
             await speech.prepare(voice_request(request, voice))

@@ -21,9 +21,10 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from server.jobs.records import JobRecord, SegmentRow, SegmentSpec, job_of, segment_of
 
 log = logging.getLogger("qwen3-tts.jobs")
 
@@ -78,63 +79,6 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 class StoreDamaged(Exception):
     """The database could not be opened or failed its integrity check."""
-
-
-@dataclass(frozen=True)
-class SegmentSpec:
-    """One segment as a job's input planned it: generated in one go, with its own seed."""
-
-    text: str
-    voice: str
-    instructions: str | None = None
-    language: str | None = None
-    chapter: str | None = None  # the title of the chapter this segment starts
-    pause_after_ms: int = 0
-
-
-@dataclass(frozen=True)
-class SegmentRow:
-    index: int
-    spec: SegmentSpec
-    done: bool
-    samples: int | None  # at 24 kHz, once done
-    attempts: int  # how many times its synthesis started
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: str
-    owner: str
-    status: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    expires_at: float | None
-    request: dict[str, Any]
-    segments_total: int
-    chars_total: int
-    segments_done: int
-    chars_done: int
-    samples_done: int
-    run_seconds: float
-    disk_bytes: int
-    result_bytes: int | None
-    error: str | None
-    error_code: str | None
-
-
-def _job(row: sqlite3.Row) -> JobRecord:
-    values = dict(row)
-    values["request"] = json.loads(values["request"])
-    del values["lease_owner"], values["lease_until"]
-    return JobRecord(**values)
-
-
-def _segment(row: sqlite3.Row) -> SegmentRow:
-    spec = SegmentSpec(
-        row["text"], row["voice"], row["instructions"], row["language"], row["chapter"], row["pause_after_ms"]
-    )
-    return SegmentRow(row["idx"], spec, bool(row["done"]), row["samples"], row["attempts"])
 
 
 class JobStore:
@@ -241,7 +185,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row is not None else None
+        return job_of(row) if row is not None else None
 
     def page(self, owner: str | None, after: str | None, limit: int) -> tuple[list[JobRecord], bool]:
         """Newest first; `after` is the id of the last job of the previous page. `owner` None
@@ -258,12 +202,12 @@ class JobStore:
             f"SELECT * FROM jobs {clause} ORDER BY rowid DESC LIMIT ?",
             (*args, limit + 1),
         ).fetchall()
-        return [_job(r) for r in rows[:limit]], len(rows) > limit
+        return [job_of(r) for r in rows[:limit]], len(rows) > limit
 
     def active(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first: the order they run in."""
         rows = self.db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY rowid").fetchall()
-        return [_job(r) for r in rows]
+        return [job_of(r) for r in rows]
 
     def count_active(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0])
@@ -310,14 +254,14 @@ class JobStore:
 
     def segments(self, job_id: str) -> list[SegmentRow]:
         rows = self.db.execute("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
-        return [_segment(r) for r in rows]
+        return [segment_of(r) for r in rows]
 
     def pending(self, job_id: str, limit: int) -> list[SegmentRow]:
         """The first `limit` segments not done."""
         rows = self.db.execute(
             "SELECT * FROM segments WHERE job_id = ? AND done = 0 ORDER BY idx LIMIT ?", (job_id, limit)
         ).fetchall()
-        return [_segment(r) for r in rows]
+        return [segment_of(r) for r in rows]
 
     # ---- leases: which process generates what ---------------------------------------
 
@@ -341,7 +285,7 @@ class JobStore:
                 (owner, now + lease, row["job_id"], row["idx"]),
             )
             job = db.execute("SELECT * FROM jobs WHERE id = ?", (row["job_id"],)).fetchone()
-        return _job(job), _segment(row)
+        return job_of(job), segment_of(row)
 
     def claim_finish(self, job_id: str, owner: str, lease: float) -> bool:
         """Take the encoding of a job whose segments are all done (one process does it)."""

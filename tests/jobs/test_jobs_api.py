@@ -279,3 +279,23 @@ def test_the_job_command_submits_shows_progress_and_downloads(
 
     assert main(["job", str(book), "--voice", "Ryan", "-o", str(output), "--url", jobs_server.base_url]) == 2
     assert "401" in capsys.readouterr().err
+
+
+def test_a_jobs_pronunciations_are_read_as_on_the_speech_endpoint(jobs_server: LiveServer) -> None:
+    said = {"text": "Dr.", "alias": "Doctor"}
+    with client(jobs_server) as http:
+        job = submit(http, input="Dr. Smith is in.", response_format="pcm", seed=77, pronunciations=[said])
+        _, done = progress_until_done(http, job["id"])
+        assert done["status"] == "succeeded"
+        content = http.get(f"/v1/audio/jobs/{job['id']}/content").content
+        body = {"voice": "Ryan", "input": "Dr. Smith is in.", "seed": 77, "max_new_tokens": 24}
+        single = http.post("/v1/audio/speech", json={**body, "response_format": "pcm", "stream": False})
+        plain = http.post(
+            "/v1/audio/speech", json={**body, "response_format": "pcm", "stream": False, "pronunciations": [said]}
+        )
+        assert content == plain.content != single.content
+        refused = http.post(
+            "/v1/audio/jobs",
+            json={"voice": "Ryan", "input": "Hi.", "pronunciations": [{**said, "language": "Klingon"}]},
+        )
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "pronunciations[0].language"

@@ -12,9 +12,10 @@ import pytest
 
 from server.audio.dsp import SAMPLE_RATE
 from server.errors import APIError
+from server.jobs.records import SegmentSpec
 from server.jobs.results import chapters, encode_result, subtitles, timeline
 from server.jobs.runner import JobLimits, JobRunner
-from server.jobs.store import DB_NAME, JobStore, SegmentSpec
+from server.jobs.store import DB_NAME, JobStore
 
 SPECS = [
     SegmentSpec("One.", "Ryan", chapter="First", pause_after_ms=500),

@@ -26,10 +26,11 @@ from starlette.datastructures import UploadFile
 from server.errors import APIError, conflict, invalid_request, not_found, validation_error
 from server.http.routes.uploads import bounded_form, read_file
 from server.jobs.inputs import JobRequest
+from server.jobs.records import JobRecord
 from server.jobs.results import chapters, subtitles, timeline
 from server.jobs.runner import JobRunner
 from server.jobs.service import accept, job_object, owner_of
-from server.jobs.store import FINAL, JobRecord
+from server.jobs.store import FINAL
 from server.speech.planning import segment_seed
 from server.speech.subtitles import SUBTITLE_MEDIA_TYPES
 
