@@ -14,10 +14,11 @@ from typing import Any
 from server.config import Settings
 from server.engine.jobs import SAMPLE_RATE
 from server.engine.sequence import draw_seed
-from server.errors import invalid_request
+from server.errors import APIError, invalid_request
 from server.jobs.inputs import JobRequest, plan_segments
-from server.jobs.records import JobRecord
-from server.jobs.runner import JobLimits, JobRunner
+from server.jobs.records import JobRecord, SegmentRow
+from server.jobs.runner import ENDPOINT, JobLimits, JobRunner
+from server.jobs.segments import segment_options
 from server.jobs.store import JobStore
 from server.speech.planning import pronunciations_of, resolve_language
 from server.speech.requests import VoiceFields
@@ -62,7 +63,7 @@ async def accept(runner: JobRunner, speech: SpeechService, body: JobRequest, own
     runner.check_room()
     segments = plan_segments(body, runner.limits.max_input_bytes)
     speech.token_cap_for(body.max_new_tokens)
-    _, fmt = await speech.prepare(body)
+    fmt = (await speech.prepare(body))[1]
     request: dict[str, Any] = {
         "model": body.model,
         "voice": body.voice_name,
@@ -84,14 +85,25 @@ async def accept(runner: JobRunner, speech: SpeechService, body: JobRequest, own
         "pronunciations": [entry.model_dump() for entry in body.pronunciations or ()],
     }
     pronunciations_of(body)
+    voices = {body.voice_name: await speech.prepare(body)}
     for voice in sorted({s.voice for s in segments} - {body.voice_name}):
         try:
-            await speech.prepare(voice_request(request, voice))
+            voices[voice] = await speech.prepare(voice_request(request, voice))
         except Exception as exc:
             param = "speakers" if body.speakers else "inputs"
             raise invalid_request(f"voice {voice!r}: {exc}", param=param) from exc
     for language in {s.language for s in segments if s.language}:
         resolve_language(language, "")
+    # A segment with markup (a pause tag, SSML) is planned now, so that a bad tag is a 400
+    # here rather than a failed job later; plain segments cannot fail to plan.
+    for index, segment in enumerate(segments):
+        if "[" in segment.text or "<" in segment.text:
+            resolved, segment_format = voices[segment.voice]
+            options = segment_options({**request, "seed": 0}, SegmentRow(index, segment, False, None, 0))
+            try:
+                speech.plan(options, resolved, segment_format, ENDPOINT)
+            except APIError as exc:
+                raise invalid_request(f"segment {index}: {exc.message}", param=exc.param or "input") from exc
     return runner.submit(owner, request, segments)
 
 

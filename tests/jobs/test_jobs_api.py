@@ -210,6 +210,8 @@ def test_limits_and_unknown_values_are_refused_before_anything_is_stored(jobs_se
         assert unknown_voice.status_code == 400 and unknown_voice.json()["error"]["param"] == "speakers"
         bad_format = http.post("/v1/audio/jobs", json={"voice": "Ryan", "input": "hi", "response_format": "xyz"})
         assert bad_format.status_code == 400 and bad_format.json()["error"]["param"] == "response_format"
+        bad_tag = http.post("/v1/audio/jobs", json={"voice": "Ryan", "input": "One.\n\nTwo [pause:soon] three."})
+        assert bad_tag.status_code == 400 and "segment 1" in bad_tag.json()["error"]["message"], bad_tag.text
         refused_field = http.post("/v1/audio/jobs", json={"voice": "Ryan", "input": "hi", "pitch": 2})
         assert refused_field.status_code == 400 and refused_field.json()["error"]["param"] == "pitch"
         upload = {"file": ("book.pdf", b"%PDF", "application/pdf")}
