@@ -143,7 +143,7 @@ def main() -> int:
     print("| interactive first audio (median)      |     ms |")
     print("|---------------------------------------|-------:|")
     print(f"| idle server                           | {idle_ms:6.1f} |")
-    print(f"| while a job runs ({busy_status:>9} at the end) | {busy_ms:6.1f} |")
+    print(f"| {f'while a job runs ({busy_status} after)':<37} | {busy_ms:6.1f} |")
     print()
     print(f"busy/idle first-audio ratio: {busy_ms / idle_ms:.2f}")
     return 0
