@@ -26,6 +26,11 @@ def test_longest_match_wins_and_aliases_are_never_rewritten() -> None:
     assert read("New York and York.", entries) == ("Noo York and Yoork.", 2)
 
 
+def test_the_longest_wins_whether_it_matches_whole_words_or_anywhere() -> None:
+    entries = [P("New York", "A"), P("new york city", "B", whole_word=False), P("York", "C"), P("York", "D")]
+    assert read("New York City, York", entries) == ("B, C", 2)  # of two equal entries, the first
+
+
 def test_case_and_whole_words() -> None:
     assert read("SQL, sql and Sql", [P("SQL", "sequel", case_sensitive=True)]) == ("sequel, sql and Sql", 1)
     assert read("cat category", [P("cat", "kat")]) == ("kat category", 1)
