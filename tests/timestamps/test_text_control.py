@@ -85,8 +85,9 @@ def test_streamed_pauses_equal_the_whole_file(timed_server: LiveServer) -> None:
 def test_pause_at_another_sample_rate_keeps_its_length(timed_server: LiveServer) -> None:
     plain = decode_pcm16(speech(timed_server, "Hello there. Goodbye now.", 4, sample_rate=16_000), 16_000)
     paused = decode_pcm16(speech(timed_server, "Hello there.[pause:0.7s]Goodbye now.", 4, sample_rate=16_000), 16_000)
-    # The resampler's filter reaches a few milliseconds into the silence on either side.
-    assert longest_zero_run(paused.samples) >= 0.7 * 16_000 - 160
+    # The resampler's filter carries the speech's edges into the silence (at 16 kHz about
+    # 27 ms of it in all, measured on noise; bench/text_control.py's notes): the rest is zeros.
+    assert longest_zero_run(paused.samples) >= 0.7 * 16_000 - 0.04 * 16_000
     assert paused.samples.shape[0] > plain.samples.shape[0]
 
 
