@@ -159,3 +159,24 @@ def test_a_pronunciation_is_read_as_its_alias_and_shown_as_written(timed_server:
     segment = answer["segments"][0]
     assert (segment["text"], segment["spoken_text"]) == ("Doctor Nguyen is here.", "Doctor Win is here.")
     assert "Nguyen" in [w["word"] for w in segment["words"]]
+
+
+def test_a_captioned_stream_with_pauses_is_the_whole_answer(timed_server: LiveServer) -> None:
+    import base64
+
+    import orjson
+
+    text = "[pause:0.2s]Hello there.[pause:0.5s]Goodbye now.[pause:0.1s]"
+    whole = captioned(timed_server, text, 9)
+    body = {"input": text, "voice": "Vivian", "response_format": "pcm", "seed": 9, "stream": True}
+    with timed_server.client() as client:
+        lines = [orjson.loads(line) for line in client.post("/v1/audio/speech/captioned", json=body).iter_lines()]
+    assert lines[-1]["done"] is True
+    audio = b"".join(base64.b64decode(line["audio"]) for line in lines if line.get("audio"))
+    assert audio == base64.b64decode(whole["audio"])
+    assert audio.startswith(zeros(0.2)) and audio.endswith(zeros(0.1))
+    streamed = [line for line in lines if "segment" in line]
+    assert [(s["start_time"], s["end_time"]) for s in streamed] == [
+        (s["start_time"], s["end_time"]) for s in whole["segments"]
+    ]
+    assert whole["segments"][0]["start_time"] == 0.2
