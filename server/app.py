@@ -153,7 +153,7 @@ def build_services(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.health_sections["voice_design"] = lambda: design_health(settings.design_model_id)
     aligner = build_aligner(settings)
     app.state.word_timing = WordTiming(aligner)
-    app.state.jobs = build_job_runner(settings, app.state.speech)
+    app.state.jobs = build_job_runner(settings, app.state.speech, aligner)
     app.state.health_sections["jobs"] = app.state.jobs.describe
     app.state.health_sections["aligner"] = aligner.describe if aligner is not None else aligner_off
 

@@ -63,6 +63,8 @@ class JobRequest(VoiceFields):
     paragraph_pause_ms: int = Field(default=600, ge=0, le=MAX_PAUSE_MS)
     item_pause_ms: int = Field(default=400, ge=0, le=MAX_PAUSE_MS)
     chapter_pause_ms: int = Field(default=1500, ge=0, le=MAX_PAUSE_MS)
+    # Word timestamps from the aligner slot (ALIGNER_MODEL_ID) for every segment.
+    timestamps: bool = False
 
     @model_validator(mode="after")
     def _one_input(self) -> JobRequest:

@@ -28,6 +28,9 @@ class SegmentRow:
     done: bool
     samples: int | None  # at 24 kHz, once done
     attempts: int  # how many times its synthesis started
+    # Word timestamps ([word, start, end] in seconds from the segment's start) when the job
+    # asked for them; None otherwise.
+    words: list[list[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,4 +66,5 @@ def segment_of(row: sqlite3.Row) -> SegmentRow:
     spec = SegmentSpec(
         row["text"], row["voice"], row["instructions"], row["language"], row["chapter"], row["pause_after_ms"]
     )
-    return SegmentRow(row["idx"], spec, bool(row["done"]), row["samples"], row["attempts"])
+    words = json.loads(row["words"]) if row["words"] else None
+    return SegmentRow(row["idx"], spec, bool(row["done"]), row["samples"], row["attempts"], words)

@@ -23,7 +23,7 @@ from server.jobs.inputs import chapter_starts
 from server.jobs.records import SegmentRow
 from server.jobs.tags import write_chapters
 from server.speech.subtitles import SubtitleFormat, render_subtitles
-from server.speech.timestamps import SegmentWords
+from server.speech.timestamps import SegmentWords, Word
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,13 @@ def timeline(segments: list[SegmentRow]) -> list[Placed]:
 
 
 def subtitles(segments: list[SegmentRow], fmt: SubtitleFormat) -> str:
-    cues = [SegmentWords(p.index, p.text, p.start, p.end, ()) for p in timeline(segments)]
+    words = {s.index: s.words or [] for s in segments}
+    cues = [
+        SegmentWords(
+            p.index, p.text, p.start, p.end, tuple(Word(w, p.start + a, p.start + b) for w, a, b in words[p.index])
+        )
+        for p in timeline(segments)
+    ]
     return render_subtitles(cues, fmt)
 
 

@@ -28,13 +28,14 @@ from server.engine.errors import (
     ModelLoadError,
     QueueFullError,
 )
+from server.engine.slots.aligner import AlignerSlot
 from server.errors import APIError, to_api_error
 from server.jobs.records import JobRecord, SegmentRow
 from server.jobs.results import encode_result
-from server.jobs.segments import dead_here, owner_token, segment_options, write_segment
+from server.jobs.segments import dead_here, owner_token, segment_options, segment_words, write_segment
 from server.jobs.store import JobStore
 from server.speech.request_log import SpeechStats
-from server.speech.synthesis import SpeechService
+from server.speech.synthesis import SegmentAudio, SpeechService
 from server.speech.voice_resolution import ResolvedVoice
 
 log = logging.getLogger("qwen3-tts.jobs")
@@ -74,8 +75,16 @@ VoiceResolver = Callable[[dict[str, Any], str], Awaitable[tuple[ResolvedVoice, A
 class JobRunner:
     """The jobs of one server: the store, the workers, and who is told of progress."""
 
-    def __init__(self, store: JobStore, speech: SpeechService, limits: JobLimits, resolve: VoiceResolver) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        speech: SpeechService,
+        limits: JobLimits,
+        resolve: VoiceResolver,
+        aligner: AlignerSlot | None = None,
+    ) -> None:
         self.store = store
+        self.aligner = aligner  # word timestamps, for the jobs that ask (None: ALIGNER_MODEL_ID unset)
         self.speech = speech
         self.limits = limits
         self._resolve = resolve
@@ -299,10 +308,13 @@ class JobRunner:
         # A segment with pause tags or SSML plans as several parts: every one runs in the background.
         rest = tuple(replace(part, job=replace(part.job, background=True)) for part in plan.rest)
         plan = replace(plan, job=replace(plan.job, background=True), rest=rest)
-        pcm = await self.speech.collect(plan, SpeechStats())
+        heard: list[SegmentAudio] = []
+        timed = request.get("timestamps") and self.aligner is not None
+        pcm = await self.speech.collect(plan, SpeechStats(), heard.append if timed else None)
+        words = await segment_words(self.aligner, plan, heard) if timed and self.aligner is not None else None
         path = self.store.segment_path(job.id, segment.index)
         await asyncio.to_thread(write_segment, path, pcm.tobytes())
-        self.store.segment_done(job.id, segment.index, int(pcm.shape[0]), len(segment.spec.text))
+        self.store.segment_done(job.id, segment.index, int(pcm.shape[0]), len(segment.spec.text), words)
 
     async def _voice(self, job: JobRecord, name: str) -> tuple[ResolvedVoice, Any]:
         key = (job.id, name)

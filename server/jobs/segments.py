@@ -4,6 +4,7 @@ lease on it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -13,10 +14,15 @@ from typing import Any
 
 from server.engine.jobs import SAMPLE_RATE, SamplingParams
 from server.engine.sequence import segment_seed
+from server.engine.slots.aligner import AlignerSlot, AlignmentError
 from server.jobs.records import SegmentRow
-from server.speech.planning import SpeechOptions, pronunciations_of
+from server.speech.planning import SpeechOptions, SpeechPlan, pronunciations_of
 from server.speech.requests import PronunciationEntry
+from server.speech.synthesis import SegmentAudio
+from server.speech.timestamps import aligner_language, place_words
 from server.text.pronunciations import Pronunciation
+
+log = logging.getLogger("qwen3-tts.jobs")
 
 
 def segment_options(request: dict[str, Any], segment: SegmentRow) -> SpeechOptions:
@@ -39,6 +45,27 @@ def segment_options(request: dict[str, Any], segment: SegmentRow) -> SpeechOptio
         gain=request["gain"],
         pronunciations=stored_pronunciations(request),
     )
+
+
+async def segment_words(aligner: AlignerSlot, plan: SpeechPlan, heard: list[SegmentAudio]) -> list[list[Any]]:
+    """The words of a job's segment, [word, start, end] in seconds from its start, from the
+    aligner slot (as a speech request's are timed). A segment the aligner cannot time gets
+    no words (logged): its audio is kept all the same."""
+    words: list[list[Any]] = []
+    offset = 0.0
+    for audio in heard:
+        offset += plan.pause_before(audio.index) / SAMPLE_RATE
+        text, part = plan.segments[audio.index], plan.part_of(audio.index)
+        duration = audio.delivered_samples / SAMPLE_RATE
+        try:
+            spans = await aligner.align(audio.natural, SAMPLE_RATE, text, aligner_language(part.job.language, text))
+        except AlignmentError as exc:
+            log.warning("no word timestamps for a job's segment", extra={"error": str(exc)})
+            spans = []
+        placed = place_words(spans, offset=offset, speed=part.speed, duration=duration)
+        words += [[word.word, round(word.start, 3), round(word.end, 3)] for word in placed]
+        offset += duration
+    return words
 
 
 def owner_token() -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from server.config import Settings
 from server.engine.jobs import SAMPLE_RATE
 from server.engine.sequence import draw_seed
+from server.engine.slots.aligner import HOW_TO_ENABLE, AlignerSlot
 from server.errors import APIError, invalid_request
 from server.jobs.inputs import JobRequest, plan_segments
 from server.jobs.records import JobRecord, SegmentRow
@@ -61,6 +62,8 @@ async def accept(runner: JobRunner, speech: SpeechService, body: JobRequest, own
     """Check a job as a speech request would be checked (model, format, every voice and
     language, the token cap), then store it: the 202 means it is on disk."""
     runner.check_room()
+    if body.timestamps and runner.aligner is None:
+        raise invalid_request(HOW_TO_ENABLE, param="timestamps", code="timestamps_unavailable")
     segments = plan_segments(body, runner.limits.max_input_bytes)
     speech.token_cap_for(body.max_new_tokens)
     fmt = (await speech.prepare(body))[1]
@@ -81,6 +84,7 @@ async def accept(runner: JobRunner, speech: SpeechService, body: JobRequest, own
         "max_new_tokens": body.max_new_tokens,
         "sample_rate": body.sample_rate,
         "gain": body.gain,
+        "timestamps": body.timestamps,
         # The request's own pronunciations, applied to every segment (checked here: a 400 now).
         "pronunciations": [entry.model_dump() for entry in body.pronunciations or ()],
     }
@@ -147,7 +151,7 @@ def job_body_limit(settings: Settings) -> int:
     return 2 * settings.jobs_max_input_bytes + FIELDS_OVERHEAD_BYTES
 
 
-def build_job_runner(settings: Settings, speech: SpeechService) -> JobRunner:
+def build_job_runner(settings: Settings, speech: SpeechService, aligner: AlignerSlot | None = None) -> JobRunner:
     concurrency = settings.jobs_concurrency or max(settings.max_batch_size - 1, 1)
     limits = JobLimits(
         directory=settings.jobs_dir,
@@ -157,4 +161,4 @@ def build_job_runner(settings: Settings, speech: SpeechService) -> JobRunner:
         max_queued=settings.jobs_max_queued,
         max_input_bytes=settings.jobs_max_input_bytes,
     )
-    return JobRunner(JobStore(settings.jobs_dir), speech, limits, voice_resolver(speech))
+    return JobRunner(JobStore(settings.jobs_dir), speech, limits, voice_resolver(speech), aligner)

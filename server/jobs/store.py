@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS segments (
     attempts INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until REAL,
+    words TEXT,
     PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX IF NOT EXISTS segments_to_do ON segments (job_id, idx) WHERE done = 0;
@@ -327,11 +328,13 @@ class JobStore:
                 db.execute("UPDATE jobs SET lease_until = NULL WHERE lease_owner = ?", (owner,))
         return len(gone)
 
-    def segment_done(self, job_id: str, index: int, samples: int, chars: int) -> None:
+    def segment_done(
+        self, job_id: str, index: int, samples: int, chars: int, words: list[list[Any]] | None = None
+    ) -> None:
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE segments SET done = 1, samples = ? WHERE job_id = ? AND idx = ? AND done = 0",
-                (samples, job_id, index),
+                "UPDATE segments SET done = 1, samples = ?, words = ? WHERE job_id = ? AND idx = ? AND done = 0",
+                (samples, json.dumps(words) if words is not None else None, job_id, index),
             ).rowcount
             if changed:
                 db.execute(

@@ -35,7 +35,7 @@ And then it was over.
 
 @pytest.fixture(scope="module")
 def jobs_server(
-    custom_voice_dir: Path, base_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    custom_voice_dir: Path, base_dir: Path, aligner_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     scratch = tmp_path_factory.mktemp("jobs-api")
     with live_server(
@@ -48,6 +48,7 @@ def jobs_server(
         max_new_tokens=24,
         audio_cache_max=0,
         api_keys=",".join(KEYS),
+        aligner_model_id=str(aligner_checkpoint),  # word timestamps, for the job that asks
     ) as running:
         yield running
 
@@ -301,3 +302,35 @@ def test_a_jobs_pronunciations_are_read_as_on_the_speech_endpoint(jobs_server: L
             json={"voice": "Ryan", "input": "Hi.", "pronunciations": [{**said, "language": "Klingon"}]},
         )
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "pronunciations[0].language"
+
+
+def test_word_timestamps_come_from_the_aligner_and_time_the_subtitles(jobs_server: LiveServer) -> None:
+    with client(jobs_server) as http:
+        job = submit(http, input=BOOK, response_format="wav", seed=8, timestamps=True)
+        _, done = progress_until_done(http, job["id"])
+        assert done["status"] == "succeeded"
+        segments = http.get(f"/v1/audio/jobs/{job['id']}/segments").json()["data"]
+        vtt = http.get(f"/v1/audio/jobs/{job['id']}/subtitles").text
+    for segment in segments:
+        words = segment["words"]
+        assert [w["word"] for w in words] == segment["text"].replace(".", "").split()
+        assert all(segment["start"] <= w["start"] <= w["end"] <= segment["end"] + 0.001 for w in words)
+    # WebVTT marks the words after each cue's first with their times (karaoke-style).
+    later = segments[1]["words"][1]["start"]
+    assert f"<{_vtt_clock(later)}>" in vtt
+
+
+def _vtt_clock(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
+
+
+def test_word_timestamps_need_the_aligner(server: LiveServer) -> None:
+    """The suite's shared server has no aligner: asking is a 400 that says how to turn it on."""
+    with server.client() as http:
+        refused = http.post("/v1/audio/jobs", json={"voice": "Ryan", "input": "Hi.", "timestamps": True})
+    assert refused.status_code == 400
+    assert (refused.json()["error"]["param"], refused.json()["error"]["code"]) == (
+        "timestamps",
+        "timestamps_unavailable",
+    )

@@ -214,9 +214,17 @@ async def job_segments(job_id: str, request: Request) -> dict[str, Any]:
                 "start": round(where.start, 3) if where else None,
                 "end": round(where.end, 3) if where else None,
                 "pause_after_ms": segment.spec.pause_after_ms,
+                "words": _words(segment.words, where.start if where else 0.0),
             }
         )
     return {"object": "list", "data": data}
+
+
+def _words(words: list[list[Any]] | None, start: float) -> list[dict[str, Any]] | None:
+    """A segment's word timestamps (asked for with `timestamps: true`), in seconds of the result."""
+    if words is None:
+        return None
+    return [{"word": w, "start": round(start + a, 3), "end": round(start + b, 3)} for w, a, b in words]
 
 
 @router.delete("/v1/audio/jobs/{job_id}")
