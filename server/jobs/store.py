@@ -78,6 +78,21 @@ ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
 
 
+# Columns added after the first schema: a store written by an earlier version gets them.
+LATER_COLUMNS = {
+    "jobs": ("lease_owner TEXT", "lease_until REAL"),
+    "segments": ("lease_owner TEXT", "lease_until REAL", "words TEXT"),
+}
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, columns in LATER_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
 class StoreDamaged(Exception):
     """The database could not be opened or failed its integrity check."""
 
@@ -133,6 +148,7 @@ class JobStore:
             if verdict != "ok":
                 raise StoreDamaged(verdict)
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
         except BaseException:
             db.close()
             raise
