@@ -39,6 +39,7 @@ def parse(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--sample-rate", type=int)
     parser.add_argument("--subtitles", type=Path, help="also write subtitles here (.srt or .vtt)")
+    parser.add_argument("--timestamps", action="store_true", help="time every word (the server's aligner slot)")
     parser.add_argument("--chapters", type=Path, help="also write the chapter list here (JSON)")
     parser.add_argument("--url", default=os.environ.get("QWEN3_TTS_URL", DEFAULT_URL))
     parser.add_argument("--api-key", default=os.environ.get("QWEN3_TTS_API_KEY") or os.environ.get("OPENAI_API_KEY"))
@@ -53,6 +54,8 @@ def form_fields(options: argparse.Namespace) -> dict[str, str]:
         value = getattr(options, name)
         if value is not None:
             fields[name] = str(value)
+    if options.timestamps:
+        fields["timestamps"] = "true"
     return fields
 
 

@@ -269,9 +269,9 @@ def test_the_job_command_submits_shows_progress_and_downloads(
 
     book = tmp_path / "book.md"
     book.write_text(BOOK)
-    output, captions = tmp_path / "book.wav", tmp_path / "book.srt"
+    output, captions = tmp_path / "book.wav", tmp_path / "book.vtt"
     command = ["job", str(book), "--voice", "Ryan", "-o", str(output), "--seed", "11"]
-    command += ["--url", jobs_server.base_url, "--api-key", KEYS[0], "--subtitles", str(captions)]
+    command += ["--url", jobs_server.base_url, "--api-key", KEYS[0], "--subtitles", str(captions), "--timestamps"]
     assert main([*command, "--chapters", str(tmp_path / "chapters.json")]) == 0
     shown = capsys.readouterr().err
     assert "3/3 segments" in shown and f"wrote {output}" in shown
@@ -279,6 +279,7 @@ def test_the_job_command_submits_shows_progress_and_downloads(
     chapters = orjson.loads((tmp_path / "chapters.json").read_bytes())["data"]
     assert len(audio) / rate == pytest.approx(chapters[-1]["end"], abs=0.001)
     assert captions.read_text().count(" --> ") == 3
+    assert captions.read_text().count("<00:") > 0  # each cue's later words carry their times
 
     assert main(["job", str(book), "--voice", "Ryan", "-o", str(output), "--url", jobs_server.base_url]) == 2
     assert "401" in capsys.readouterr().err
