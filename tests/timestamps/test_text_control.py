@@ -82,13 +82,17 @@ def test_streamed_pauses_equal_the_whole_file(timed_server: LiveServer) -> None:
     assert streamed == whole
 
 
-def test_pause_at_another_sample_rate_keeps_its_length(timed_server: LiveServer) -> None:
-    plain = decode_pcm16(speech(timed_server, "Hello there. Goodbye now.", 4, sample_rate=16_000), 16_000)
-    paused = decode_pcm16(speech(timed_server, "Hello there.[pause:0.7s]Goodbye now.", 4, sample_rate=16_000), 16_000)
-    # The resampler's filter carries the speech's edges into the silence (at 16 kHz about
-    # 27 ms of it in all, measured on noise; bench/text_control.py's notes): the rest is zeros.
-    assert longest_zero_run(paused.samples) >= 0.7 * 16_000 - 0.04 * 16_000
-    assert paused.samples.shape[0] > plain.samples.shape[0]
+def test_a_pause_is_exact_at_another_sample_rate_too(timed_server: LiveServer) -> None:
+    text = "Hello there.[pause:0.7s]Goodbye now.[pause:0.25s]"
+    for rate in (16_000, 44_100):
+        audio = speech(timed_server, text, 4, sample_rate=rate)
+        samples = decode_pcm16(audio, rate).samples
+        # The resampler's filter is flushed at the silence and started afresh after it.
+        assert longest_zero_run(samples) == round(0.7 * rate)
+        assert not samples[-round(0.25 * rate) :].any() and samples[-round(0.25 * rate) - 1] != 0
+        with timed_server.client() as client:
+            body = {"input": text, "voice": "Vivian", "response_format": "pcm", "seed": 4, "sample_rate": rate}
+            assert b"".join(client.post("/v1/audio/speech", json=body).iter_bytes()) == audio
 
 
 def test_two_voices_speak_their_segments_in_order(timed_server: LiveServer) -> None:
