@@ -66,6 +66,8 @@ def deployed(
         "MAX_NEW_TOKENS": "64",
         "SHUTDOWN_GRACE": "5",
         "VOICES_DIR": str(tmp_path_factory.mktemp("shared-voices")),
+        # Both replicas run on this machine: they share one job store (docs/jobs.md).
+        "JOBS_DIR": str(tmp_path_factory.mktemp("shared-jobs")),
     }
     log = tmp_path_factory.mktemp("ray-command") / "output.log"
     argv = [sys.executable, "-m", "server", "ray", "--address", ray_cluster.address, "--replicas", "2"]
@@ -172,6 +174,40 @@ def test_a_voice_saved_through_one_replica_speaks_through_the_other(deployed: De
         listed = answered_by(lambda: client.get("/v1/audio/voices"), other).json()["voices"]
         assert [v["name"] for v in listed if v["type"] != "preset"] == ["Cluster Voice"]
         assert answered_by(lambda: create(client, "CLUSTER VOICE"), other).status_code == 409
+
+
+def test_a_job_is_shared_by_the_replicas_and_survives_the_one_that_took_it(deployed: Deployed) -> None:
+    """Accepted by one replica, seen by the other; the accepting replica is killed mid-job;
+    the job still ends with the audio of its segments' single requests, in order."""
+    texts = [f"Cluster line {i}." for i in range(12)]
+    body = {"voice": "alloy", "inputs": [{"input": t} for t in texts], "item_pause_ms": 0, "response_format": "pcm"}
+    with deployed.client() as client:
+        created = client.post("/v1/audio/jobs", json={**body, "seed": 99, "max_new_tokens": 32})
+        assert created.status_code == 202, created.text
+        job_id, taker = created.json()["id"], replica_of(created)
+        other = another_replica(client, taker)
+        seen = answered_by(lambda: client.get(f"/v1/audio/jobs/{job_id}"), other)
+        assert seen.status_code == 200
+        wait_for(lambda: client.get(f"/v1/audio/jobs/{job_id}").json()["progress"]["segments_done"] >= 2, "progress")
+        ray.kill(ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{taker}", namespace="serve"), no_restart=True)
+        job = wait_for(
+            lambda: (
+                (r := client.get(f"/v1/audio/jobs/{job_id}")).status_code == 200
+                and r.json()["status"] in ("succeeded", "failed")
+                and r.json()
+            ),
+            "the job to end",
+        )
+        assert job["status"] == "succeeded", job
+        content = client.get(f"/v1/audio/jobs/{job_id}/content").content
+        expected = b""
+        for i, text in enumerate(texts):
+            single = {"voice": "alloy", "input": text, "seed": 99 + i, "max_new_tokens": 32}
+            response = client.post("/v1/audio/speech", json={**single, "response_format": "pcm", "stream": False})
+            assert response.status_code == 200, response.text
+            expected += response.content
+        assert content == expected
+        wait_for(lambda: app_running(APP_NAME, 2), "the killed replica to be replaced")
 
 
 def test_a_killed_replica_is_replaced_and_the_other_answers_meanwhile(deployed: Deployed) -> None:
