@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from server.engine.jobs import SynthesisJob
 from server.errors import invalid_request
@@ -65,7 +66,7 @@ class Layout:
     trailing_pause: int
     counts: Counts
 
-    @property
+    @cached_property
     def pauses(self) -> tuple[int, ...]:
         """Samples of silence before each segment, then after the last."""
         return (*(segment.pause_before for segment in self.segments), self.trailing_pause)

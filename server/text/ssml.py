@@ -259,8 +259,8 @@ class _Reader:
                 self.add(child.tail or "", voicing)
             if name in ("p", "s"):
                 self.flush()
-        if name in ("break", "mark", "sub", "say-as") and len(node) and name != "sub":
-            raise ScriptError(f"SSML <{name}> holds no elements", "invalid_ssml")
+        if name in ("break", "mark") and (len(node) or (node.text or "").strip()):
+            raise ScriptError(f"SSML <{name}> is empty: it holds no text or elements", "invalid_ssml")
 
     def _break(self, node: Element) -> None:
         if "time" in node.attrib:

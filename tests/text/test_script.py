@@ -112,6 +112,7 @@ def test_chinese_say_as_adds_no_spaces() -> None:
         ("<speak><sub>WWW</sub></speak>", "needs alias"),
         ('<speak xml:lang="tlh">Hi</speak>', "xml:lang"),
         ("<speak>Hi", "well-formed"),
+        ("<speak>Hi <break>there</break></speak>", "is empty"),
     ],
 )
 def test_what_cannot_be_followed_is_refused_by_name(text: str, named: str) -> None:
