@@ -61,7 +61,7 @@ REFUSED: Final = {
 }
 # The attributes each element reads (xml:lang is read on every container).
 _ATTRIBUTES: Final[dict[str, frozenset[str]]] = {
-    "speak": frozenset({"version", _LANG}),
+    "speak": frozenset({"version", _LANG, "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"}),
     "p": frozenset({_LANG}),
     "s": frozenset({_LANG}),
     "lang": frozenset({_LANG}),
@@ -243,6 +243,8 @@ class _Reader:
         elif name == "mark":
             self.mark(_required(node, "name"), voicing)
         elif name == "sub":
+            if len(node):
+                raise ScriptError("SSML <sub> holds text only", "invalid_ssml")
             self.add(_required(node, "alias"), voicing, written=_all_text(node))
         elif name == "say-as":
             self._say_as(node, voicing)

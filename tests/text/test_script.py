@@ -65,7 +65,9 @@ def test_pauses_together_are_bounded() -> None:
 
 def test_ssml_elements() -> None:
     text = (
-        '<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="en-US">'
+        '<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="en-US"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+        ' xsi:schemaLocation="http://www.w3.org/2001/10/synthesis http://www.w3.org/TR/speech-synthesis11/synthesis.xsd">'
         '<p><s>Visit the <sub alias="World Wide Web">WWW</sub>.</s>'
         '<s>Room <say-as interpret-as="cardinal">12</say-as>.</s></p>'
         '<break time="700ms"/><break strength="weak"/><break/>'
@@ -113,6 +115,7 @@ def test_chinese_say_as_adds_no_spaces() -> None:
         ('<speak xml:lang="tlh">Hi</speak>', "xml:lang"),
         ("<speak>Hi", "well-formed"),
         ("<speak>Hi <break>there</break></speak>", "is empty"),
+        ("<speak><sub alias='x'>a<break/></sub></speak>", "text only"),
     ],
 )
 def test_what_cannot_be_followed_is_refused_by_name(text: str, named: str) -> None:
