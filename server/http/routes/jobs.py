@@ -38,6 +38,7 @@ router = APIRouter()
 
 MAX_PAGE = 100
 EVENT_KEEPALIVE_SECONDS = 15.0
+EVENT_POLL_SECONDS = 1.0
 UPLOAD_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 
 
@@ -148,7 +149,9 @@ async def job_events(job_id: str, request: Request) -> Response:
             if shown != last:
                 yield ServerSentEvent(orjson.dumps(shown).decode(), event="progress")
                 last = shown
-            await runner.changed(EVENT_KEEPALIVE_SECONDS)
+            # This process's news wakes it at once; another replica's (a shared store) within
+            # a second.
+            await runner.changed(EVENT_POLL_SECONDS)
 
     return EventSourceResponse(events(), ping=int(EVENT_KEEPALIVE_SECONDS))
 
