@@ -96,7 +96,6 @@ class JobRunner:
         # Per job in this process: (when it was first seen running, characters done then),
         # for the estimate of the time left.
         self._pace: dict[str, tuple[float, int]] = {}
-        self.version = 0
         self._foreground_at = -YIELD_SECONDS  # when other requests were last seen running
         # Who holds a lease: this machine, this process, this start of it.
         self.token = owner_token()
@@ -129,11 +128,13 @@ class JobRunner:
         for task in [*self._tasks, *segments]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.store.exists():
+            # Handed back at once: another process sharing the store takes them now.
+            self.store.release_owners(lambda owner: owner == self.token)
         self.store.close()
 
     def notify(self) -> None:
         """Wake the workers and every progress watcher."""
-        self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
