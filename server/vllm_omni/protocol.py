@@ -24,10 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from server.errors import APIError, invalid_request, user_value, validation_error
 from server.speech.requests import (
     MAX_INPUT_CHARS,
+    MAX_PRONUNCIATIONS,
     MAX_SPEED,
     MIN_SPEED,
     OmniFields,
     OutputFields,
+    PronunciationEntry,
     SamplingFields,
     json_object,
 )
@@ -48,6 +50,8 @@ class SessionConfig(OmniFields, SamplingFields, OutputFields):
     response_format: str = Field(default="wav", max_length=32)
     speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # Read on top of the server's PRONUNCIATIONS_FILE in every sentence, as the HTTP body's.
+    pronunciations: list[PronunciationEntry] | None = Field(default=None, max_length=MAX_PRONUNCIATIONS)
     # Raw PCM chunks as they are generated; false sends one encoded file per sentence.
     stream_audio: bool = False
     # Sentences are spoken as soon as they are complete; clause splitting is not offered.

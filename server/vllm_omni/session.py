@@ -5,7 +5,9 @@ A reader task parses text frames into the inbox; the server task answers them in
 a clone prompt once, for every sentence after it); `input.text` feeds the utterance's text
 stream, which speaks each sentence (one interactive engine job) as soon as it is complete;
 `input.done` speaks the rest and answers `session.done`, and the connection stays open for
-the next utterance. A sentence that fails answers `error` and `audio.done` with
+the next utterance. Pause tags and pronunciations (the session's own, over the server's
+file) are read in each sentence once it is complete, so one cut across deltas is read as in
+the whole text. A sentence that fails answers `error` and `audio.done` with
 `"error": true`, and the utterance goes on with its next sentence, as vLLM-Omni does. When
 the client goes, the server task is cancelled and the sentence being spoken stops.
 """
@@ -28,7 +30,7 @@ from server.engine.slots.aligner import HOW_TO_ENABLE
 from server.errors import APIError, invalid_request, log_refusal
 from server.speech.ending import ClientGone, log_stalled, run_connection
 from server.speech.omni import OmniVoices
-from server.speech.planning import SpeechPlan, options_of, resolve_format, resolve_language
+from server.speech.planning import SpeechPlan, options_of, pronunciations_of, resolve_format, resolve_language
 from server.speech.speaking import speak_plan
 from server.speech.synthesis import SpeechService
 from server.speech.text_stream import TextStream
@@ -152,7 +154,8 @@ class OmniConnection:
 
     async def _configure(self, config: SessionConfig) -> _Session:
         """Everything about the session checked before any text: model, format, language,
-        token cap, and the voice (an inline reference's prompt computed now)."""
+        token cap, pronunciations' languages, and the voice (an inline reference's prompt
+        computed now)."""
         if config.model is not None:
             self.service.models.require(config.model)
         fmt = resolve_format(config.response_format)
@@ -160,6 +163,7 @@ class OmniConnection:
             raise invalid_request("stream_audio sends raw PCM: set response_format to pcm", param="stream_audio")
         resolve_language(config.language, "")
         self.service.token_cap_for(config.max_new_tokens)
+        pronunciations_of(config)
         voice = await self.voices.resolve(config, config.voice)
         return _Session(config, voice, fmt)
 

@@ -304,3 +304,30 @@ def test_a_pause_tag_in_a_session_is_the_http_silence(omni_server: LiveServer) -
     spoken = decode_pcm16(sentences[0].audio).samples
     assert np.count_nonzero(spoken == 0) >= 0.4 * 24_000
     np.testing.assert_array_equal(spoken, http_pcm(omni_server, input=text))
+
+
+def test_a_sessions_pronunciations_are_read_and_a_bad_entry_is_named(omni_server: LiveServer) -> None:
+    """An entry whose written text is cut across deltas is read as its alias: the sentence is
+    the HTTP audio for the alias written in place, same seed. A malformed entry is an error
+    naming the field, and the session stays usable."""
+    entries = [{"text": "Hello there", "alias": "Good morning"}]
+    config = {**PLUGIN_CONFIG, "timestamp_type": "none", "seed": 11}
+    with plugin_socket(omni_server) as socket:
+        send(socket, {**config, "pronunciations": [{"text": "Hello"}]})
+        missing_alias = event(socket)
+        send(socket, {**config, "pronunciations": [{"text": "Hello", "alias": "Hi", "language": "Klingon"}]})
+        unknown_language = event(socket)
+        send(socket, {**config, "pronunciations": entries})
+        for delta in ("Hel", "lo the", "re, my friend."):
+            send(socket, {"type": "input.text", "text": delta})
+        send(socket, {"type": "input.done"})
+        sentences, _ = read_utterance(socket)
+    assert missing_alias["type"] == "error" and missing_alias["param"] == "pronunciations", missing_alias
+    assert "alias" in missing_alias["message"]
+    assert unknown_language["type"] == "error" and unknown_language["param"] == "pronunciations[0].language"
+    assert len(sentences) == 1 and not sentences[0].errors
+    assert sentences[0].start["sentence_text"] == "Hello there, my friend."  # the written text
+    spoken = decode_pcm16(sentences[0].audio).samples
+    np.testing.assert_array_equal(spoken, http_pcm(omni_server, input="Good morning, my friend."))
+    np.testing.assert_array_equal(spoken, http_pcm(omni_server, pronunciations=entries))
+    assert not np.array_equal(spoken, http_pcm(omni_server))  # the written text sounds otherwise
