@@ -52,13 +52,11 @@ SWEEP_SECONDS = 60.0
 # of it): a process that dies on another machine hands its work over after this long.
 LEASE_SECONDS = 30.0
 IDLE_POLL_SECONDS = 2.0
-# While other requests run, and for YIELD_SECONDS after, jobs keep only this share of
-# JOBS_CONCURRENCY (at least one) in the batch, checked every YIELD_POLL_SECONDS: new
-# segments wait, and the segments started last are stopped (and taken again later: the same
-# seed gives the same audio, so only their frames so far are lost).
+# While other requests run, and for YIELD_SECONDS after, jobs start new segments only up to
+# this share of JOBS_CONCURRENCY (at least one), checked every YIELD_POLL_SECONDS.
 YIELD_SHARE = 0.25
 YIELD_SECONDS = 2.0
-YIELD_POLL_SECONDS = 0.02
+YIELD_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class JobRunner:
         self.limits = limits
         self._resolve = resolve
         self._voices: dict[tuple[str, str], tuple[ResolvedVoice, Any]] = {}
-        self._running: dict[str, dict[int, tuple[asyncio.Task[None], float]]] = {}
+        self._running: dict[str, dict[int, asyncio.Task[None]]] = {}
         self._finishing: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -120,12 +118,11 @@ class JobRunner:
             self._tasks.append(asyncio.create_task(self._work(), name=f"job-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweeper"))
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="job-heartbeat"))
-        self._tasks.append(asyncio.create_task(self._yield_rows(), name="job-yield"))
 
     async def stop(self) -> None:
         """Stop taking segments; the ones in flight are dropped (not marked done), so the
         next run generates them again."""
-        segments = [task for running in self._running.values() for task, _ in running.values()]
+        segments = [task for running in self._running.values() for task in running.values()]
         for task in [*self._tasks, *segments]:
             task.cancel()
         for task in [*self._tasks, *segments]:
@@ -182,9 +179,9 @@ class JobRunner:
 
     async def delete(self, job: JobRecord) -> None:
         """Cancel a job's segments in flight, then remove it and its files."""
-        for task, _ in list(self._running.get(job.id, {}).values()):
+        for task in list(self._running.get(job.id, {}).values()):
             task.cancel()
-        for task, _ in list(self._running.get(job.id, {}).values()):
+        for task in list(self._running.get(job.id, {}).values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.to_thread(self.store.delete, job.id)
@@ -241,22 +238,6 @@ class JobRunner:
             if self.store.exists():
                 self.store.renew(self.token, LEASE_SECONDS)
 
-    @property
-    def _share(self) -> int:
-        return max(1, int(self.limits.concurrency * YIELD_SHARE))
-
-    async def _yield_rows(self) -> None:
-        """Make room for other requests: while they run, stop the segments started last
-        beyond the jobs' share (their rows free at the next frame)."""
-        while True:
-            await asyncio.sleep(YIELD_POLL_SECONDS)
-            if not self._yielding():
-                continue
-            running = [(started, task) for job in self._running.values() for task, started in job.values()]
-            running.sort(key=lambda item: item[0])
-            for _, task in running[self._share :]:
-                task.cancel()
-
     def _in_flight(self) -> int:
         return sum(len(running) for running in self._running.values())
 
@@ -273,7 +254,7 @@ class JobRunner:
     async def _work(self) -> None:
         while True:
             changed = self._changed
-            if self._yielding() and self._in_flight() >= self._share:
+            if self._yielding() and self._in_flight() >= max(1, int(self.limits.concurrency * YIELD_SHARE)):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), YIELD_POLL_SECONDS)
                 continue
@@ -287,7 +268,7 @@ class JobRunner:
                 continue
             job, segment = claim
             task = asyncio.create_task(self._segment(job, segment), name=f"{job.id}-{segment.index}")
-            self._running.setdefault(job.id, {})[segment.index] = (task, time.monotonic())
+            self._running.setdefault(job.id, {})[segment.index] = task
             try:
                 await asyncio.wait([task])
             finally:
@@ -353,7 +334,7 @@ class JobRunner:
 
     def _cancel_rest(self, job_id: str) -> None:
         current = asyncio.current_task()
-        for task, _ in list(self._running.get(job_id, {}).values()):
+        for task in list(self._running.get(job_id, {}).values()):
             if task is not current:
                 task.cancel()
 

@@ -5,8 +5,7 @@ until done; DELETE; who sees which job; pages; the limits and a file upload."""
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -336,38 +335,3 @@ def test_word_timestamps_need_the_aligner(server: LiveServer) -> None:
         "timestamps",
         "timestamps_unavailable",
     )
-
-
-def test_jobs_give_their_rows_up_to_a_request_and_their_audio_does_not_change(jobs_server: LiveServer) -> None:
-    """While a request runs, the job keeps only a quarter of its rows: the segments started
-    last are stopped and generated again later, to the same bytes."""
-    many = [{"input": f"Yield test line {i} is here."} for i in range(20)]
-    body = {"inputs": many, "response_format": "pcm", "seed": 300, "item_pause_ms": 0}
-
-    def running() -> int:
-        with client(jobs_server) as http:
-            return int(http.get("/health").json()["jobs"]["segments_running"])
-
-    with client(jobs_server) as http:
-        job = submit(http, **body)
-        wait_until(lambda: running() >= 4, "the job to fill the batch")
-        speech = {"voice": "Vivian", "input": "A request arrives. " * 6, "response_format": "pcm", "seed": 1}
-        with http.stream("POST", "/v1/audio/speech", json=speech) as response:
-            assert response.status_code == 200
-            # The request holds its place (its first bytes are not even read): the job yields.
-            wait_until(lambda: running() <= 1, "the job to give its rows up")
-        _, done = progress_until_done(http, job["id"])
-        assert done["status"] == "succeeded"
-        segments = http.get(f"/v1/audio/jobs/{job['id']}/segments").json()["data"]
-        assert max(s["attempts"] for s in segments) >= 2  # some were stopped and taken again
-        yielded = http.get(f"/v1/audio/jobs/{job['id']}/content").content
-        again = submit(http, **body)
-        progress_until_done(http, again["id"])
-        assert http.get(f"/v1/audio/jobs/{again['id']}/content").content == yielded
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
