@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -184,7 +185,10 @@ class JobRunner:
         for task in list(self._running.get(job.id, {}).values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await asyncio.to_thread(self.store.delete, job.id)
+        # The record here (the connection is the event loop's), the files on a thread: a
+        # book's folder holds thousands of them.
+        self.store.delete(job.id, files=False)
+        await asyncio.to_thread(shutil.rmtree, self.store.job_dir(job.id), True)
         self._forget(job.id)
         self.notify()
 

@@ -259,9 +259,11 @@ class JobStore:
             (status, now, now + ttl, result_bytes, error, error_code, result_bytes or 0, job_id),
         )
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, *, files: bool = True) -> None:
+        """Remove the job (its segments with it) and, unless told otherwise, its folder."""
         self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        if files:
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def expired(self, now: float) -> list[str]:
         rows = self.db.execute("SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
