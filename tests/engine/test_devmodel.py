@@ -167,8 +167,14 @@ def test_base_clones_from_a_prompt(base: Qwen3TTSModel, reference_audio: np.ndar
 
 def test_base_clones_from_raw_reference_audio(base: Qwen3TTSModel, reference_audio: np.ndarray) -> None:
     torch.manual_seed(0)
+    # At the codec's own rate: at another, the package resamples with librosa, whose first call
+    # compiles numba kernels (half a minute in a fresh environment) and tests nothing of ours.
     wavs, sample_rate = base.generate_voice_clone(
-        "Hello there.", "Auto", ref_audio=(reference_audio, 16_000), ref_text="Reference words.", max_new_tokens=256
+        "Hello there.",
+        "Auto",
+        ref_audio=(reference_audio, SAMPLE_RATE),
+        ref_text="Reference words.",
+        max_new_tokens=256,
     )
     _assert_audible(wavs, sample_rate)
 
