@@ -38,7 +38,7 @@ TEXT = "A short sentence, spoken on a device that only says it is a GPU."
 # The prompts here are short and no row runs past 40 frames: one length bucket (256) per batch
 # bucket is enough, and each capture and warm-up on the simulated device costs seconds.
 LIMITS = LoopLimits(max_batch=4, max_length=256)
-FRAMES = 12  # token cap per segment: three chunks (2, 4, then 6 frames)
+FRAMES = 8  # token cap per segment: three chunks (2, 4, then 2 frames)
 
 
 @dataclass
