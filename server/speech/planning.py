@@ -236,10 +236,25 @@ class SpeechPlanner:
         script = pronounce(script, self.pronunciations.lexicon(options.pronunciations), options.language)
         if not script.plain:
             return self._scripted(script, options, voice, fmt, endpoint, seed, per_sentence, interactive, voices)
-        job = SynthesisJob(
+        segments = split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0)
+        language = resolve_language(options.language, options.input)
+        job = self._job(options, voice, segments, language, seed, interactive)
+        return plan_of(job, options, fmt, endpoint, voice, speed=options.speed, gain=options.gain)
+
+    def _job(
+        self,
+        options: SpeechOptions,
+        voice: ResolvedVoice,
+        segments: tuple[str, ...],
+        language: str,
+        seed: int,
+        interactive: bool,
+    ) -> SynthesisJob:
+        """The engine's job for `segments` in `voice`, with the request's shared settings."""
+        return SynthesisJob(
             slot=voice.slot,
-            segments=split_pieces(options.input, per_sentence=per_sentence or options.speed != 1.0),
-            language=resolve_language(options.language, options.input),
+            segments=segments,
+            language=language,
             token_cap=self.token_cap_for(options.max_new_tokens),
             speaker=voice.speaker,
             clone=voice.clone,
@@ -248,18 +263,6 @@ class SpeechPlanner:
             sampling=options.sampling,
             chunks=self._chunk_plan(options.first_chunk_frames),
             interactive=interactive,
-        )
-        return SpeechPlan(
-            job=job,
-            format=fmt,
-            speed=options.speed,
-            endpoint=endpoint,
-            voice_label=voice.label,
-            chars=len(options.input),
-            instructions_given=bool(options.instructions),
-            sample_rate=options.sample_rate,
-            gain=options.gain,
-            seed_sent=options.seed is not None,
         )
 
     async def script_voices(self, text: str) -> dict[str, ResolvedVoice]:
@@ -297,36 +300,15 @@ class SpeechPlanner:
             speed = options.speed * voicing.rate
             if not MIN_SPEED <= speed <= MAX_SPEED:
                 raise invalid_request(f"prosody rate gives a speed of {speed:g}; 0.25 to 4 is possible", param="input")
-            text = " ".join(segment.text for segment in segments)
-            job = SynthesisJob(
-                slot=speaker.slot,
-                segments=tuple(segment.text for segment in segments),
-                language=resolve_language(voicing.language or options.language, text),
-                token_cap=self.token_cap_for(options.max_new_tokens),
-                speaker=speaker.speaker,
-                clone=speaker.clone,
-                instruct=options.instructions or None,
-                seed=segment_seed(seed, first),
-                sampling=options.sampling,
-                chunks=self._chunk_plan(options.first_chunk_frames),
-                interactive=interactive,
-            )
+            texts = tuple(segment.text for segment in segments)
+            language = resolve_language(voicing.language or options.language, " ".join(texts))
+            job = self._job(options, speaker, texts, language, segment_seed(seed, first), interactive)
             label = speaker.speaker if speaker.speaker is not None else speaker.label
             parts.append(PlanPart(job, speed, options.gain * voicing.gain, first, label))
         head = parts[0]
-        return SpeechPlan(
-            job=replace(head.job, seed=seed),
-            format=fmt,
-            speed=head.speed,
-            endpoint=endpoint,
-            voice_label=voice.label,
-            chars=len(options.input),
-            instructions_given=bool(options.instructions),
-            sample_rate=options.sample_rate,
-            gain=head.gain,
-            seed_sent=options.seed is not None,
-            rest=tuple(parts[1:]),
-            layout=layout,
+        job = replace(head.job, seed=seed)
+        return plan_of(
+            job, options, fmt, endpoint, voice, speed=head.speed, gain=head.gain, rest=tuple(parts[1:]), layout=layout
         )
 
     def _silent_part(self, voice: ResolvedVoice, options: SpeechOptions) -> PlanPart:
@@ -344,3 +326,32 @@ class SpeechPlanner:
         if first_frames is None:
             return self.chunk_plan
         return replace(self.chunk_plan, first_frames=first_frames)
+
+
+def plan_of(
+    job: SynthesisJob,
+    options: SpeechOptions,
+    fmt: FormatSpec,
+    endpoint: str,
+    voice: ResolvedVoice,
+    *,
+    speed: float,
+    gain: float,
+    rest: tuple[PlanPart, ...] = (),
+    layout: Layout | None = None,
+) -> SpeechPlan:
+    """The plan of a request whose first (or only) part is `job`."""
+    return SpeechPlan(
+        job=job,
+        format=fmt,
+        speed=speed,
+        endpoint=endpoint,
+        voice_label=voice.label,
+        chars=len(options.input),
+        instructions_given=bool(options.instructions),
+        sample_rate=options.sample_rate,
+        gain=gain,
+        seed_sent=options.seed is not None,
+        rest=rest,
+        layout=layout,
+    )
